@@ -1,0 +1,59 @@
+//! Every metric Warden exports, declared in one place with its help text.
+//!
+//! Labels come only from policy (agent ids, provider names), bounded model names and stable
+//! codes — never tokens, keys or request ids.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Buckets for whole-request latency: from sub-millisecond refusals to multi-minute generations.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+
+/// Warden's metrics and the registry they are exported from.
+pub struct Metrics {
+    registry: Registry,
+    /// `warden_requests_total{agent,model,provider,code}`.
+    pub requests: IntCounterVec,
+    /// `warden_request_duration_seconds{code}`: from the request head to the last response byte.
+    pub request_duration: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("warden_requests_total", "Requests handled, by agent, model, provider and outcome code (a SPEC error code, `ok`, or `upstream_4xx`/`upstream_5xx` for provider errors)."),
+            &["agent", "model", "provider", "code"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "warden_request_duration_seconds",
+                "Time from the request head to the end of the response, by outcome code.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["code"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}

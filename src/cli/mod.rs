@@ -1,0 +1,80 @@
+//! The command line: one file per subcommand.
+
+pub mod check;
+pub mod demo;
+pub mod keys;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Warden: identity and policy for AI agents' LLM traffic, as a sidecar proxy.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar proxy on a policy file or directory.
+    Serve {
+        /// Policy file or directory of *.yaml files [default: $WARDEN_CONFIG, else config/warden.yaml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate policy files as `serve` would load them; prints file:line:col: message.
+    Check {
+        /// Policy files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run Warden with a built-in example policy and mock provider; prints commands to try.
+    Demo {
+        /// Proxy address
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        listen: String,
+        /// Admin (metrics, health) address
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin: String,
+    },
+    /// Manage agent API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new API key for an agent: prints the secret once and the policy YAML to paste.
+    New {
+        /// Agent id the key is for
+        #[arg(long)]
+        agent: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    match cli.command {
+        Command::Serve { config } => serve::run(config),
+        Command::Check { paths } => check::run(&paths),
+        Command::Demo { listen, admin } => demo::run(&listen, &admin),
+        Command::Keys {
+            command: KeysCommand::New { agent },
+        } => keys::new(&agent),
+    }
+}
+
+fn init_logging() {
+    let env =
+        env_logger::Env::default().filter_or("WARDEN_LOG", "info,pingora_core::connectors=warn");
+    let _ = env_logger::Builder::from_env(env)
+        .format_target(false)
+        .try_init();
+}

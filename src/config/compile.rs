@@ -1,0 +1,579 @@
+//! Policy files → one validated [`Snapshot`].
+//!
+//! Every check reports a [`Problem`] with its file, line and column and compiling goes on, so
+//! `warden check` shows all problems at once. Any error refuses the whole policy.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderValue, Uri};
+use jiff::Timestamp;
+use serde_saphyr::Spanned;
+
+use super::file::{AgentSpec, AuthSpec, PolicyFile, ProviderKindSpec, ProviderSpec, ServerSpec};
+use super::problem::{Problem, Problems};
+use super::snapshot::{
+    Agent, AgentStatus, HttpUpstream, Provider, ServerSettings, Snapshot, Upstream, UpstreamAuth,
+};
+use super::source::Sources;
+use crate::identity::api_key::{parse_hash, KeyIndex};
+use crate::limits::LiveState;
+use crate::policy::globs::{is_literal, Globs};
+
+/// Defaults for `server:` when a policy leaves a field out.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9464";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 10.0;
+pub const DEFAULT_READ_TIMEOUT_SECS: f64 = 600.0;
+
+/// What compiling may touch outside the policy text.
+pub struct Environment<'a> {
+    /// Live limit state to bind agents to (shared across reloads).
+    pub live: &'a LiveState,
+    /// Resolve provider hosts (serve) or leave them unresolved (check, tests).
+    pub resolve_hosts: bool,
+    /// Read provider keys from the environment and files (serve) or skip them (check: CI has
+    /// no production secrets).
+    pub read_secrets: bool,
+}
+
+/// A compiled snapshot with the warnings found on the way.
+pub struct Compiled {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<Problem>,
+}
+
+/// Parses, merges, validates and compiles policy sources.
+pub fn compile(sources: &Sources, env: &Environment<'_>) -> Result<Compiled, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut parsed = Vec::with_capacity(sources.files.len());
+    for file in &sources.files {
+        match serde_saphyr::from_str::<PolicyFile>(&file.text) {
+            Ok(policy) => parsed.push((file.path.as_path(), policy)),
+            Err(e) => problems.push(parse_problem(&file.path, &e)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let mut builder = Builder {
+        env,
+        problems: &mut problems,
+        server: None,
+        providers: Vec::new(),
+        provider_names: HashMap::new(),
+        agents: Vec::new(),
+        agent_ids: HashMap::new(),
+        key_ids: HashMap::new(),
+        keys: KeyIndex::default(),
+    };
+    for (path, policy) in &parsed {
+        builder.file(path, policy);
+    }
+    for (path, policy) in &parsed {
+        builder.agents(path, policy);
+    }
+    let server = builder.server.take().map(|(_, s)| s);
+    let Builder {
+        providers,
+        agents,
+        keys,
+        ..
+    } = builder;
+
+    if problems.iter().any(Problem::is_error) {
+        return Err(problems);
+    }
+    let snapshot = Snapshot {
+        version: sources.version.clone(),
+        server: server.unwrap_or_else(default_server),
+        providers,
+        agents,
+        keys,
+    };
+    Ok(Compiled {
+        snapshot,
+        warnings: problems,
+    })
+}
+
+fn parse_problem(path: &Path, e: &serde_saphyr::Error) -> Problem {
+    let message = first_line(&e.to_string());
+    match e.location() {
+        Some(at) => Problem::error(path, at, message),
+        None => Problem::file_error(path, message),
+    }
+}
+
+/// serde-saphyr renders a source snippet after the message; `check` wants one line.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+fn default_server() -> ServerSettings {
+    ServerSettings {
+        listen: DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4000))),
+        admin: DEFAULT_ADMIN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
+        connect_timeout: Duration::from_secs_f64(DEFAULT_CONNECT_TIMEOUT_SECS),
+        read_timeout: Duration::from_secs_f64(DEFAULT_READ_TIMEOUT_SECS),
+    }
+}
+
+struct Builder<'a, 'e> {
+    env: &'a Environment<'e>,
+    problems: &'a mut Vec<Problem>,
+    server: Option<(String, ServerSettings)>,
+    providers: Vec<Provider>,
+    provider_names: HashMap<String, String>,
+    agents: Vec<Agent>,
+    agent_ids: HashMap<String, String>,
+    key_ids: HashMap<String, String>,
+    keys: KeyIndex,
+}
+
+impl Builder<'_, '_> {
+    fn at<'p>(&'p mut self, file: &'p Path) -> Problems<'p> {
+        Problems {
+            file,
+            found: self.problems,
+        }
+    }
+
+    /// Everything but agents: agents are checked against the providers of every file.
+    fn file(&mut self, path: &Path, policy: &PolicyFile) {
+        if policy.version.value != 1 {
+            let message = format!(
+                "unsupported policy version {} (expected 1)",
+                policy.version.value
+            );
+            self.at(path).error(&policy.version, message);
+        }
+        if let Some(server) = &policy.server {
+            let settings = self.server_settings(path, &server.value);
+            let here = format!("{}:{}", path.display(), server.referenced.line());
+            match &self.server {
+                Some((first, _)) => {
+                    let message = format!("`server` is already defined at {first}");
+                    self.at(path).error(server, message);
+                }
+                None => self.server = Some((here, settings)),
+            }
+        }
+        for (name, spec) in &policy.providers {
+            let here = format!("{}:{}", path.display(), name.referenced.line());
+            if let Some(first) = self.provider_names.get(&name.value) {
+                let message = format!("provider `{}` is already defined at {first}", name.value);
+                self.at(path).error(name, message);
+                continue;
+            }
+            self.provider_names.insert(name.value.clone(), here);
+            if let Some(provider) = self.provider(path, name, spec) {
+                self.providers.push(provider);
+            }
+        }
+    }
+
+    fn server_settings(&mut self, path: &Path, spec: &ServerSpec) -> ServerSettings {
+        let mut settings = default_server();
+        let mut p = self.at(path);
+        if let Some(listen) = &spec.listen {
+            match listen.value.parse() {
+                Ok(addr) => settings.listen = addr,
+                Err(_) => p.error(
+                    listen,
+                    format!("`listen` must be IP:port, got `{}`", listen.value),
+                ),
+            }
+        }
+        if let Some(admin) = &spec.admin {
+            match admin.value.parse() {
+                Ok(addr) => settings.admin = addr,
+                Err(_) => p.error(
+                    admin,
+                    format!("`admin` must be IP:port, got `{}`", admin.value),
+                ),
+            }
+        }
+        if let Some(max) = &spec.max_body_bytes {
+            match usize::try_from(max.value) {
+                Ok(n) if n > 0 => settings.max_body_bytes = n,
+                _ => p.error(max, "`max_body_bytes` must be a positive number of bytes"),
+            }
+        }
+        for (field, value, slot) in [
+            (
+                "connect_timeout_secs",
+                &spec.connect_timeout_secs,
+                &mut settings.connect_timeout,
+            ),
+            (
+                "read_timeout_secs",
+                &spec.read_timeout_secs,
+                &mut settings.read_timeout,
+            ),
+        ] {
+            if let Some(secs) = value {
+                match Duration::try_from_secs_f64(secs.value) {
+                    Ok(d) if !d.is_zero() => *slot = d,
+                    _ => p.error(
+                        secs,
+                        format!("`{field}` must be a positive number of seconds"),
+                    ),
+                }
+            }
+        }
+        settings
+    }
+
+    fn provider(
+        &mut self,
+        path: &Path,
+        name: &Spanned<String>,
+        spec: &ProviderSpec,
+    ) -> Option<Provider> {
+        let models = self.globs(path, &spec.models, "model");
+        if spec.models.is_empty() {
+            let message = format!("provider `{}` serves no models", name.value);
+            self.at(path).warning(name, message);
+        }
+        let kind = spec
+            .kind
+            .as_ref()
+            .map_or(ProviderKindSpec::Http, |k| k.value);
+        let upstream = match kind {
+            ProviderKindSpec::Mock => {
+                if let Some(url) = &spec.base_url {
+                    self.at(path)
+                        .error(url, "a `kind: mock` provider has no `base_url`");
+                }
+                Upstream::Mock
+            }
+            ProviderKindSpec::Http => match &spec.base_url {
+                Some(url) => Upstream::Http(self.http_upstream(path, url)?),
+                None => {
+                    let message = format!("provider `{}` needs a `base_url`", name.value);
+                    self.at(path).error(name, message);
+                    return None;
+                }
+            },
+        };
+        let auth = self.upstream_auth(path, name, spec, kind);
+        Some(Provider {
+            name: name.value.clone(),
+            models: models?,
+            upstream,
+            auth,
+        })
+    }
+
+    fn http_upstream(&mut self, path: &Path, url: &Spanned<String>) -> Option<HttpUpstream> {
+        let env = self.env;
+        let mut p = self.at(path);
+        let uri: Uri = match url.value.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                p.error(url, format!("`base_url` is not a URL: {e}"));
+                return None;
+            }
+        };
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                p.error(url, "`base_url` must start with http:// or https://");
+                return None;
+            }
+        };
+        let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']']).to_string()) else {
+            p.error(url, "`base_url` has no host");
+            return None;
+        };
+        if uri.query().is_some() {
+            p.error(url, "`base_url` must not have a query string");
+            return None;
+        }
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
+        let Ok(authority) = HeaderValue::from_str(authority) else {
+            p.error(url, "`base_url` host is not a valid Host header");
+            return None;
+        };
+        let addr = if env.resolve_hosts {
+            match (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|mut a| a.next())
+            {
+                Ok(Some(addr)) => Some(addr),
+                Ok(None) | Err(_) => {
+                    p.warning(url, format!("cannot resolve `{host}`: requests to it will get 502 until a reload resolves it"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Some(HttpUpstream {
+            addr,
+            tls,
+            host,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn upstream_auth(
+        &mut self,
+        path: &Path,
+        name: &Spanned<String>,
+        spec: &ProviderSpec,
+        kind: ProviderKindSpec,
+    ) -> UpstreamAuth {
+        let default_auth = match kind {
+            ProviderKindSpec::Mock => AuthSpec::None,
+            ProviderKindSpec::Http => AuthSpec::Bearer,
+        };
+        let auth = spec.auth.as_ref().map_or(default_auth, |a| a.value);
+        let env = self.env;
+        let mut p = self.at(path);
+        match (&spec.api_key_env, &spec.api_key_file) {
+            (Some(_), Some(file)) => {
+                p.error(file, "give `api_key_env` or `api_key_file`, not both");
+                return UpstreamAuth::Missing("conflicting key sources".into());
+            }
+            (None, None) if auth != AuthSpec::None => {
+                p.error(
+                    name,
+                    format!(
+                        "provider `{}` uses `auth: {}` but has no `api_key_env` or `api_key_file`",
+                        name.value,
+                        auth_name(auth)
+                    ),
+                );
+                return UpstreamAuth::Missing("no key source".into());
+            }
+            (Some(key), None) | (None, Some(key)) if auth == AuthSpec::None => {
+                p.warning(key, "`auth: none` sends no key; this key source is unused");
+                return UpstreamAuth::None;
+            }
+            _ => {}
+        }
+        if auth == AuthSpec::None {
+            return UpstreamAuth::None;
+        }
+        let (secret, origin, at) = if let Some(var) = &spec.api_key_env {
+            (
+                env.read_secrets
+                    .then(|| std::env::var(&var.value).ok())
+                    .flatten(),
+                format!("environment variable {}", var.value),
+                var,
+            )
+        } else if let Some(file) = &spec.api_key_file {
+            let text = env
+                .read_secrets
+                .then(|| std::fs::read_to_string(&file.value).ok())
+                .flatten();
+            (
+                text.map(|t| t.trim_end().to_string()),
+                format!("file {}", file.value),
+                file,
+            )
+        } else {
+            return UpstreamAuth::Missing("no key source".into());
+        };
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            if env.read_secrets {
+                p.warning(at, format!("provider `{}` has no key yet ({origin} is unset or empty): its requests get 502", name.value));
+            }
+            return UpstreamAuth::Missing(origin);
+        };
+        let value = match auth {
+            AuthSpec::Bearer => HeaderValue::from_str(&format!("Bearer {secret}")),
+            _ => HeaderValue::from_str(&secret),
+        };
+        match value {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                match auth {
+                    AuthSpec::Bearer => UpstreamAuth::Bearer(value),
+                    _ => UpstreamAuth::XApiKey(value),
+                }
+            }
+            Err(_) => {
+                p.error(
+                    at,
+                    format!("the key in {origin} has characters not allowed in an HTTP header"),
+                );
+                UpstreamAuth::Missing(origin)
+            }
+        }
+    }
+
+    fn agents(&mut self, path: &Path, policy: &PolicyFile) {
+        for (id, spec) in &policy.agents {
+            let here = format!("{}:{}", path.display(), id.referenced.line());
+            if let Some(first) = self.agent_ids.get(&id.value) {
+                let message = format!("agent `{}` is already defined at {first}", id.value);
+                self.at(path).error(id, message);
+                continue;
+            }
+            self.agent_ids.insert(id.value.clone(), here);
+            if let Some(agent) = self.agent(path, id, spec) {
+                self.agents.push(agent);
+            }
+        }
+    }
+
+    fn agent(&mut self, path: &Path, id: &Spanned<String>, spec: &AgentSpec) -> Option<Agent> {
+        let valid_id = !id.value.is_empty()
+            && id.value.len() <= 64
+            && id
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_id {
+            self.at(path)
+                .error(id, "agent ids are 1-64 characters of A-Z a-z 0-9 - _ .");
+        }
+        let index = self.agents.len();
+        self.agent_keys(path, index, spec);
+        let models = self.globs(path, &spec.models, "model");
+        if models.is_some() {
+            self.warn_unserved(path, id, spec);
+        }
+        let endpoints = match &spec.endpoints {
+            Some(endpoints) => {
+                for e in endpoints.iter().filter(|e| !e.value.starts_with('/')) {
+                    self.at(path)
+                        .error(e, format!("endpoint `{}` must start with /", e.value));
+                }
+                Some(self.globs(path, endpoints, "endpoint")?)
+            }
+            None => None,
+        };
+        let rpm = spec.limits.requests_per_minute.as_ref().and_then(|rpm| {
+            let n = NonZeroU32::new(rpm.value);
+            if n.is_none() {
+                self.at(path).error(rpm, "`requests_per_minute` must be at least 1 (use `status: suspended` to stop an agent)");
+            }
+            n
+        });
+        let max_concurrent = spec.limits.max_concurrent.as_ref().and_then(|max| {
+            if max.value == 0 {
+                self.at(path).error(max, "`max_concurrent` must be at least 1 (use `status: suspended` to stop an agent)");
+                return None;
+            }
+            Some(max.value)
+        });
+        let status = match spec.status.as_ref().map(|s| s.value) {
+            Some(super::file::StatusSpec::Suspended) => AgentStatus::Suspended,
+            _ => AgentStatus::Active,
+        };
+        let id_header = HeaderValue::from_str(&id.value).ok()?;
+        if !valid_id {
+            return None;
+        }
+        Some(Agent {
+            id: id.value.clone(),
+            id_header,
+            models: models?,
+            endpoints,
+            status,
+            limits: self.env.live.bind(&id.value, rpm, max_concurrent),
+        })
+    }
+
+    fn agent_keys(&mut self, path: &Path, agent: usize, spec: &AgentSpec) {
+        for key in &spec.keys {
+            let key_id = &key.value.id;
+            let here = format!("{}:{}", path.display(), key_id.referenced.line());
+            if let Some(first) = self.key_ids.get(&key_id.value) {
+                let message = format!("key id `{}` is already used at {first}", key_id.value);
+                self.at(path).error(key_id, message);
+                continue;
+            }
+            self.key_ids.insert(key_id.value.clone(), here);
+            let sha = &key.value.sha256;
+            let Some(hash) = parse_hash(&sha.value) else {
+                self.at(path).error(sha, "`sha256` must be 64 hex digits (the SHA-256 of the whole key; `warden keys new` prints it)");
+                continue;
+            };
+            let expires_at = match &key.value.expires_at {
+                Some(at) => match at.value.parse::<Timestamp>() {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        self.at(path).error(at, format!("`expires_at` must be an RFC 3339 time like 2027-01-31T00:00:00Z, got `{}`", at.value));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            if !self
+                .keys
+                .insert(hash, agent, key_id.value.clone(), expires_at)
+            {
+                self.at(path)
+                    .error(sha, "this key hash is already used by another key");
+            }
+        }
+    }
+
+    fn globs(&mut self, path: &Path, globs: &[Spanned<String>], what: &str) -> Option<Globs> {
+        let mut ok = true;
+        for g in globs {
+            if let Err(e) = Globs::compile([g.value.as_str()]) {
+                self.at(path)
+                    .error(g, format!("bad {what} glob `{}`: {}", g.value, e.msg));
+                ok = false;
+            }
+        }
+        ok.then(|| Globs::compile(globs.iter().map(|g| g.value.as_str())).ok())
+            .flatten()
+    }
+
+    /// Warns about allowlist entries that no provider serves (likely a typo or a missing provider).
+    ///
+    /// A wildcard entry counts as served when a sample name it matches is routed (`claude-*`
+    /// by a provider of `claude-*`) or when it matches one of a provider's globs.
+    fn warn_unserved(&mut self, path: &Path, id: &Spanned<String>, spec: &AgentSpec) {
+        let mut seen = HashSet::new();
+        for model in &spec.models {
+            if model.value.contains('[') || !seen.insert(model.value.as_str()) {
+                continue;
+            }
+            let sample = model.value.replace(['*', '?'], "x");
+            let entry = Globs::compile([model.value.as_str()]).unwrap_or_default();
+            let served = self.providers.iter().any(|p| {
+                p.models.matches(&sample)
+                    || (!is_literal(&model.value)
+                        && p.models.patterns().any(|pm| entry.matches(pm)))
+            });
+            if !served {
+                let message = format!(
+                    "agent `{}` allows model `{}`, which no provider serves",
+                    id.value, model.value
+                );
+                self.at(path).warning(model, message);
+            }
+        }
+    }
+}
+
+fn auth_name(auth: AuthSpec) -> &'static str {
+    match auth {
+        AuthSpec::Bearer => "bearer",
+        AuthSpec::XApiKey => "x-api-key",
+        AuthSpec::None => "none",
+    }
+}

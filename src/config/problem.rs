@@ -1,0 +1,95 @@
+//! A problem found while loading policy: where it is and what is wrong.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{Location, Spanned};
+
+/// How bad a problem is: errors refuse the whole policy, warnings are reported and loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem, printed as `file:line:col: message` (the format editors and CI annotate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Problem {
+    /// An error at a known position.
+    pub fn error(file: &Path, at: Location, message: impl Into<String>) -> Self {
+        Self::new(file, at, Severity::Error, message.into())
+    }
+
+    /// A warning at a known position.
+    pub fn warning(file: &Path, at: Location, message: impl Into<String>) -> Self {
+        Self::new(file, at, Severity::Warning, message.into())
+    }
+
+    /// An error about a whole file (unreadable, not found): reported at 1:1.
+    pub fn file_error(file: &Path, message: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            severity: Severity::Error,
+            message: message.into(),
+        }
+    }
+
+    fn new(file: &Path, at: Location, severity: Severity, message: String) -> Self {
+        Problem {
+            file: file.to_path_buf(),
+            line: at.line().max(1),
+            column: at.column().max(1),
+            severity,
+            message,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {label}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Collects problems for one file while compiling, so every check can report and go on.
+pub struct Problems<'a> {
+    pub file: &'a Path,
+    pub found: &'a mut Vec<Problem>,
+}
+
+impl Problems<'_> {
+    pub fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.found
+            .push(Problem::error(self.file, at.referenced, message));
+    }
+
+    pub fn warning<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.found
+            .push(Problem::warning(self.file, at.referenced, message));
+    }
+}

@@ -1,0 +1,133 @@
+//! Requests per minute, as a GCRA token bucket (governor): lock-free, one atomic per agent.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+
+/// One agent's request-rate bucket: bursts up to the per-minute limit, refilled evenly.
+///
+/// Generic over the clock so tests advance time instead of sleeping.
+pub struct RequestRate<C: Clock = DefaultClock> {
+    limit: u32,
+    limiter: Limiter<C>,
+}
+
+/// The outcome of taking one request from the bucket, with what the `X-RateLimit-*` and
+/// `Retry-After` headers report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed {
+        limit: u32,
+        remaining: u32,
+        /// Until the bucket is full again.
+        reset: Duration,
+    },
+    Limited {
+        limit: u32,
+        /// Until one more request would be allowed.
+        retry_after: Duration,
+    },
+}
+
+impl RateDecision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, RateDecision::Allowed { .. })
+    }
+}
+
+impl RequestRate<DefaultClock> {
+    /// A bucket of `rpm` requests per minute on the real clock.
+    pub fn per_minute(rpm: NonZeroU32) -> Self {
+        Self::with_clock(rpm, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RequestRate<C> {
+    /// A bucket of `rpm` requests per minute on `clock`.
+    pub fn with_clock(rpm: NonZeroU32, clock: C) -> Self {
+        let limiter = RateLimiter::direct_with_clock(Quota::per_minute(rpm), clock)
+            .with_middleware::<StateInformationMiddleware>();
+        RequestRate {
+            limit: rpm.get(),
+            limiter,
+        }
+    }
+
+    /// The configured requests per minute.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Takes one request from the bucket if it can.
+    pub fn check(&self) -> RateDecision {
+        match self.limiter.check() {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let interval = state.quota().replenish_interval();
+                RateDecision::Allowed {
+                    limit: self.limit,
+                    remaining,
+                    reset: interval * (self.limit - remaining),
+                }
+            }
+            Err(not_until) => RateDecision::Limited {
+                limit: self.limit,
+                retry_after: not_until.wait_time_from(self.limiter.clock().now()),
+            },
+        }
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for RequestRate<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestRate")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn bursts_to_the_limit_then_refills_evenly() {
+        let clock = FakeRelativeClock::default();
+        let rate = RequestRate::with_clock(NonZeroU32::new(60).unwrap(), clock.clone());
+        for expected_remaining in (0..60).rev() {
+            match rate.check() {
+                RateDecision::Allowed { remaining, .. } => {
+                    assert_eq!(remaining, expected_remaining)
+                }
+                other => panic!("expected allowed, got {other:?}"),
+            }
+        }
+        match rate.check() {
+            RateDecision::Limited { retry_after, limit } => {
+                assert_eq!(limit, 60);
+                assert!(retry_after <= Duration::from_secs(1) && retry_after > Duration::ZERO);
+            }
+            other => panic!("expected limited, got {other:?}"),
+        }
+        clock.advance(Duration::from_secs(1));
+        assert!(rate.check().is_allowed());
+        assert!(!rate.check().is_allowed());
+    }
+
+    #[test]
+    fn reset_grows_as_the_bucket_empties() {
+        let clock = FakeRelativeClock::default();
+        let rate = RequestRate::with_clock(NonZeroU32::new(2).unwrap(), clock);
+        let RateDecision::Allowed { reset, .. } = rate.check() else {
+            panic!("first request must pass")
+        };
+        assert_eq!(reset, Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,61 @@
+//! Reading the whole request body, bounded by `server.max_body_bytes`.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+use super::error::Refusal;
+
+/// Reads the request body (answering `Expect: 100-continue` first), refusing with
+/// `body_too_large` as soon as it is known to exceed `max` — from `Content-Length` before a
+/// byte is read, or while reading a chunked body.
+pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| Refusal::InvalidJson(format!("client connection failed: {e}")))?;
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut total = 0usize;
+    loop {
+        let chunk = session.read_request_body().await.map_err(|e| {
+            Refusal::InvalidJson(format!("cannot read request body: {}", e.etype().as_str()))
+        })?;
+        let Some(chunk) = chunk else { break };
+        total += chunk.len();
+        if total > max {
+            return Err(Refusal::BodyTooLarge);
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let mut joined =
+                    BytesMut::with_capacity(declared.map_or(head.len() * 2, |l| l as usize));
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(&chunk);
+                rest = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(joined)) => joined.freeze(),
+        (Some(only), None) => only,
+        (None, None) => Bytes::new(),
+    })
+}

@@ -1,0 +1,202 @@
+//! Every refusal Warden answers with, and the one way it is written to the client.
+//!
+//! Each variant maps to exactly one SPEC error code and HTTP status through exhaustive matches
+//! (no `_` arm), so a new variant cannot forget its status. The body is OpenAI-shaped so SDKs
+//! surface it: `{"error":{"message","type","code"}}`, with the code repeated in `X-Warden-Error`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use super::headers;
+use crate::limits::RateDecision;
+
+/// A request Warden refuses or cannot complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body is not JSON Warden can read exactly as the provider would; the text says why.
+    InvalidJson(String),
+    MissingModel,
+    MissingCredentials,
+    InvalidCredentials,
+    ExpiredCredentials,
+    AgentSuspended,
+    ModelNotAllowed,
+    /// The path is outside the agent's allowlist, or not in a form Warden can judge.
+    EndpointNotAllowed(&'static str),
+    ModelNotFound,
+    BodyTooLarge,
+    RateLimited {
+        retry_after: Duration,
+    },
+    ConcurrencyLimited,
+    /// The provider could not be reached (or cannot be used); the text says why, without secrets.
+    UpstreamUnavailable(String),
+    UpstreamTimeout,
+}
+
+/// How long a client should wait after `concurrency_limited`: a slot frees when any in-flight
+/// request ends, which Warden cannot predict, so it suggests a short pause.
+const CONCURRENCY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl Refusal {
+    /// The stable SPEC code (also the `code` label of `warden_requests_total`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::InvalidJson(_) => "invalid_json",
+            Refusal::MissingModel => "missing_model",
+            Refusal::MissingCredentials => "missing_credentials",
+            Refusal::InvalidCredentials => "invalid_credentials",
+            Refusal::ExpiredCredentials => "expired_credentials",
+            Refusal::AgentSuspended => "agent_suspended",
+            Refusal::ModelNotAllowed => "model_not_allowed",
+            Refusal::EndpointNotAllowed(_) => "endpoint_not_allowed",
+            Refusal::ModelNotFound => "model_not_found",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::ConcurrencyLimited => "concurrency_limited",
+            Refusal::UpstreamUnavailable(_) => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::InvalidJson(_) | Refusal::MissingModel => StatusCode::BAD_REQUEST,
+            Refusal::MissingCredentials
+            | Refusal::InvalidCredentials
+            | Refusal::ExpiredCredentials => StatusCode::UNAUTHORIZED,
+            Refusal::AgentSuspended | Refusal::ModelNotAllowed | Refusal::EndpointNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Refusal::ModelNotFound => StatusCode::NOT_FOUND,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The OpenAI/Anthropic error `type` for this status, so SDKs pick the right exception.
+    fn kind(&self) -> &'static str {
+        match self {
+            Refusal::InvalidJson(_) | Refusal::MissingModel | Refusal::BodyTooLarge => {
+                "invalid_request_error"
+            }
+            Refusal::MissingCredentials
+            | Refusal::InvalidCredentials
+            | Refusal::ExpiredCredentials => "authentication_error",
+            Refusal::AgentSuspended | Refusal::ModelNotAllowed | Refusal::EndpointNotAllowed(_) => {
+                "permission_error"
+            }
+            Refusal::ModelNotFound => "not_found_error",
+            Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => "rate_limit_error",
+            Refusal::UpstreamUnavailable(_) | Refusal::UpstreamTimeout => "api_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::InvalidJson(why) => format!("request body is not valid JSON: {why}"),
+            Refusal::MissingModel => {
+                "request has no `model`: Warden routes by the model in the JSON body".into()
+            }
+            Refusal::MissingCredentials => {
+                "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`".into()
+            }
+            Refusal::InvalidCredentials => "the API key is not valid".into(),
+            Refusal::ExpiredCredentials => "the API key has expired".into(),
+            Refusal::AgentSuspended => "this agent is suspended".into(),
+            Refusal::ModelNotAllowed => "this agent may not use this model".into(),
+            Refusal::EndpointNotAllowed(why) => (*why).into(),
+            Refusal::ModelNotFound => "no provider serves this model".into(),
+            Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
+            Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),
+            Refusal::ConcurrencyLimited => "too many concurrent requests for this agent".into(),
+            Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
+            Refusal::UpstreamTimeout => "provider did not answer in time".into(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refusal::RateLimited { retry_after } => Some(*retry_after),
+            Refusal::ConcurrencyLimited => Some(CONCURRENCY_RETRY_AFTER),
+            _ => None,
+        }
+    }
+
+    /// The refusal for a Pingora error met while talking to the provider.
+    pub fn from_upstream_error(e: &Error) -> Refusal {
+        match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Refusal::UpstreamTimeout
+            }
+            ErrorType::ConnectRefused => Refusal::UpstreamUnavailable("connection refused".into()),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
+                Refusal::UpstreamUnavailable("TLS handshake failed".into())
+            }
+            _ => Refusal::UpstreamUnavailable(format!("{}", e.etype().as_str())),
+        }
+    }
+
+    /// The JSON error body.
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({
+            "error": {
+                "message": self.message(),
+                "type": self.kind(),
+                "code": self.code(),
+            }
+        });
+        Bytes::from(body.to_string())
+    }
+
+    /// The full response header: status, code header, request id, retry hints.
+    pub fn response_header(
+        &self,
+        request_id: Option<&HeaderValue>,
+        body_len: usize,
+    ) -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(self.status(), Some(6))?;
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_LENGTH, body_len)?;
+        header.insert_header("x-warden-error", self.code())?;
+        if let Some(id) = request_id {
+            header.insert_header("x-request-id", id.clone())?;
+        }
+        if let Some(wait) = self.retry_after() {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            header.insert_header(http::header::RETRY_AFTER, secs.max(1))?;
+            header.insert_header("retry-after-ms", wait.as_millis().max(1) as u64)?;
+        }
+        Ok(header)
+    }
+}
+
+/// Writes a refusal as a complete response on the client session.
+///
+/// Header and body are written directly (not `respond_error`, which always closes) so that a
+/// refusal after the body was read leaves the connection reusable.
+pub async fn respond(
+    session: &mut Session,
+    refusal: &Refusal,
+    request_id: Option<&HeaderValue>,
+    rate: Option<&RateDecision>,
+) -> pingora::Result<()> {
+    let body = refusal.body();
+    let mut header = refusal.response_header(request_id, body.len())?;
+    if let Some(rate) = rate {
+        headers::insert_rate_limit(&mut header, rate)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body), true).await
+}

@@ -1,0 +1,181 @@
+//! Header rewriting: what the provider sees in place of what the agent sent, and the rate-limit
+//! headers the agent gets back.
+
+use http::header::{
+    HeaderName, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, EXPECT, HOST, PROXY_AUTHORIZATION,
+    TRANSFER_ENCODING,
+};
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::config::snapshot::UpstreamAuth;
+use crate::limits::RateDecision;
+
+/// Request id header, kept from the client when well-formed, else generated.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Agent identity header set for the provider; any client-sent `X-Agent-*` is removed first.
+pub const AGENT_ID: &str = "x-agent-id";
+
+/// Longest client request id Warden keeps (longer ones are replaced).
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request id for this request: the client's `X-Request-ID` if it is 1–128 characters of
+/// `A-Z a-z 0-9 - _ . :`, otherwise a new UUID v4.
+pub fn request_id(request: &RequestHeader) -> HeaderValue {
+    if let Some(value) = request.headers.get(REQUEST_ID) {
+        let bytes = value.as_bytes();
+        let well_formed = !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+        if well_formed {
+            return value.clone();
+        }
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// What the provider needs to see of this request.
+pub struct UpstreamIdentity<'a> {
+    pub path_and_query: &'a str,
+    pub authority: &'a HeaderValue,
+    pub auth: &'a UpstreamAuth,
+    pub agent_id: &'a HeaderValue,
+    pub request_id: &'a HeaderValue,
+    pub body_len: usize,
+}
+
+/// Rewrites the upstream request: origin-form path, provider `Host`, provider key in place of
+/// every agent credential, Warden's identity headers in place of any the client sent, and an
+/// exact `Content-Length` for the body Warden already read.
+pub fn rewrite_upstream(req: &mut RequestHeader, up: &UpstreamIdentity<'_>) -> pingora::Result<()> {
+    let uri = http::Uri::builder()
+        .path_and_query(up.path_and_query)
+        .build()
+        .map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "upstream uri", e)
+        })?;
+    req.set_uri(uri);
+    for name in [
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        EXPECT,
+        ACCEPT_ENCODING,
+        TRANSFER_ENCODING,
+    ] {
+        req.remove_header(&name);
+    }
+    for name in ["x-api-key", "proxy-connection", REQUEST_ID] {
+        req.remove_header(name);
+    }
+    remove_agent_headers(req);
+    req.insert_header(HOST, up.authority.clone())?;
+    req.insert_header(CONTENT_LENGTH, up.body_len)?;
+    match up.auth {
+        UpstreamAuth::Bearer(value) => req.insert_header(AUTHORIZATION, value.clone())?,
+        UpstreamAuth::XApiKey(value) => req.insert_header("x-api-key", value.clone())?,
+        UpstreamAuth::None | UpstreamAuth::Missing(_) => {}
+    }
+    req.insert_header(AGENT_ID, up.agent_id.clone())?;
+    req.insert_header(REQUEST_ID, up.request_id.clone())?;
+    Ok(())
+}
+
+/// Removes every `X-Agent-*` header the client sent (only Warden asserts agent identity).
+fn remove_agent_headers(req: &mut RequestHeader) {
+    let has_any = req.headers.keys().any(is_agent_header);
+    if !has_any {
+        return;
+    }
+    let names: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| is_agent_header(n))
+        .cloned()
+        .collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+}
+
+fn is_agent_header(name: &HeaderName) -> bool {
+    name.as_str().starts_with("x-agent-")
+}
+
+/// Adds `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds) for the agent's request limit.
+pub fn insert_rate_limit(header: &mut ResponseHeader, rate: &RateDecision) -> pingora::Result<()> {
+    let (limit, remaining, reset) = match *rate {
+        RateDecision::Allowed {
+            limit,
+            remaining,
+            reset,
+        } => (limit, remaining, reset),
+        RateDecision::Limited { limit, retry_after } => (limit, 0, retry_after),
+    };
+    let reset_secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+    header.insert_header("x-ratelimit-limit", limit)?;
+    header.insert_header("x-ratelimit-remaining", remaining)?;
+    header.insert_header("x-ratelimit-reset", reset_secs)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_well_formed_client_request_ids_only() {
+        let mut req = RequestHeader::build("POST", b"/v1/x", None).unwrap();
+        req.insert_header(REQUEST_ID, "abc-123").unwrap();
+        assert_eq!(request_id(&req), "abc-123");
+        req.insert_header(REQUEST_ID, "bad id\t").unwrap();
+        let generated = request_id(&req);
+        assert_eq!(generated.len(), 36);
+        assert_ne!(generated, request_id(&req));
+    }
+
+    #[test]
+    fn rewrite_swaps_credentials_and_identity() {
+        let mut req =
+            RequestHeader::build("POST", b"http://api.example/v1/chat/completions?x=1", None)
+                .unwrap();
+        for (k, v) in [
+            ("authorization", "Bearer agent-secret"),
+            ("x-api-key", "agent-secret"),
+            ("proxy-authorization", "Bearer agent-secret"),
+            ("x-agent-id", "forged"),
+            ("x-agent-role", "admin"),
+            ("transfer-encoding", "chunked"),
+            ("expect", "100-continue"),
+            ("accept-encoding", "gzip"),
+            ("anthropic-version", "2023-06-01"),
+        ] {
+            req.insert_header(k, v).unwrap();
+        }
+        let auth = UpstreamAuth::XApiKey(HeaderValue::from_static("provider-key"));
+        let up = UpstreamIdentity {
+            path_and_query: "/v1/chat/completions?x=1",
+            authority: &HeaderValue::from_static("api.example"),
+            auth: &auth,
+            agent_id: &HeaderValue::from_static("bot"),
+            request_id: &HeaderValue::from_static("rid"),
+            body_len: 42,
+        };
+        rewrite_upstream(&mut req, &up).unwrap();
+        let h = &req.headers;
+        assert_eq!(req.uri.to_string(), "/v1/chat/completions?x=1");
+        assert_eq!(h["x-api-key"], "provider-key");
+        assert!(h.get("authorization").is_none() && h.get("proxy-authorization").is_none());
+        assert_eq!(h["x-agent-id"], "bot");
+        assert!(h.get("x-agent-role").is_none());
+        assert_eq!(h["content-length"], "42");
+        assert!(h.get("transfer-encoding").is_none() && h.get("expect").is_none());
+        assert!(h.get("accept-encoding").is_none());
+        assert_eq!(h["anthropic-version"], "2023-06-01");
+        assert_eq!(h["host"], "api.example");
+        assert_eq!(h["x-request-id"], "rid");
+    }
+}

@@ -1,0 +1,35 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`, answered by Warden from policy.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::error::Refusal;
+use crate::config::snapshot::{Agent, Snapshot};
+
+/// Answers a GET: the model list (or one model) this agent may use; any other GET has no model
+/// to route by.
+pub fn answer(snapshot: &Snapshot, agent: &Agent, path: &str) -> Result<Bytes, Refusal> {
+    if path == "/v1/models" {
+        let data: Vec<_> = snapshot
+            .listable_models(agent)
+            .into_iter()
+            .map(|id| model_object(snapshot, id))
+            .collect();
+        return Ok(Bytes::from(
+            json!({"object": "list", "data": data}).to_string(),
+        ));
+    }
+    let Some(id) = path.strip_prefix("/v1/models/") else {
+        return Err(Refusal::MissingModel);
+    };
+    crate::policy::check_model(agent, id)?;
+    if snapshot.route(id).is_none() {
+        return Err(Refusal::ModelNotFound);
+    }
+    Ok(Bytes::from(model_object(snapshot, id).to_string()))
+}
+
+fn model_object(snapshot: &Snapshot, id: &str) -> serde_json::Value {
+    let owner = snapshot.route(id).map_or("", |p| p.name.as_str());
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}

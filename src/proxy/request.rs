@@ -1,0 +1,136 @@
+//! Reading the request as the provider will: its path and its JSON `model` / `stream`.
+//!
+//! Anything Warden cannot read exactly as a provider would is refused rather than guessed:
+//! a path with dot segments, empty segments or percent-encoding (the allowlist would judge a
+//! different path than the provider serves), and JSON with a duplicate `model` key, a trailing
+//! value or invalid UTF-8 (the provider might act on a model Warden never checked).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::error::Refusal;
+
+/// What Warden needs from a JSON request body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BodyFields<'a> {
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// Extracts `model` and `stream` from a JSON body (an object; other fields are validated as JSON
+/// and otherwise ignored).
+pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
+    // Serde would also read a struct from a JSON array (by position); providers want an object.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(Refusal::InvalidJson("expected a JSON object".into()));
+    }
+    let probe: Probe<'_> =
+        serde_json::from_slice(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+    match probe.model {
+        Some(model) if !model.is_empty() => Ok(BodyFields {
+            model,
+            stream: probe.stream.unwrap_or(false),
+        }),
+        _ => Err(Refusal::MissingModel),
+    }
+}
+
+/// Checks that a request path is in the one form Warden and the provider read the same way.
+pub fn check_path(path: &str) -> Result<(), Refusal> {
+    const WHY: &str =
+        "the request path must be plain: no '.', '..' or empty segments and no percent-encoding";
+    let plain = path.starts_with('/')
+        && !path.contains('%')
+        && path[1..]
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+    if plain || path == "/" {
+        Ok(())
+    } else {
+        Err(Refusal::EndpointNotAllowed(WHY))
+    }
+}
+
+/// The provider path for a request: the provider's base path followed by the request path
+/// after its `/v1` (agents use base URLs ending in `/v1`, as providers' `base_url`s do).
+pub fn upstream_path(base_path: &str, path: &str, query: Option<&str>) -> String {
+    let rest = path
+        .strip_prefix("/v1")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .unwrap_or(path);
+    let mut out =
+        String::with_capacity(base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(base_path);
+    out.push_str(rest);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_model_and_stream() {
+        let f = body_fields(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#).unwrap();
+        assert_eq!(f.model, "gpt-4o");
+        assert!(f.stream);
+        let f = body_fields(br#"{"model":"gpt\u002d4o"}"#).unwrap();
+        assert_eq!(f.model, "gpt-4o");
+        assert!(!f.stream);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_like_the_provider() {
+        let code = |b: &[u8]| body_fields(b).unwrap_err().code();
+        assert_eq!(code(br#"{"model":"a","model":"b"}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a"} {"x":1}"#), "invalid_json");
+        assert_eq!(code(b"{\"model\":\"a\xff\"}"), "invalid_json");
+        assert_eq!(code(br#"["model"]"#), "invalid_json");
+        assert_eq!(code(br#"{"model":7}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","stream":"yes"}"#), "invalid_json");
+        assert_eq!(code(br#"{"messages":[]}"#), "missing_model");
+        assert_eq!(code(br#"{"model":""}"#), "missing_model");
+        assert_eq!(code(br#"{"model":null}"#), "missing_model");
+    }
+
+    #[test]
+    fn only_plain_paths_pass() {
+        assert!(check_path("/v1/chat/completions").is_ok());
+        for bad in [
+            "/v1//chat",
+            "/v1/./chat",
+            "/v1/../v2",
+            "/v1/chat%2Fcompletions",
+            "/v1/chat/",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn joins_base_path_and_request_path() {
+        assert_eq!(
+            upstream_path("/v1", "/v1/chat/completions", None),
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            upstream_path("/openai/v1", "/v1/embeddings", Some("a=1")),
+            "/openai/v1/embeddings?a=1"
+        );
+        assert_eq!(upstream_path("", "/v1/messages", None), "/messages");
+        assert_eq!(upstream_path("/v1", "/v1beta/x", None), "/v1/v1beta/x");
+    }
+}

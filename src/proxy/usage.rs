@@ -1,0 +1,273 @@
+//! Token usage read from provider responses as they pass, without holding the stream.
+//!
+//! JSON responses are copied aside (up to a cap) and parsed once complete. SSE streams are cut
+//! into lines; only `data:` lines that mention `"usage"` are parsed. Understood shapes:
+//! OpenAI `usage.{prompt,completion}_tokens` (chat, completions, embeddings, and the final
+//! stream chunk when `stream_options.include_usage` is set), OpenAI Responses
+//! `usage.{input,output}_tokens` / `response.usage`, and Anthropic `message_start`
+//! (`message.usage`) with `message_delta` (`usage.output_tokens`, cumulative).
+
+use serde::Deserialize;
+
+/// JSON bodies larger than this are not parsed for usage (embeddings of huge batches).
+const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
+/// SSE lines longer than this are skipped.
+const MAX_SSE_LINE: usize = 1024 * 1024;
+
+/// Tokens a response reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Reads usage from one response body, fed chunk by chunk.
+#[derive(Debug)]
+pub enum UsageMeter {
+    /// Neither JSON nor SSE (or an error status): nothing to read.
+    Off,
+    Json {
+        body: Vec<u8>,
+        overflow: bool,
+    },
+    Sse {
+        line: Vec<u8>,
+        skipping: bool,
+        usage: Option<Usage>,
+    },
+}
+
+impl UsageMeter {
+    /// Picks the reader for a response's `Content-Type`.
+    pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
+        let Some(ct) = content_type else {
+            return UsageMeter::Off;
+        };
+        let ct = ct.trim_ascii_start();
+        if starts_with_ignore_case(ct, b"text/event-stream") {
+            UsageMeter::Sse {
+                line: Vec::new(),
+                skipping: false,
+                usage: None,
+            }
+        } else if starts_with_ignore_case(ct, b"application/json") {
+            UsageMeter::Json {
+                body: Vec::new(),
+                overflow: false,
+            }
+        } else {
+            UsageMeter::Off
+        }
+    }
+
+    /// Feeds the next chunk of the response body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            UsageMeter::Off => {}
+            UsageMeter::Json { body, overflow } => {
+                if *overflow || body.len() + chunk.len() > MAX_JSON_BODY {
+                    *overflow = true;
+                    body.clear();
+                } else {
+                    body.extend_from_slice(chunk);
+                }
+            }
+            UsageMeter::Sse {
+                line,
+                skipping,
+                usage,
+            } => {
+                for piece in chunk.split_inclusive(|b| *b == b'\n') {
+                    let complete = piece.last() == Some(&b'\n');
+                    if !*skipping {
+                        if line.len() + piece.len() > MAX_SSE_LINE {
+                            *skipping = true;
+                            line.clear();
+                        } else {
+                            line.extend_from_slice(piece);
+                        }
+                    }
+                    if complete {
+                        if !*skipping {
+                            sse_line(line, usage);
+                        }
+                        line.clear();
+                        *skipping = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usage seen, once the body is complete.
+    pub fn finish(&mut self) -> Option<Usage> {
+        match self {
+            UsageMeter::Off => None,
+            UsageMeter::Json { body, overflow } => {
+                if *overflow {
+                    return None;
+                }
+                let parsed: JsonBody = serde_json::from_slice(body).ok()?;
+                parsed
+                    .usage
+                    .or(parsed.response.and_then(|r| r.usage))
+                    .map(UsageFields::usage)
+            }
+            UsageMeter::Sse { line, usage, .. } => {
+                if !line.is_empty() {
+                    sse_line(line, usage);
+                    line.clear();
+                }
+                *usage
+            }
+        }
+    }
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
+    let line = line.trim_ascii_end();
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return;
+    };
+    if !data.windows(7).any(|w| w == b"\"usage\"") {
+        return;
+    }
+    let Ok(event) = serde_json::from_slice::<SseEvent>(data.trim_ascii()) else {
+        return;
+    };
+    let fields = event
+        .usage
+        .or(event.message.and_then(|m| m.usage))
+        .or(event.response.and_then(|r| r.usage));
+    let Some(fields) = fields else { return };
+    let seen = usage.get_or_insert_with(Usage::default);
+    if let Some(input) = fields.input() {
+        seen.input_tokens = input;
+    }
+    if let Some(output) = fields.output() {
+        seen.output_tokens = output;
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonBody {
+    usage: Option<UsageFields>,
+    response: Option<Nested>,
+}
+
+#[derive(Deserialize)]
+struct SseEvent {
+    usage: Option<UsageFields>,
+    message: Option<Nested>,
+    response: Option<Nested>,
+}
+
+#[derive(Deserialize)]
+struct Nested {
+    usage: Option<UsageFields>,
+}
+
+#[derive(Deserialize)]
+struct UsageFields {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl UsageFields {
+    fn input(&self) -> Option<u64> {
+        self.input_tokens.or(self.prompt_tokens)
+    }
+
+    fn output(&self) -> Option<u64> {
+        self.output_tokens.or(self.completion_tokens)
+    }
+
+    fn usage(self) -> Usage {
+        Usage {
+            input_tokens: self.input().unwrap_or(0),
+            output_tokens: self.output().unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(ct: &str, chunks: &[&[u8]]) -> Option<Usage> {
+        let mut m = UsageMeter::for_content_type(Some(ct.as_bytes()));
+        for c in chunks {
+            m.feed(c);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn openai_json_in_pieces() {
+        let body: &[u8] =
+            br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        let (a, b) = body.split_at(20);
+        assert_eq!(
+            meter("application/json; charset=utf-8", &[a, b]),
+            Some(Usage {
+                input_tokens: 12,
+                output_tokens: 5
+            })
+        );
+    }
+
+    #[test]
+    fn embeddings_have_no_output() {
+        let body: &[u8] = br#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        assert_eq!(
+            meter("application/json", &[body]),
+            Some(Usage {
+                input_tokens: 8,
+                output_tokens: 0
+            })
+        );
+    }
+
+    #[test]
+    fn openai_stream_final_chunk_split_across_reads() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\r\n\r\ndata: [DONE]\n\n";
+        let (a, b) = stream.split_at(70);
+        assert_eq!(
+            meter("text/event-stream", &[a, b]),
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 9
+            })
+        );
+    }
+
+    #[test]
+    fn anthropic_stream_start_and_cumulative_delta() {
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n",
+        );
+        assert_eq!(
+            meter("text/event-stream", &[stream.as_bytes()]),
+            Some(Usage {
+                input_tokens: 25,
+                output_tokens: 15
+            })
+        );
+    }
+
+    #[test]
+    fn no_usage_and_other_types() {
+        assert_eq!(meter("text/event-stream", &[b"data: {\"x\":1}\n\n"]), None);
+        assert_eq!(meter("text/plain", &[b"{\"usage\":{}}"]), None);
+        assert_eq!(meter("application/json", &[b"not json"]), None);
+    }
+}
