@@ -20,6 +20,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `warden_request_duration_seconds{code}`: from the request head to the last response byte.
     pub request_duration: HistogramVec,
+    /// `warden_tokens_total{agent,model,direction}`: LLM tokens the provider reported.
+    pub tokens: IntCounterVec,
 }
 
 impl Metrics {
@@ -38,12 +40,18 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["code"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new("warden_tokens_total", "LLM tokens reported by providers (JSON `usage` or SSE usage events), by agent, model and direction (`input` or `output`)."),
+            &["agent", "model", "direction"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             request_duration,
+            tokens,
         })
     }
 

@@ -401,6 +401,20 @@ impl WardenProxy {
             .requests
             .with_label_values(&[agent, model, provider, code])
             .inc();
+        let usage = ctx
+            .forward
+            .as_ref()
+            .and_then(|f| f.outcome.get())
+            .and_then(|o| o.usage);
+        if let Some(usage) = usage {
+            let tokens = &self.metrics.tokens;
+            tokens
+                .with_label_values(&[agent, model, "input"])
+                .inc_by(usage.input_tokens);
+            tokens
+                .with_label_values(&[agent, model, "output"])
+                .inc_by(usage.output_tokens);
+        }
         self.metrics
             .request_duration
             .with_label_values(&[code])
