@@ -113,7 +113,16 @@ fn parse_problem(path: &Path, e: &serde_saphyr::Error) -> Problem {
 /// serde-saphyr renders a source snippet after the message; `check` wants one line.
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message).trim();
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    // The position is reported in front already; drop the parser's own "line N column M: ".
+    match line.split_once(": ") {
+        Some((position, rest))
+            if position.starts_with("line ") && position.contains(" column ") =>
+        {
+            rest.to_string()
+        }
+        _ => line.to_string(),
+    }
 }
 
 fn default_server() -> ServerSettings {

@@ -27,7 +27,7 @@ def test_openai_credential_swap_and_identity(warden, provider):
 
 
 def test_anthropic_key_swap_keeps_version(warden, provider):
-    r = httpx.post(warden.base + "/v1/messages", json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": []},
+    r = httpx.post(warden.base + "/v1/messages", json={"model": "claude-sonnet-test", "max_tokens": 5, "messages": []},
                    headers={"x-api-key": AGENT_KEY, "anthropic-version": "2023-06-01"}, timeout=10)
     assert r.status_code == 200
     seen = provider.last()

@@ -45,11 +45,11 @@ def test_openai_stream_arrives_incrementally_and_is_metered(warden, provider):
 
 
 def test_anthropic_stream_is_metered(warden):
-    before = token_counts(warden, "app", "claude-sonnet-4-5")
-    body = {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    before = token_counts(warden, "app", "claude-sonnet-test")
+    body = {"model": "claude-sonnet-test", "stream": True, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     arrivals = stream_events(warden, "/v1/messages", body, {"x-api-key": AGENT_KEY, "anthropic-version": "2023-06-01"})
     assert len(arrivals) == 7
-    after = token_counts(warden, "app", "claude-sonnet-4-5")
+    after = token_counts(warden, "app", "claude-sonnet-test")
     assert after.get("input", 0) - before.get("input", 0) == 17
     assert after.get("output", 0) - before.get("output", 0) == 6
 
