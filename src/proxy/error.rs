@@ -142,7 +142,7 @@ impl Refusal {
             ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
                 Refusal::UpstreamUnavailable("TLS handshake failed".into())
             }
-            _ => Refusal::UpstreamUnavailable(format!("{}", e.etype().as_str())),
+            _ => Refusal::UpstreamUnavailable(e.etype().as_str().to_string()),
         }
     }
 
