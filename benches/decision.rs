@@ -1,1 +1,72 @@
-fn main() {}
+//! The per-request decision path without I/O: API-key lookup, agent and endpoint checks, JSON
+//! model extraction, model allowlist, routing, request-rate bucket and concurrency slot.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use jiff::Timestamp;
+use warden::config::{self, source, Environment};
+use warden::limits::LiveState;
+use warden::{policy, proxy};
+
+const AGENTS: usize = 1000;
+
+fn policy_text() -> String {
+    let mut text = String::from(
+        "version: 1\nproviders:\n  openai: {base_url: 'http://127.0.0.1:9/v1', models: ['gpt-*'], auth: none}\n  anthropic: {base_url: 'http://127.0.0.1:9/v1', models: ['claude-*'], auth: none}\nagents:\n",
+    );
+    for i in 0..AGENTS {
+        let hash = hex::encode(warden::identity::api_key::hash_secret(
+            format!("key-{i}").as_bytes(),
+        ));
+        text.push_str(&format!(
+            "  agent-{i}:\n    keys: [{{id: k{i}, sha256: {hash}}}]\n    models: ['gpt-4o-mini', 'claude-sonnet-*']\n    endpoints: ['/v1/chat/completions']\n    limits: {{requests_per_minute: 1000000000, max_concurrent: 1000}}\n"
+        ));
+    }
+    text
+}
+
+fn decision(c: &mut Criterion) {
+    let live = LiveState::default();
+    let env = Environment {
+        live: &live,
+        resolve_hosts: false,
+        read_secrets: false,
+    };
+    let sources = source::from_text("bench.yaml", &policy_text());
+    let snapshot = match config::compile(&sources, &env) {
+        Ok(compiled) => compiled.snapshot,
+        Err(problems) => panic!("bench policy invalid: {problems:?}"),
+    };
+    let body = br#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Summarise the incident report in three bullet points, please."}]}"#;
+    let secret = b"key-500";
+
+    c.bench_function(
+        "decision: key + allowlists + body model + route + limits",
+        |b| {
+            b.iter(|| {
+                let now = Timestamp::now();
+                let key = snapshot.keys.find(black_box(secret), now).ok()?;
+                let agent = &snapshot.agents[key.agent];
+                policy::check_agent(agent).ok()?;
+                proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;
+                policy::check_endpoint(agent, "/v1/chat/completions").ok()?;
+                let fields = proxy::request::body_fields(black_box(body)).ok()?;
+                policy::check_model(agent, &fields.model).ok()?;
+                let provider = snapshot.route(&fields.model)?;
+                let rate = agent.limits.requests_per_minute.as_ref()?.check();
+                let (max, in_flight) = agent.limits.max_concurrent.as_ref()?;
+                let slot = in_flight.try_acquire(*max)?;
+                black_box((provider.name.len(), rate, &slot));
+                Some(())
+            })
+        },
+    );
+
+    c.bench_function("compile: 1000-agent policy", |b| {
+        b.iter(|| config::compile(black_box(&sources), &env).is_ok())
+    });
+}
+
+criterion_group!(benches, decision);
+criterion_main!(benches);
