@@ -46,9 +46,10 @@ fn decision(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let now = Timestamp::now();
-                let key = snapshot.keys.find(black_box(secret), now).ok()?;
+                let key = snapshot.keys.find(black_box(secret))?;
+                key.check(now).ok()?;
                 let agent = &snapshot.agents[key.agent];
-                policy::check_agent(agent).ok()?;
+                policy::check_agent(agent, now).ok()?;
                 proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;
                 policy::check_endpoint(agent, "/v1/chat/completions").ok()?;
                 let fields = proxy::request::body_fields(black_box(body)).ok()?;

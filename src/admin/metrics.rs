@@ -4,7 +4,8 @@
 //! codes — never tokens, keys or request ids.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Buckets for whole-request latency: from sub-millisecond refusals to multi-minute generations.
@@ -22,6 +23,15 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `warden_tokens_total{agent,model,direction}`: LLM tokens the provider reported.
     pub tokens: IntCounterVec,
+    /// `warden_config_reloads_total{result="ok|error"}`: policy changes applied or refused.
+    pub config_reloads: IntCounterVec,
+    /// `warden_config_info{version}`: 1 for the version of the policy in force.
+    pub config_info: IntGaugeVec,
+    /// `warden_config_last_reload_successful`: 0 while the newest policy on disk is refused.
+    pub config_last_reload_successful: IntGauge,
+    /// `warden_config_last_reload_success_timestamp_seconds`: when the policy in force was
+    /// published (Unix time).
+    pub config_last_success: Gauge,
 }
 
 impl Metrics {
@@ -44,15 +54,53 @@ impl Metrics {
             Opts::new("warden_tokens_total", "LLM tokens reported by providers (JSON `usage` or SSE usage events), by agent, model and direction (`input` or `output`)."),
             &["agent", "model", "direction"],
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("warden_config_reloads_total", "Policy changes seen after start-up, by result: `ok` (published) or `error` (refused whole; the last good policy stays)."),
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "warden_config_info",
+                "1 for the policy in force; `version` is the SHA-256 of its source files.",
+            ),
+            &["version"],
+        )?;
+        let config_last_reload_successful = IntGauge::new(
+            "warden_config_last_reload_successful",
+            "1 if the newest policy on disk is the one in force, 0 while it is refused.",
+        )?;
+        let config_last_success = Gauge::new(
+            "warden_config_last_reload_success_timestamp_seconds",
+            "Unix time at which the policy in force was published.",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_info.clone()))?;
+        registry.register(Box::new(config_last_reload_successful.clone()))?;
+        registry.register(Box::new(config_last_success.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             request_duration,
             tokens,
+            config_reloads,
+            config_info,
+            config_last_reload_successful,
+            config_last_success,
         })
+    }
+
+    /// Records that the policy `version` is now in force.
+    pub fn policy_published(&self, version: &str, at_unix_secs: f64) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[version]).set(1);
+        self.config_last_reload_successful.set(1);
+        self.config_last_success.set(at_unix_secs);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::serve::{self, Overrides};
+use super::serve::{self, Options};
 use crate::config::source;
 
 /// The bundled default policy (also what `serve` loads from `config/warden.yaml`).
@@ -23,11 +23,12 @@ pub fn run(listen: &str, admin: &str) -> ExitCode {
         return ExitCode::from(2);
     };
     let sources = source::from_text("demo policy (config/warden.yaml)", DEMO_POLICY);
-    let overrides = Overrides {
+    let options = Options {
         listen: Some(listen_addr),
         admin: Some(admin_addr),
+        ..Options::default()
     };
-    serve::start(sources, overrides, |_| print_instructions(listen, admin))
+    serve::start(sources, options, |_| print_instructions(listen, admin))
 }
 
 fn print_instructions(listen: &str, admin: &str) {

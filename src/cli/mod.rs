@@ -25,6 +25,9 @@ pub enum Command {
         /// Policy file or directory of *.yaml files [default: $WARDEN_CONFIG, else config/warden.yaml]
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Notice policy changes by polling only (every second), without file-system events
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Validate policy files as `serve` would load them; prints file:line:col: message.
     Check {
@@ -62,7 +65,7 @@ pub enum KeysCommand {
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
     match cli.command {
-        Command::Serve { config } => serve::run(config),
+        Command::Serve { config, no_watch } => serve::run(config, !no_watch),
         Command::Check { paths } => check::run(&paths),
         Command::Demo { listen, admin } => demo::run(&listen, &admin),
         Command::Keys {

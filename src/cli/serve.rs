@@ -10,10 +10,13 @@ use arc_swap::ArcSwapOption;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, Metrics};
+use crate::config::reload::{self, Listeners, Publisher, Reloader};
 use crate::config::source::{self, Sources};
+use crate::config::watch::ConfigSource;
 use crate::config::{self, Environment, Snapshot};
 use crate::limits::LiveState;
 use crate::mock::MockProvider;
@@ -27,20 +30,33 @@ pub const DEFAULT_CONFIG: &str = "config/warden.yaml";
 const GRACE_PERIOD_SECS: u64 = 3;
 const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
 
-/// Addresses that replace the policy's `server.listen` / `server.admin` (used by `demo`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Overrides {
+/// How Warden is started, beyond the policy itself.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Replaces the policy's `server.listen` (used by `demo`).
     pub listen: Option<SocketAddr>,
+    /// Replaces the policy's `server.admin` (used by `demo`).
     pub admin: Option<SocketAddr>,
+    /// Reload the policy from this path when it changes (`None`: the policy is fixed).
+    pub reload_from: Option<PathBuf>,
+    /// Notice changes by file-system events as well as by polling.
+    pub watch: bool,
 }
 
 /// Runs `warden serve` on the policy at `config` (or the default path).
-pub fn run(config: Option<PathBuf>) -> ExitCode {
+pub fn run(config: Option<PathBuf>, watch: bool) -> ExitCode {
     let path = config
         .or_else(|| std::env::var_os("WARDEN_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match source::read(&path) {
-        Ok(sources) => start(sources, Overrides::default(), |_| {}),
+        Ok(sources) => {
+            let options = Options {
+                reload_from: Some(path),
+                watch,
+                ..Options::default()
+            };
+            start(sources, options, |_| {})
+        }
         Err(problem) => {
             eprintln!("{problem}");
             ExitCode::from(1)
@@ -50,7 +66,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
 
 /// Compiles `sources` and runs Warden until it is told to stop; `on_ready` sees the policy once
 /// it is loaded, before the listeners start (the demo prints its instructions there).
-pub fn start(sources: Sources, overrides: Overrides, on_ready: impl FnOnce(&Snapshot)) -> ExitCode {
+///
+/// An invalid policy at start-up exits with every problem printed (nothing is serving yet, so
+/// there is no last good policy to keep); later changes are reloaded by the config source.
+pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot)) -> ExitCode {
     let live = Arc::new(LiveState::default());
     let env = Environment {
         live: &live,
@@ -71,10 +90,10 @@ pub fn start(sources: Sources, overrides: Overrides, on_ready: impl FnOnce(&Snap
         log::warn!("{warning}");
     }
     let mut snapshot = compiled.snapshot;
-    if let Some(listen) = overrides.listen {
+    if let Some(listen) = options.listen {
         snapshot.server.listen = listen;
     }
-    if let Some(admin) = overrides.admin {
+    if let Some(admin) = options.admin {
         snapshot.server.admin = admin;
     }
     let metrics = match Metrics::new() {
@@ -84,16 +103,25 @@ pub fn start(sources: Sources, overrides: Overrides, on_ready: impl FnOnce(&Snap
             return ExitCode::from(1);
         }
     };
-    let listen = snapshot.server.listen.to_string();
-    let admin = snapshot.server.admin.to_string();
+    let listeners = Listeners {
+        listen: snapshot.server.listen,
+        admin: snapshot.server.admin,
+    };
+    let listen = listeners.listen.to_string();
+    let admin = listeners.admin.to_string();
     log::info!(
-        "policy {} loaded: {} agents, {} providers",
+        "policy {} loaded ({})",
         snapshot.version,
-        snapshot.agents.len(),
-        snapshot.providers.len()
+        reload::summary(&snapshot)
     );
     on_ready(&snapshot);
-    let policy = Arc::new(ArcSwapOption::from_pointee(snapshot));
+    let publisher = Publisher {
+        policy: Arc::new(ArcSwapOption::empty()),
+        live,
+        metrics: Arc::clone(&metrics),
+    };
+    publisher.publish(snapshot);
+    let policy = Arc::clone(&publisher.policy);
 
     let mock_socket = std::env::temp_dir().join(format!("warden-mock-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&mock_socket);
@@ -132,6 +160,13 @@ pub fn start(sources: Sources, overrides: Overrides, on_ready: impl FnOnce(&Snap
     server.add_service(proxy_service);
     server.add_service(admin_service);
     server.add_service(mock_service);
+    if let Some(path) = options.reload_from {
+        let reloader = Arc::new(Reloader::new(path, publisher, listeners));
+        server.add_service(GenBackgroundService::new(
+            "warden config source".to_string(),
+            Arc::new(ConfigSource::new(reloader, options.watch)),
+        ));
+    }
     log::info!("warden listening on {listen} (admin {admin})");
     server.run_forever()
 }

@@ -13,15 +13,22 @@ use http::{HeaderValue, Uri};
 use jiff::Timestamp;
 use serde_saphyr::Spanned;
 
-use super::file::{AgentSpec, AuthSpec, PolicyFile, ProviderKindSpec, ProviderSpec, ServerSpec};
+use sha2::{Digest, Sha256};
+
+use super::file::{
+    AgentSpec, AuthSpec, PolicyFile, ProviderKindSpec, ProviderSpec, RevocationsSpec, RevokedSpec,
+    ServerSpec, StatusSpec,
+};
 use super::problem::{Problem, Problems};
 use super::snapshot::{
-    Agent, AgentStatus, HttpUpstream, Provider, ServerSettings, Snapshot, Upstream, UpstreamAuth,
+    Agent, AgentStatus, HttpUpstream, Provider, ReferencedFile, ServerSettings, Snapshot, Upstream,
+    UpstreamAuth,
 };
 use super::source::Sources;
 use crate::identity::api_key::{parse_hash, KeyIndex};
 use crate::limits::LiveState;
 use crate::policy::globs::{is_literal, Globs};
+use crate::policy::revocations::{Revocations, RevokedKind};
 
 /// Defaults for `server:` when a policy leaves a field out.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -71,6 +78,8 @@ pub fn compile(sources: &Sources, env: &Environment<'_>) -> Result<Compiled, Vec
         agent_ids: HashMap::new(),
         key_ids: HashMap::new(),
         keys: KeyIndex::default(),
+        revocations: Revocations::default(),
+        referenced_files: Vec::new(),
     };
     for (path, policy) in &parsed {
         builder.file(path, policy);
@@ -78,11 +87,18 @@ pub fn compile(sources: &Sources, env: &Environment<'_>) -> Result<Compiled, Vec
     for (path, policy) in &parsed {
         builder.agents(path, policy);
     }
+    for (path, policy) in &parsed {
+        if let Some(revocations) = &policy.revocations {
+            builder.warn_unmatched_revocations(path, revocations);
+        }
+    }
     let server = builder.server.take().map(|(_, s)| s);
     let Builder {
         providers,
         agents,
         keys,
+        revocations,
+        referenced_files,
         ..
     } = builder;
 
@@ -95,6 +111,8 @@ pub fn compile(sources: &Sources, env: &Environment<'_>) -> Result<Compiled, Vec
         providers,
         agents,
         keys,
+        revocations,
+        referenced_files,
     };
     Ok(Compiled {
         snapshot,
@@ -149,6 +167,8 @@ struct Builder<'a, 'e> {
     agent_ids: HashMap<String, String>,
     key_ids: HashMap<String, String>,
     keys: KeyIndex,
+    revocations: Revocations,
+    referenced_files: Vec<ReferencedFile>,
 }
 
 impl Builder<'_, '_> {
@@ -189,6 +209,43 @@ impl Builder<'_, '_> {
             self.provider_names.insert(name.value.clone(), here);
             if let Some(provider) = self.provider(path, name, spec) {
                 self.providers.push(provider);
+            }
+        }
+        if let Some(revocations) = &policy.revocations {
+            self.revocations_list(path, revocations);
+        }
+    }
+
+    /// Gathers `revocations:`; they apply to agents and keys of every file.
+    fn revocations_list(&mut self, path: &Path, spec: &RevocationsSpec) {
+        for (kind, list) in revocation_lists(spec) {
+            for revoked in list {
+                let id = revoked.value.id();
+                if id.trim().is_empty() {
+                    self.at(path)
+                        .error(revoked, "a revoked id must not be empty");
+                    continue;
+                }
+                self.revocations.insert(kind, id, revoked.value.reason());
+            }
+        }
+    }
+
+    /// Warns about revoked agent or key ids that this policy does not define: harmless (the id
+    /// cannot be used anyway), but often a typo that leaves the intended one working.
+    fn warn_unmatched_revocations(&mut self, path: &Path, spec: &RevocationsSpec) {
+        for (kind, list) in revocation_lists(spec) {
+            for revoked in list {
+                let id = revoked.value.id();
+                let (known, what) = match kind {
+                    RevokedKind::Agent => (self.agent_ids.contains_key(id), "agent"),
+                    RevokedKind::Credential => (self.key_ids.contains_key(id), "key"),
+                    RevokedKind::Token => continue,
+                };
+                if !known && !id.trim().is_empty() {
+                    let message = format!("revoked {what} `{id}` is not defined in this policy");
+                    self.at(path).warning(revoked, message);
+                }
             }
         }
     }
@@ -354,14 +411,14 @@ impl Builder<'_, '_> {
         };
         let auth = spec.auth.as_ref().map_or(default_auth, |a| a.value);
         let env = self.env;
-        let mut p = self.at(path);
         match (&spec.api_key_env, &spec.api_key_file) {
             (Some(_), Some(file)) => {
-                p.error(file, "give `api_key_env` or `api_key_file`, not both");
+                self.at(path)
+                    .error(file, "give `api_key_env` or `api_key_file`, not both");
                 return UpstreamAuth::Missing("conflicting key sources".into());
             }
             (None, None) if auth != AuthSpec::None => {
-                p.error(
+                self.at(path).error(
                     name,
                     format!(
                         "provider `{}` uses `auth: {}` but has no `api_key_env` or `api_key_file`",
@@ -372,7 +429,8 @@ impl Builder<'_, '_> {
                 return UpstreamAuth::Missing("no key source".into());
             }
             (Some(key), None) | (None, Some(key)) if auth == AuthSpec::None => {
-                p.warning(key, "`auth: none` sends no key; this key source is unused");
+                self.at(path)
+                    .warning(key, "`auth: none` sends no key; this key source is unused");
                 return UpstreamAuth::None;
             }
             _ => {}
@@ -389,10 +447,16 @@ impl Builder<'_, '_> {
                 var,
             )
         } else if let Some(file) = &spec.api_key_file {
-            let text = env
-                .read_secrets
-                .then(|| std::fs::read_to_string(&file.value).ok())
-                .flatten();
+            let text = if env.read_secrets {
+                let bytes = std::fs::read(&file.value).ok();
+                self.referenced_files.push(ReferencedFile {
+                    path: file.value.clone().into(),
+                    digest: bytes.as_deref().map(|b| Sha256::digest(b).into()),
+                });
+                bytes.and_then(|b| String::from_utf8(b).ok())
+            } else {
+                None
+            };
             (
                 text.map(|t| t.trim_end().to_string()),
                 format!("file {}", file.value),
@@ -403,7 +467,7 @@ impl Builder<'_, '_> {
         };
         let Some(secret) = secret.filter(|s| !s.is_empty()) else {
             if env.read_secrets {
-                p.warning(at, format!("provider `{}` has no key yet ({origin} is unset or empty): its requests get 502", name.value));
+                self.at(path).warning(at, format!("provider `{}` has no key yet ({origin} is unset or empty): its requests get 502", name.value));
             }
             return UpstreamAuth::Missing(origin);
         };
@@ -420,7 +484,7 @@ impl Builder<'_, '_> {
                 }
             }
             Err(_) => {
-                p.error(
+                self.at(path).error(
                     at,
                     format!("the key in {origin} has characters not allowed in an HTTP header"),
                 );
@@ -485,10 +549,7 @@ impl Builder<'_, '_> {
             }
             Some(max.value)
         });
-        let status = match spec.status.as_ref().map(|s| s.value) {
-            Some(super::file::StatusSpec::Suspended) => AgentStatus::Suspended,
-            _ => AgentStatus::Active,
-        };
+        let status = self.agent_status(path, id, spec);
         let id_header = HeaderValue::from_str(&id.value).ok()?;
         if !valid_id {
             return None;
@@ -501,6 +562,46 @@ impl Builder<'_, '_> {
             status,
             limits: self.env.live.bind(&id.value, rpm, max_concurrent),
         })
+    }
+
+    /// `status` and `suspended_until`, overridden by `revocations.agents`.
+    fn agent_status(&mut self, path: &Path, id: &Spanned<String>, spec: &AgentSpec) -> AgentStatus {
+        let status = spec.status.as_ref().map(|s| s.value);
+        let until = match (&spec.suspended_until, status) {
+            (Some(until), Some(StatusSpec::Suspended)) => {
+                self.timestamp(path, until, "suspended_until")
+            }
+            (Some(until), _) => {
+                self.at(path)
+                    .error(until, "`suspended_until` needs `status: suspended`");
+                None
+            }
+            (None, _) => None,
+        };
+        if self
+            .revocations
+            .get(RevokedKind::Agent, &id.value)
+            .is_some()
+        {
+            return AgentStatus::Revoked;
+        }
+        match status {
+            Some(StatusSpec::Suspended) => AgentStatus::Suspended { until },
+            Some(StatusSpec::Active) | None => AgentStatus::Active,
+        }
+    }
+
+    /// An RFC 3339 time, or an error naming `field`.
+    fn timestamp(&mut self, path: &Path, at: &Spanned<String>, field: &str) -> Option<Timestamp> {
+        let parsed = at.value.parse::<Timestamp>().ok();
+        if parsed.is_none() {
+            let message = format!(
+                "`{field}` must be an RFC 3339 time like 2027-01-31T00:00:00Z, got `{}`",
+                at.value
+            );
+            self.at(path).error(at, message);
+        }
+        parsed
     }
 
     fn agent_keys(&mut self, path: &Path, agent: usize, spec: &AgentSpec) {
@@ -519,18 +620,19 @@ impl Builder<'_, '_> {
                 continue;
             };
             let expires_at = match &key.value.expires_at {
-                Some(at) => match at.value.parse::<Timestamp>() {
-                    Ok(t) => Some(t),
-                    Err(_) => {
-                        self.at(path).error(at, format!("`expires_at` must be an RFC 3339 time like 2027-01-31T00:00:00Z, got `{}`", at.value));
-                        continue;
-                    }
+                Some(at) => match self.timestamp(path, at, "expires_at") {
+                    Some(t) => Some(t),
+                    None => continue,
                 },
                 None => None,
             };
+            let revoked = self
+                .revocations
+                .get(RevokedKind::Credential, &key_id.value)
+                .is_some();
             if !self
                 .keys
-                .insert(hash, agent, key_id.value.clone(), expires_at)
+                .insert(hash, agent, key_id.value.clone(), expires_at, revoked)
             {
                 self.at(path)
                     .error(sha, "this key hash is already used by another key");
@@ -577,6 +679,15 @@ impl Builder<'_, '_> {
             }
         }
     }
+}
+
+/// The three lists of `revocations:` with the kind each revokes.
+fn revocation_lists(spec: &RevocationsSpec) -> [(RevokedKind, &[Spanned<RevokedSpec>]); 3] {
+    [
+        (RevokedKind::Agent, spec.agents.as_slice()),
+        (RevokedKind::Credential, spec.keys.as_slice()),
+        (RevokedKind::Token, spec.tokens.as_slice()),
+    ]
 }
 
 fn auth_name(auth: AuthSpec) -> &'static str {

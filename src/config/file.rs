@@ -20,6 +20,9 @@ pub struct PolicyFile {
     pub providers: IndexMap<Spanned<String>, ProviderSpec>,
     #[serde(default)]
     pub agents: IndexMap<Spanned<String>, AgentSpec>,
+    /// May appear in several files (e.g. a `revocations.yaml` of its own); the lists are merged.
+    #[serde(default)]
+    pub revocations: Option<RevocationsSpec>,
 }
 
 /// `server:` — listening addresses and request limits.
@@ -80,6 +83,8 @@ pub struct AgentSpec {
     pub limits: LimitsSpec,
     #[serde(default)]
     pub status: Option<Spanned<StatusSpec>>,
+    /// With `status: suspended`: when the agent becomes active again by itself (RFC 3339).
+    pub suspended_until: Option<Spanned<String>>,
 }
 
 /// One API key, stored only as the SHA-256 of the whole secret.
@@ -105,4 +110,84 @@ pub struct LimitsSpec {
 pub enum StatusSpec {
     Active,
     Suspended,
+}
+
+/// `revocations:` — what must stop working now, whatever the rest of the policy says.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationsSpec {
+    /// Agent ids: every credential of the agent is refused.
+    #[serde(default)]
+    pub agents: Vec<Spanned<RevokedSpec>>,
+    /// API key ids or public key ids: that one credential is refused.
+    #[serde(default)]
+    pub keys: Vec<Spanned<RevokedSpec>>,
+    /// Token ids (JWT `jti`).
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RevokedSpec>>,
+}
+
+/// One revoked id: a bare id, or `{id, reason}`.
+#[derive(Debug)]
+pub enum RevokedSpec {
+    Id(String),
+    Entry(RevokedEntrySpec),
+}
+
+/// `{id, reason}` form of a revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedEntrySpec {
+    pub id: String,
+    pub reason: Option<String>,
+}
+
+impl RevokedSpec {
+    /// The revoked id.
+    pub fn id(&self) -> &str {
+        match self {
+            RevokedSpec::Id(id) => id,
+            RevokedSpec::Entry(entry) => &entry.id,
+        }
+    }
+
+    /// Why it was revoked, if the policy says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            RevokedSpec::Id(_) => None,
+            RevokedSpec::Entry(entry) => entry.reason.as_deref(),
+        }
+    }
+}
+
+/// Hand-written rather than `#[serde(untagged)]`, whose only error is "did not match any
+/// variant": a mapping with a typo should say which field is unknown.
+impl<'de> Deserialize<'de> for RevokedSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RevokedSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id, or a mapping {id, reason}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<RevokedSpec, E> {
+                Ok(RevokedSpec::Id(id.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RevokedSpec, A::Error> {
+                let entry = RevokedEntrySpec::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(RevokedSpec::Entry(entry))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
 }

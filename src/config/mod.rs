@@ -6,8 +6,10 @@
 pub mod compile;
 pub mod file;
 pub mod problem;
+pub mod reload;
 pub mod snapshot;
 pub mod source;
+pub mod watch;
 
 pub use compile::{compile, Compiled, Environment};
 pub use problem::Problem;

@@ -1,13 +1,16 @@
 //! The compiled policy that requests read: immutable, indexed, replaced whole on reload.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderValue;
+use jiff::Timestamp;
 
 use crate::identity::api_key::KeyIndex;
 use crate::limits::AgentLimits;
 use crate::policy::globs::Globs;
+use crate::policy::revocations::Revocations;
 
 /// Everything one request needs to decide, loaded once at its start.
 #[derive(Debug)]
@@ -19,6 +22,18 @@ pub struct Snapshot {
     pub providers: Vec<Provider>,
     pub agents: Vec<Agent>,
     pub keys: KeyIndex,
+    pub revocations: Revocations,
+    /// Files the policy points at (provider key files) and what they held when compiled: a
+    /// change to one of them is a policy change too.
+    pub referenced_files: Vec<ReferencedFile>,
+}
+
+/// A file read while compiling, other than the policy sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferencedFile {
+    pub path: PathBuf,
+    /// SHA-256 of the contents; `None` when the file could not be read.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// `server:` after defaults are applied.
@@ -93,7 +108,12 @@ pub struct Agent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentStatus {
     Active,
-    Suspended,
+    /// Refused until `until` (forever when `None`), then active again without a reload.
+    Suspended {
+        until: Option<Timestamp>,
+    },
+    /// Listed under `revocations.agents`: refused whatever `status` says.
+    Revoked,
 }
 
 impl Snapshot {

@@ -22,13 +22,28 @@ pub struct KeyEntry {
     /// The key id from policy (safe to log and audit; the secret never is).
     pub key_id: String,
     pub expires_at: Option<Timestamp>,
+    /// Listed under `revocations.keys`: refused even before it expires.
+    pub revoked: bool,
 }
 
-/// Why a presented key is not accepted.
+/// Why a known key is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRejection {
-    Unknown,
+    Revoked,
     Expired,
+}
+
+impl KeyEntry {
+    /// Whether the key may be used at `now`: revocation first, then expiry.
+    pub fn check(&self, now: Timestamp) -> Result<(), KeyRejection> {
+        if self.revoked {
+            return Err(KeyRejection::Revoked);
+        }
+        match self.expires_at {
+            Some(expiry) if expiry <= now => Err(KeyRejection::Expired),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Every API key of a snapshot, indexed by hash.
@@ -45,6 +60,7 @@ impl KeyIndex {
         agent: usize,
         key_id: String,
         expires_at: Option<Timestamp>,
+        revoked: bool,
     ) -> bool {
         if self.by_hash.contains_key(&hash) {
             return false;
@@ -54,22 +70,18 @@ impl KeyIndex {
             agent,
             key_id,
             expires_at,
+            revoked,
         };
         self.by_hash.insert(hash, entry);
         true
     }
 
-    /// Finds the key for a presented secret, honouring its expiry.
-    pub fn find(&self, secret: &[u8], now: Timestamp) -> Result<&KeyEntry, KeyRejection> {
+    /// Finds the key for a presented secret. Whether it may be used now is [`KeyEntry::check`]:
+    /// the caller learns the agent even for a revoked or expired key (for metrics and audit).
+    pub fn find(&self, secret: &[u8]) -> Option<&KeyEntry> {
         let hash = hash_secret(secret);
-        let entry = self.by_hash.get(&hash).ok_or(KeyRejection::Unknown)?;
-        if !bool::from(entry.hash.ct_eq(&hash)) {
-            return Err(KeyRejection::Unknown);
-        }
-        match entry.expires_at {
-            Some(expiry) if expiry <= now => Err(KeyRejection::Expired),
-            _ => Ok(entry),
-        }
+        let entry = self.by_hash.get(&hash)?;
+        bool::from(entry.hash.ct_eq(&hash)).then_some(entry)
     }
 
     pub fn len(&self) -> usize {
@@ -105,16 +117,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_by_secret_and_honours_expiry() {
+    fn finds_by_secret_and_honours_revocation_and_expiry() {
         let mut index = KeyIndex::default();
         let now: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
         let later: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
-        assert!(index.insert(hash_secret(b"a"), 0, "k-a".into(), Some(later)));
-        assert!(index.insert(hash_secret(b"b"), 1, "k-b".into(), Some(now)));
-        assert!(!index.insert(hash_secret(b"a"), 2, "dup".into(), None));
-        assert_eq!(index.find(b"a", now).unwrap().key_id, "k-a");
-        assert_eq!(index.find(b"b", now).unwrap_err(), KeyRejection::Expired);
-        assert_eq!(index.find(b"c", now).unwrap_err(), KeyRejection::Unknown);
+        assert!(index.insert(hash_secret(b"a"), 0, "k-a".into(), Some(later), false));
+        assert!(index.insert(hash_secret(b"b"), 1, "k-b".into(), Some(now), false));
+        assert!(index.insert(hash_secret(b"r"), 1, "k-r".into(), Some(now), true));
+        assert!(!index.insert(hash_secret(b"a"), 2, "dup".into(), None, false));
+        let a = index.find(b"a").unwrap();
+        assert_eq!((a.key_id.as_str(), a.check(now)), ("k-a", Ok(())));
+        assert_eq!(
+            index.find(b"b").unwrap().check(now),
+            Err(KeyRejection::Expired)
+        );
+        assert_eq!(
+            index.find(b"r").unwrap().check(now),
+            Err(KeyRejection::Revoked)
+        );
+        assert!(index.find(b"c").is_none());
     }
 
     #[test]

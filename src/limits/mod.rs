@@ -13,6 +13,7 @@ pub mod rate;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use concurrency::{InFlight, InFlightGuard};
 pub use rate::{RateDecision, RequestRate};
@@ -24,7 +25,16 @@ pub struct AgentLimits {
     pub max_concurrent: Option<(u32, Arc<InFlight>)>,
 }
 
+/// How long the live state of an agent removed from policy is kept. An agent that comes back
+/// within this time (a reverted commit, an agent moved between two files edited one at a time)
+/// finds its limits where it left them instead of freshly reset.
+pub const REMOVED_AGENT_STATE_TTL: Duration = Duration::from_secs(3600);
+
 /// Live state of every agent, by id; survives reloads.
+///
+/// The registry holds the cells of the *published* snapshot. Compiling only reads it
+/// ([`LiveState::bind`]); publishing a snapshot writes it ([`LiveState::publish`]). A policy that
+/// fails to compile therefore changes no live state, whatever it said about limits.
 #[derive(Debug, Default)]
 pub struct LiveState {
     agents: Mutex<HashMap<String, AgentCells>>,
@@ -34,10 +44,12 @@ pub struct LiveState {
 struct AgentCells {
     in_flight: Arc<InFlight>,
     rate: Option<Arc<RequestRate>>,
+    /// When the agent left the published policy; `None` while it is in it.
+    removed_at: Option<Instant>,
 }
 
 impl LiveState {
-    /// Returns the limit state for `agent`, reusing what earlier snapshots used.
+    /// Returns the limit state `agent` should use, reusing what the published snapshot uses.
     ///
     /// A request-rate bucket is kept while the configured rate stays the same; a changed rate
     /// starts a new bucket (the old one measured a different quota). The in-flight count is
@@ -48,29 +60,47 @@ impl LiveState {
         requests_per_minute: Option<NonZeroU32>,
         max_concurrent: Option<u32>,
     ) -> AgentLimits {
-        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-        let cells = agents.entry(agent.to_string()).or_default();
-        let rate = requests_per_minute.map(|rpm| match &cells.rate {
+        let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        let cells = agents.get(agent);
+        let rate = requests_per_minute.map(|rpm| match cells.and_then(|c| c.rate.as_ref()) {
             Some(rate) if rate.limit() == rpm.get() => Arc::clone(rate),
-            _ => {
-                let rate = Arc::new(RequestRate::per_minute(rpm));
-                cells.rate = Some(Arc::clone(&rate));
-                rate
-            }
+            _ => Arc::new(RequestRate::per_minute(rpm)),
         });
-        if requests_per_minute.is_none() {
-            cells.rate = None;
-        }
+        let in_flight = cells.map_or_else(Arc::default, |c| Arc::clone(&c.in_flight));
         AgentLimits {
             requests_per_minute: rate,
-            max_concurrent: max_concurrent.map(|max| (max, Arc::clone(&cells.in_flight))),
+            max_concurrent: max_concurrent.map(|max| (max, in_flight)),
         }
     }
 
-    /// Forgets agents that are no longer in policy (called after a snapshot is published).
-    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-        agents.retain(|id, _| keep(id));
+    /// Records the cells of a just-published snapshot's agents; agents no longer in it keep
+    /// their state for [`REMOVED_AGENT_STATE_TTL`], then it is dropped.
+    pub fn publish<'a>(&self, agents: impl IntoIterator<Item = (&'a str, &'a AgentLimits)>) {
+        self.publish_at(agents, Instant::now());
+    }
+
+    fn publish_at<'a>(
+        &self,
+        agents: impl IntoIterator<Item = (&'a str, &'a AgentLimits)>,
+        now: Instant,
+    ) {
+        let mut registry = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        for cells in registry.values_mut() {
+            cells.removed_at.get_or_insert(now);
+        }
+        for (id, limits) in agents {
+            let cells = registry.entry(id.to_string()).or_default();
+            cells.removed_at = None;
+            cells.rate = limits.requests_per_minute.clone();
+            if let Some((_, in_flight)) = &limits.max_concurrent {
+                cells.in_flight = Arc::clone(in_flight);
+            }
+        }
+        registry.retain(|_, cells| {
+            cells
+                .removed_at
+                .is_none_or(|at| now.saturating_duration_since(at) < REMOVED_AGENT_STATE_TTL)
+        });
     }
 }
 
@@ -82,10 +112,15 @@ mod tests {
         NonZeroU32::new(n)
     }
 
+    fn publish(live: &LiveState, agents: &[(&str, &AgentLimits)]) {
+        live.publish(agents.iter().copied());
+    }
+
     #[test]
     fn rebinding_keeps_state_while_the_rate_is_unchanged() {
         let live = LiveState::default();
         let first = live.bind("a", rpm(2), Some(4));
+        publish(&live, &[("a", &first)]);
         let rate = first.requests_per_minute.clone().unwrap();
         assert!(rate.check().is_allowed());
         assert!(rate.check().is_allowed());
@@ -106,12 +141,37 @@ mod tests {
     }
 
     #[test]
-    fn retain_forgets_removed_agents() {
+    fn binding_without_publishing_changes_nothing() {
         let live = LiveState::default();
-        let rate = live.bind("gone", rpm(1), None).requests_per_minute.unwrap();
-        assert!(rate.check().is_allowed());
-        live.retain(|id| id != "gone");
-        let fresh = live.bind("gone", rpm(1), None).requests_per_minute.unwrap();
-        assert!(fresh.check().is_allowed());
+        let published = live.bind("a", rpm(1), None);
+        publish(&live, &[("a", &published)]);
+        assert!(published
+            .requests_per_minute
+            .as_ref()
+            .unwrap()
+            .check()
+            .is_allowed());
+        // A policy that changes the rate but fails to compile is never published...
+        let _rejected = live.bind("a", rpm(5), None);
+        // ...so the next good policy with the old rate still finds the exhausted bucket.
+        let next = live.bind("a", rpm(1), None);
+        assert!(!next.requests_per_minute.unwrap().check().is_allowed());
+    }
+
+    #[test]
+    fn removed_agents_keep_state_until_the_ttl() {
+        let live = LiveState::default();
+        let limits = live.bind("gone", rpm(1), None);
+        let start = Instant::now();
+        live.publish_at([("gone", &limits)], start);
+        assert!(limits.requests_per_minute.unwrap().check().is_allowed());
+
+        live.publish_at([], start);
+        let back = live.bind("gone", rpm(1), None);
+        assert!(!back.requests_per_minute.unwrap().check().is_allowed());
+
+        live.publish_at([], start + REMOVED_AGENT_STATE_TTL);
+        let fresh = live.bind("gone", rpm(1), None);
+        assert!(fresh.requests_per_minute.unwrap().check().is_allowed());
     }
 }

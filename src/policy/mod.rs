@@ -4,15 +4,21 @@
 //! SPEC error response; nothing here knows about HTTP sessions.
 
 pub mod globs;
+pub mod revocations;
+
+use jiff::Timestamp;
 
 use crate::config::snapshot::{Agent, AgentStatus};
 use crate::proxy::error::Refusal;
 
-/// Refuses an agent that may not act at all right now.
-pub fn check_agent(agent: &Agent) -> Result<(), Refusal> {
+/// Refuses an agent that may not act at all at `now`: revoked, or suspended (a suspension with
+/// an end lifts by itself when that time comes, without a reload).
+pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Refusal> {
     match agent.status {
         AgentStatus::Active => Ok(()),
-        AgentStatus::Suspended => Err(Refusal::AgentSuspended),
+        AgentStatus::Revoked => Err(Refusal::AgentRevoked),
+        AgentStatus::Suspended { until: Some(until) } if until <= now => Ok(()),
+        AgentStatus::Suspended { .. } => Err(Refusal::AgentSuspended),
     }
 }
 

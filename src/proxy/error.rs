@@ -24,7 +24,9 @@ pub enum Refusal {
     MissingCredentials,
     InvalidCredentials,
     ExpiredCredentials,
+    AgentRevoked,
     AgentSuspended,
+    CredentialRevoked,
     ModelNotAllowed,
     /// The path is outside the agent's allowlist, or not in a form Warden can judge.
     EndpointNotAllowed(&'static str),
@@ -52,7 +54,9 @@ impl Refusal {
             Refusal::MissingCredentials => "missing_credentials",
             Refusal::InvalidCredentials => "invalid_credentials",
             Refusal::ExpiredCredentials => "expired_credentials",
+            Refusal::AgentRevoked => "agent_revoked",
             Refusal::AgentSuspended => "agent_suspended",
+            Refusal::CredentialRevoked => "credential_revoked",
             Refusal::ModelNotAllowed => "model_not_allowed",
             Refusal::EndpointNotAllowed(_) => "endpoint_not_allowed",
             Refusal::ModelNotFound => "model_not_found",
@@ -70,9 +74,11 @@ impl Refusal {
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials
             | Refusal::ExpiredCredentials => StatusCode::UNAUTHORIZED,
-            Refusal::AgentSuspended | Refusal::ModelNotAllowed | Refusal::EndpointNotAllowed(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Refusal::AgentRevoked
+            | Refusal::AgentSuspended
+            | Refusal::CredentialRevoked
+            | Refusal::ModelNotAllowed
+            | Refusal::EndpointNotAllowed(_) => StatusCode::FORBIDDEN,
             Refusal::ModelNotFound => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => {
@@ -92,9 +98,11 @@ impl Refusal {
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials
             | Refusal::ExpiredCredentials => "authentication_error",
-            Refusal::AgentSuspended | Refusal::ModelNotAllowed | Refusal::EndpointNotAllowed(_) => {
-                "permission_error"
-            }
+            Refusal::AgentRevoked
+            | Refusal::AgentSuspended
+            | Refusal::CredentialRevoked
+            | Refusal::ModelNotAllowed
+            | Refusal::EndpointNotAllowed(_) => "permission_error",
             Refusal::ModelNotFound => "not_found_error",
             Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => "rate_limit_error",
             Refusal::UpstreamUnavailable(_) | Refusal::UpstreamTimeout => "api_error",
@@ -112,7 +120,9 @@ impl Refusal {
             }
             Refusal::InvalidCredentials => "the API key is not valid".into(),
             Refusal::ExpiredCredentials => "the API key has expired".into(),
+            Refusal::AgentRevoked => "this agent's access has been revoked".into(),
             Refusal::AgentSuspended => "this agent is suspended".into(),
+            Refusal::CredentialRevoked => "this credential has been revoked".into(),
             Refusal::ModelNotAllowed => "this agent may not use this model".into(),
             Refusal::EndpointNotAllowed(why) => (*why).into(),
             Refusal::ModelNotFound => "no provider serves this model".into(),

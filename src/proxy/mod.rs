@@ -242,20 +242,22 @@ impl WardenProxy {
             .ok_or_else(|| Refusal::UpstreamUnavailable("no valid policy is loaded".into()))?;
         ctx.snapshot = Some(Arc::clone(&snapshot));
 
+        let now = Timestamp::now();
         let key = {
             let presented = crate::identity::presented(&session.req_header().headers)
                 .ok_or(Refusal::MissingCredentials)?;
             snapshot
                 .keys
-                .find(presented.secret, Timestamp::now())
-                .map_err(|e| match e {
-                    KeyRejection::Unknown => Refusal::InvalidCredentials,
-                    KeyRejection::Expired => Refusal::ExpiredCredentials,
-                })?
+                .find(presented.secret)
+                .ok_or(Refusal::InvalidCredentials)?
         };
         ctx.agent = Some(key.agent);
+        key.check(now).map_err(|e| match e {
+            KeyRejection::Revoked => Refusal::CredentialRevoked,
+            KeyRejection::Expired => Refusal::ExpiredCredentials,
+        })?;
         let agent = &snapshot.agents[key.agent];
-        crate::policy::check_agent(agent)?;
+        crate::policy::check_agent(agent, now)?;
 
         let uri = &session.req_header().uri;
         let path = uri.path();

@@ -1,0 +1,241 @@
+//! Reloading: a change on disk becomes a published snapshot, or a logged and counted refusal.
+//!
+//! All fallible work (reading, parsing, validating, compiling, resolving hosts) happens before
+//! the swap; the swap itself is one `arc-swap` store that cannot fail. Requests in flight keep
+//! the snapshot they loaded. A refused change leaves the last good snapshot in force.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
+
+use super::snapshot::{ReferencedFile, Snapshot};
+use super::source;
+use super::{compile, Environment};
+use crate::admin::Metrics;
+use crate::limits::LiveState;
+use crate::policy::revocations::RevokedKind;
+
+/// Addresses the listeners were bound to at start-up; a reload cannot move them.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// The shared handles a published snapshot must reach together.
+#[derive(Clone)]
+pub struct Publisher {
+    pub policy: Arc<ArcSwapOption<Snapshot>>,
+    pub live: Arc<LiveState>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    /// Makes `snapshot` the policy in force, then hands its agents' live state to the registry.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        self.policy.store(Some(Arc::clone(&snapshot)));
+        self.live.publish(
+            snapshot
+                .agents
+                .iter()
+                .map(|agent| (agent.id.as_str(), &agent.limits)),
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .policy_published(&snapshot.version, now.as_secs_f64());
+    }
+}
+
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Nothing changed since the policy in force (or since the last refused change).
+    Unchanged,
+    /// A new snapshot is in force.
+    Published { version: String, took: Duration },
+    /// The change was refused; the last good snapshot stays.
+    Refused,
+}
+
+/// Re-reads the policy at `path` and publishes it when it changed and is valid.
+pub struct Reloader {
+    path: PathBuf,
+    publisher: Publisher,
+    listeners: Listeners,
+    /// Fingerprint of the last refused change, so a bad file is reported once, not every poll.
+    last_refused: Mutex<Option<String>>,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, publisher: Publisher, listeners: Listeners) -> Self {
+        Reloader {
+            path,
+            publisher,
+            listeners,
+            last_refused: Mutex::new(None),
+        }
+    }
+
+    /// The policy file or directory being reloaded.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Files outside the policy sources whose change changes the policy (provider key files).
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        self.publisher
+            .policy
+            .load()
+            .as_ref()
+            .map(|s| s.referenced_files.iter().map(|f| f.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Reads the sources and publishes them if they (or a referenced file) changed. `force`
+    /// (SIGHUP) recompiles even an unchanged policy: it re-resolves hosts and retries a refused
+    /// change.
+    ///
+    /// Blocking (file reads, DNS): run it off the proxy's threads.
+    pub fn reload(&self, force: bool) -> Reload {
+        let started = Instant::now();
+        let current = self.publisher.policy.load_full();
+        let sources = match source::read(&self.path) {
+            Ok(sources) => sources,
+            Err(problem) => {
+                let fingerprint = format!("unreadable: {problem}");
+                return self.refuse(fingerprint, force, &[problem]);
+            }
+        };
+        let referenced_changed = current
+            .as_ref()
+            .is_some_and(|s| s.referenced_files.iter().any(changed_on_disk));
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|s| s.version == sources.version && !referenced_changed);
+        if unchanged && !force {
+            self.clear_refused();
+            return Reload::Unchanged;
+        }
+        let fingerprint = match &current {
+            Some(s) => format!("{}+{}", sources.version, files_digest(&s.referenced_files)),
+            None => sources.version.clone(),
+        };
+        let env = Environment {
+            live: &self.publisher.live,
+            resolve_hosts: true,
+            read_secrets: true,
+        };
+        let compiled = match compile(&sources, &env) {
+            Ok(compiled) => compiled,
+            Err(problems) => return self.refuse(fingerprint, force, &problems),
+        };
+        for warning in &compiled.warnings {
+            log::warn!("{warning}");
+        }
+        let mut snapshot = compiled.snapshot;
+        self.keep_listeners(&mut snapshot);
+        let summary = summary(&snapshot);
+        let version = snapshot.version.clone();
+        self.publisher.publish(snapshot);
+        self.clear_refused();
+        self.publisher
+            .metrics
+            .config_reloads
+            .with_label_values(&["ok"])
+            .inc();
+        let took = started.elapsed();
+        log::info!(
+            "policy {version} published ({summary}) in {:.1} ms",
+            took.as_secs_f64() * 1000.0
+        );
+        Reload::Published { version, took }
+    }
+
+    fn refuse(&self, fingerprint: String, force: bool, problems: &[super::Problem]) -> Reload {
+        let mut last = self
+            .last_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !force && last.as_deref() == Some(fingerprint.as_str()) {
+            return Reload::Unchanged;
+        }
+        *last = Some(fingerprint);
+        for problem in problems {
+            log::error!("{problem}");
+        }
+        let kept = self.publisher.policy.load();
+        let kept = kept.as_ref().map_or("none", |s| s.version.as_str());
+        log::error!(
+            "policy change in {} refused; policy {kept} stays in force",
+            self.path.display()
+        );
+        let metrics = &self.publisher.metrics;
+        metrics.config_reloads.with_label_values(&["error"]).inc();
+        metrics.config_last_reload_successful.set(0);
+        Reload::Refused
+    }
+
+    fn clear_refused(&self) {
+        let mut last = self
+            .last_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.take().is_some() {
+            self.publisher.metrics.config_last_reload_successful.set(1);
+        }
+    }
+
+    /// The listeners stay where they were bound; a policy that moves them needs a restart.
+    fn keep_listeners(&self, snapshot: &mut Snapshot) {
+        let server = &mut snapshot.server;
+        for (field, wanted, bound) in [
+            ("listen", &mut server.listen, self.listeners.listen),
+            ("admin", &mut server.admin, self.listeners.admin),
+        ] {
+            if *wanted != bound {
+                log::warn!(
+                    "server.{field} changed to {wanted}; it stays on {bound} until Warden restarts"
+                );
+                *wanted = bound;
+            }
+        }
+    }
+}
+
+/// One line describing a snapshot, for the log on every swap.
+pub fn summary(snapshot: &Snapshot) -> String {
+    let r = &snapshot.revocations;
+    format!(
+        "{} agents, {} providers, {} keys; revoked: {} agents, {} keys, {} tokens",
+        snapshot.agents.len(),
+        snapshot.providers.len(),
+        snapshot.keys.len(),
+        r.count(RevokedKind::Agent),
+        r.count(RevokedKind::Credential),
+        r.count(RevokedKind::Token)
+    )
+}
+
+fn file_digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(b).into())
+}
+
+fn changed_on_disk(file: &ReferencedFile) -> bool {
+    file_digest(&file.path) != file.digest
+}
+
+/// One digest over the current contents of `files` (for the refused-change fingerprint).
+fn files_digest(files: &[ReferencedFile]) -> String {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file_digest(&file.path).unwrap_or_default());
+    }
+    hex::encode(hasher.finalize())
+}
