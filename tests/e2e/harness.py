@@ -29,24 +29,104 @@ def run_warden_cli(*args, env=None, timeout=30):
                           env={**os.environ, **(env or {})})
 
 
-class Warden:
-    """A running Warden. `policy` is YAML text without the `server:` section (added here)."""
+class ConfigMapVolume:
+    """A directory laid out the way the kubelet mounts a ConfigMap, updated the way it updates one.
 
-    def __init__(self, policy, env=None, server_extra=""):
+    Each visible `name` is a symlink to `..data/name`; `..data` is a symlink to a hidden,
+    timestamped directory. An update writes a new timestamped directory, points `..data_tmp`
+    at it and renames `..data_tmp` over `..data` (atomic), then removes the old directory —
+    the files themselves are never written in place.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.mkdir()
+        self.generation = 0
+
+    def write(self, files):
+        self.generation += 1
+        stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.") + f"{time.time_ns() % 10**9:09d}{self.generation}"
+        data = self.path / stamp
+        data.mkdir()
+        for name, text in files.items():
+            (data / name).write_text(text)
+        old = os.readlink(self.path / "..data") if (self.path / "..data").is_symlink() else None
+        tmp = self.path / "..data_tmp"
+        os.symlink(stamp, tmp)
+        os.rename(tmp, self.path / "..data")
+        for name in files:
+            link = self.path / name
+            if not link.is_symlink():
+                os.symlink(f"..data/{name}", link)
+        for link in self.path.iterdir():
+            if link.is_symlink() and not link.name.startswith("..") and link.name not in files:
+                link.unlink()
+        if old:
+            for f in (self.path / old).iterdir():
+                f.unlink()
+            (self.path / old).rmdir()
+
+
+class Warden:
+    """A running Warden. `policy` is YAML text without the `server:` section (added here).
+
+    `layout` is how the policy reaches it: `file` (one file, `--config FILE`), `dir` (a
+    directory of files) or `configmap` (a directory laid out as a mounted ConfigMap). `files`
+    are further policy files for the directory layouts. `update()` changes the policy live.
+    """
+
+    def __init__(self, policy, env=None, server_extra="", layout="file", files=None, args=()):
         self.dir = tempfile.TemporaryDirectory(prefix="warden-test-")
         self.port = free_port()
         self.admin_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.admin = f"http://127.0.0.1:{self.admin_port}"
-        server = f"server:\n  listen: 127.0.0.1:{self.port}\n  admin: 127.0.0.1:{self.admin_port}\n{server_extra}"
-        self.policy_path = Path(self.dir.name) / "warden.yaml"
-        self.policy_path.write_text(policy.replace("version: 1\n", "version: 1\n" + server, 1))
-        self.log_path = Path(self.dir.name) / "warden.log"
+        self.server = f"server:\n  listen: 127.0.0.1:{self.port}\n  admin: 127.0.0.1:{self.admin_port}\n{server_extra}"
+        self.layout = layout
+        root = Path(self.dir.name)
+        if layout == "file":
+            self.policy_path = root / "warden.yaml"
+            self.config_path = self.policy_path
+        elif layout == "dir":
+            self.config_path = root / "config"
+            self.config_path.mkdir()
+            self.policy_path = self.config_path / "warden.yaml"
+        else:
+            self.volume = ConfigMapVolume(root / "config")
+            self.config_path = self.volume.path
+            self.policy_path = self.config_path / "warden.yaml"
+        self.update({"warden.yaml": policy, **(files or {})}, how="create")
+        self.log_path = root / "warden.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([WARDEN_BIN, "serve", "--config", str(self.policy_path)],
+        self.proc = subprocess.Popen([WARDEN_BIN, "serve", "--config", str(self.config_path), *args],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
         self._wait_ready()
+
+    def update(self, files, how="rename"):
+        """Writes policy files: `rename` (write a temporary file, rename it over the old one),
+        `inplace` (truncate and rewrite the same inode), or the ConfigMap swap for that layout.
+        `warden.yaml` gets the test's `server:` section."""
+        files = {name: (self._with_server(text) if name == "warden.yaml" else text)
+                 for name, text in files.items()}
+        if self.layout == "configmap":
+            current = {p.name: p.read_text() for p in self.config_path.iterdir()
+                       if not p.name.startswith("..")} if how != "create" else {}
+            self.volume.write({**current, **files})
+            return
+        for name, text in files.items():
+            path = self.policy_path.parent / name
+            if how == "rename":
+                tmp = path.parent / f".{name}.tmp"
+                tmp.write_text(text)
+                os.rename(tmp, path)
+            else:
+                with open(path, "r+" if path.exists() else "w") as f:
+                    f.truncate(0)
+                    f.write(text)
+
+    def _with_server(self, policy):
+        return policy.replace("version: 1\n", "version: 1\n" + self.server, 1)
 
     def _wait_ready(self):
         deadline = time.time() + 15
@@ -64,6 +144,17 @@ class Warden:
     def metrics(self):
         with urllib.request.urlopen(self.admin + "/metrics", timeout=5) as r:
             return r.read().decode()
+
+    def metric(self, name, labels=""):
+        """The value of one sample, e.g. metric("warden_config_reloads_total", 'result="ok"')."""
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in self.metrics().splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
