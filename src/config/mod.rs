@@ -11,6 +11,6 @@ pub mod snapshot;
 pub mod source;
 pub mod watch;
 
-pub use compile::{compile, Compiled, Environment};
+pub use compile::{compile, compile_parsed, parse, Compiled, Environment};
 pub use problem::Problem;
 pub use snapshot::Snapshot;

@@ -4,6 +4,7 @@
 //! the swap; the swap itself is one `arc-swap` store that cannot fail. Requests in flight keep
 //! the snapshot they loaded. A refused change leaves the last good snapshot in force.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,9 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
+use super::file::PolicyFile;
 use super::snapshot::{ReferencedFile, Snapshot};
-use super::source;
-use super::{compile, Environment};
+use super::source::{self, Sources};
+use super::{compile_parsed, parse, Environment, Problem};
 use crate::admin::Metrics;
 use crate::limits::LiveState;
 use crate::policy::revocations::RevokedKind;
@@ -71,6 +73,14 @@ pub struct Reloader {
     listeners: Listeners,
     /// Fingerprint of the last refused change, so a bad file is reported once, not every poll.
     last_refused: Mutex<Option<String>>,
+    /// Each policy file's text and its parse, so a change to one file (say `revocations.yaml`)
+    /// does not re-parse the others: parsing is the slowest step of a reload.
+    parsed: Mutex<HashMap<PathBuf, ParsedFile>>,
+}
+
+struct ParsedFile {
+    text: String,
+    policy: Arc<PolicyFile>,
 }
 
 impl Reloader {
@@ -80,6 +90,7 @@ impl Reloader {
             publisher,
             listeners,
             last_refused: Mutex::new(None),
+            parsed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,16 +134,25 @@ impl Reloader {
             self.clear_refused();
             return Reload::Unchanged;
         }
+        let version = sources.version.clone();
         let fingerprint = match &current {
-            Some(s) => format!("{}+{}", sources.version, files_digest(&s.referenced_files)),
-            None => sources.version.clone(),
+            Some(s) => format!("{version}+{}", files_digest(&s.referenced_files)),
+            None => version.clone(),
         };
+        let parsed = match self.parse(sources) {
+            Ok(parsed) => parsed,
+            Err(problems) => return self.refuse(fingerprint, force, &problems),
+        };
+        let files: Vec<(&Path, &PolicyFile)> = parsed
+            .iter()
+            .map(|(path, policy)| (path.as_path(), policy.as_ref()))
+            .collect();
         let env = Environment {
             live: &self.publisher.live,
             resolve_hosts: true,
             read_secrets: true,
         };
-        let compiled = match compile(&sources, &env) {
+        let compiled = match compile_parsed(&version, &files, &env) {
             Ok(compiled) => compiled,
             Err(problems) => return self.refuse(fingerprint, force, &problems),
         };
@@ -142,7 +162,6 @@ impl Reloader {
         let mut snapshot = compiled.snapshot;
         self.keep_listeners(&mut snapshot);
         let summary = summary(&snapshot);
-        let version = snapshot.version.clone();
         self.publisher.publish(snapshot);
         self.clear_refused();
         self.publisher
@@ -158,7 +177,37 @@ impl Reloader {
         Reload::Published { version, took }
     }
 
-    fn refuse(&self, fingerprint: String, force: bool, problems: &[super::Problem]) -> Reload {
+    /// Parses the files whose text changed and reuses the parse of the others, in load order.
+    fn parse(&self, sources: Sources) -> Result<Vec<(PathBuf, Arc<PolicyFile>)>, Vec<Problem>> {
+        let mut cache = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut previous = std::mem::take(&mut *cache);
+        let mut parsed = Vec::with_capacity(sources.files.len());
+        let mut problems = Vec::new();
+        for file in sources.files {
+            let policy = match previous.remove(&file.path) {
+                Some(hit) if hit.text == file.text => Ok(hit.policy),
+                _ => parse(&file.path, &file.text).map(Arc::new),
+            };
+            match policy {
+                Ok(policy) => {
+                    parsed.push((file.path.clone(), Arc::clone(&policy)));
+                    let entry = ParsedFile {
+                        text: file.text,
+                        policy,
+                    };
+                    cache.insert(file.path, entry);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if problems.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn refuse(&self, fingerprint: String, force: bool, problems: &[Problem]) -> Reload {
         let mut last = self
             .last_refused
             .lock()

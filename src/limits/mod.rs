@@ -89,7 +89,12 @@ impl LiveState {
             cells.removed_at.get_or_insert(now);
         }
         for (id, limits) in agents {
-            let cells = registry.entry(id.to_string()).or_default();
+            if !registry.contains_key(id) {
+                registry.insert(id.to_string(), AgentCells::default());
+            }
+            let Some(cells) = registry.get_mut(id) else {
+                continue;
+            };
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
             if let Some((_, in_flight)) = &limits.max_concurrent {

@@ -1,5 +1,7 @@
 //! Compiled glob lists (`gpt-*`, `claude-sonnet-*`) for model and endpoint allowlists.
 
+use std::sync::Arc;
+
 use glob::{MatchOptions, Pattern, PatternError};
 
 /// Matching is case-sensitive and `*` may cross `/` (model ids like `org/model` are opaque).
@@ -10,9 +12,11 @@ const OPTIONS: MatchOptions = MatchOptions {
 };
 
 /// A list of globs compiled once per snapshot; a value is allowed if any glob matches.
+///
+/// Shared: agents with the same allowlist hold one compiled list.
 #[derive(Debug, Clone, Default)]
 pub struct Globs {
-    patterns: Vec<Pattern>,
+    patterns: Arc<[Pattern]>,
 }
 
 impl Globs {
@@ -21,7 +25,7 @@ impl Globs {
         let patterns = patterns
             .into_iter()
             .map(Pattern::new)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Arc<[_]>, _>>()?;
         Ok(Globs { patterns })
     }
 
