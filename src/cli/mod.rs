@@ -25,7 +25,7 @@ pub enum Command {
         /// Policy file or directory of *.yaml files [default: $WARDEN_CONFIG, else config/warden.yaml]
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Notice policy changes by polling only (every second), without file-system events
+        /// Notice policy changes by polling only (every 500 ms), without file-system events
         #[arg(long)]
         no_watch: bool,
     },
