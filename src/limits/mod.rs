@@ -5,7 +5,8 @@
 //! state by agent id: compiling a snapshot asks it for each agent's cells, and the snapshot then
 //! holds those `Arc`s directly. A request therefore reaches its agent's counters through the
 //! snapshot it already loaded — no map lookup, no lock — and a reload hands the same counters to
-//! the new snapshot. The registry's mutex is only taken while compiling, never on the hot path.
+//! the new snapshot. The registry's mutex is only taken while compiling and publishing, never on
+//! the hot path.
 
 pub mod concurrency;
 pub mod rate;
