@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use warden::admin::Metrics;
-use warden::config::reload::{Listeners, Publisher, Reload, Reloader};
+use warden::config::reload::{Pinned, Publisher, Reload, Reloader};
 use warden::config::{self, source, Environment};
 use warden::limits::LiveState;
 
@@ -61,11 +61,12 @@ fn reloader(path: PathBuf) -> Reloader {
         live: Arc::new(LiveState::default()),
         metrics,
     };
-    let listeners = Listeners {
+    let pinned = Pinned {
         listen: ([127, 0, 0, 1], 4000).into(),
         admin: ([127, 0, 0, 1], 9464).into(),
+        audit: None,
     };
-    Reloader::new(path, publisher, listeners)
+    Reloader::new(path, publisher, pinned)
 }
 
 fn published(result: Reload) {

@@ -2,6 +2,7 @@
 //! its LLM traffic. See DESIGN.md for the architecture; `main.rs` only parses the command line.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod identity;

@@ -32,6 +32,13 @@ pub struct Metrics {
     /// `warden_config_last_reload_success_timestamp_seconds`: when the policy in force was
     /// published (Unix time).
     pub config_last_success: Gauge,
+    /// `warden_audit_events_total{outcome="shipped|spooled|dropped"}`: audit records (events and
+    /// checkpoints) by what happened to them; a spooled record counts again when shipped.
+    pub audit_events: IntCounterVec,
+    /// `warden_audit_queue_depth`: events waiting between the proxy and the shipper.
+    pub audit_queue_depth: IntGauge,
+    /// `warden_audit_spool_bytes`: size of the on-disk spool.
+    pub audit_spool_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -76,6 +83,24 @@ impl Metrics {
             "warden_config_last_reload_success_timestamp_seconds",
             "Unix time at which the policy in force was published.",
         )?;
+        let audit_events = IntCounterVec::new(
+            Opts::new("warden_audit_events_total", "Audit records (events and signed checkpoints) by outcome: `shipped` (acknowledged by the sink), `spooled` (written to the on-disk spool; counted again when shipped), `dropped` (lost: queue or spool full)."),
+            &["outcome"],
+        )?;
+        for outcome in ["shipped", "spooled", "dropped"] {
+            audit_events.with_label_values(&[outcome]);
+        }
+        let audit_queue_depth = IntGauge::new(
+            "warden_audit_queue_depth",
+            "Audit events queued between the proxy and the shipper.",
+        )?;
+        let audit_spool_bytes = IntGauge::new(
+            "warden_audit_spool_bytes",
+            "Bytes of audit records waiting in the on-disk spool.",
+        )?;
+        registry.register(Box::new(audit_events.clone()))?;
+        registry.register(Box::new(audit_queue_depth.clone()))?;
+        registry.register(Box::new(audit_spool_bytes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -92,7 +117,23 @@ impl Metrics {
             config_info,
             config_last_reload_successful,
             config_last_success,
+            audit_events,
+            audit_queue_depth,
+            audit_spool_bytes,
         })
+    }
+
+    /// Counts an audit event lost before the shipper saw it, and says so loudly (once a
+    /// thousand, so a stalled disk does not also flood the log).
+    pub fn audit_dropped(&self) {
+        let dropped = self.audit_events.with_label_values(&["dropped"]);
+        if dropped.get().is_multiple_of(1000) {
+            log::error!(
+                "audit queue full: events are being dropped ({} so far)",
+                dropped.get() + 1
+            );
+        }
+        dropped.inc();
     }
 
     /// Records that the policy `version` is now in force.

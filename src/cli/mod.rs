@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand.
 
+pub mod audit;
 pub mod check;
 pub mod demo;
+pub mod keygen;
 pub mod keys;
 pub mod serve;
 
@@ -49,6 +51,30 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Make an Ed25519 key pair (token issuer, agent, or audit signer).
+    Keygen {
+        /// Where to write the private key (PKCS#8 PEM, mode 0600); the public key goes to OUT.pub
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an audit log: hash chain, sequence gaps, checkpoint signatures.
+    Verify {
+        /// Public key of the audit signer: base64 of the raw 32 bytes, or a file holding it
+        #[arg(long)]
+        key: Option<String>,
+        /// Log files in chain order, or directories (rotated files oldest first)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +97,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys {
             command: KeysCommand::New { agent },
         } => keys::new(&agent),
+        Command::Keygen { out } => keygen::run(&out),
+        Command::Audit {
+            command: AuditCommand::Verify { key, files },
+        } => audit::verify(key.as_deref(), &files),
     }
 }
 

@@ -14,7 +14,9 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, Metrics};
-use crate::config::reload::{self, Listeners, Publisher, Reloader};
+use crate::audit::shipper::{Shipper, ShipperService};
+use crate::audit::{self, AuditSettings, Auditor};
+use crate::config::reload::{self, Pinned, Publisher, Reloader};
 use crate::config::source::{self, Sources};
 use crate::config::watch::ConfigSource;
 use crate::config::{self, Environment, Snapshot};
@@ -103,12 +105,23 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             return ExitCode::from(1);
         }
     };
-    let listeners = Listeners {
+    let pinned = Pinned {
         listen: snapshot.server.listen,
         admin: snapshot.server.admin,
+        audit: snapshot.audit.clone(),
     };
-    let listen = listeners.listen.to_string();
-    let admin = listeners.admin.to_string();
+    let listen = pinned.listen.to_string();
+    let admin = pinned.admin.to_string();
+    let (auditor, shipper) = match &snapshot.audit {
+        Some(settings) => match start_audit(settings, &metrics) {
+            Ok((auditor, shipper)) => (Some(auditor), Some(shipper)),
+            Err(e) => {
+                eprintln!("warden: {e}; not starting");
+                return ExitCode::from(1);
+            }
+        },
+        None => (None, None),
+    };
     log::info!(
         "policy {} loaded ({})",
         snapshot.version,
@@ -140,6 +153,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         policy: Arc::clone(&policy),
         metrics: Arc::clone(&metrics),
         mock_socket: mock_socket.clone(),
+        audit: auditor,
     };
     let mut proxy_service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "warden proxy");
@@ -160,8 +174,14 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     server.add_service(proxy_service);
     server.add_service(admin_service);
     server.add_service(mock_service);
+    if let Some(shipper) = shipper {
+        server.add_service(GenBackgroundService::new(
+            "warden audit shipper".to_string(),
+            Arc::new(ShipperService::new(shipper)),
+        ));
+    }
     if let Some(path) = options.reload_from {
-        let reloader = Arc::new(Reloader::new(path, publisher, listeners));
+        let reloader = Arc::new(Reloader::new(path, publisher, pinned));
         server.add_service(GenBackgroundService::new(
             "warden config source".to_string(),
             Arc::new(ConfigSource::new(reloader, options.watch)),
@@ -169,4 +189,21 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     }
     log::info!("warden listening on {listen} (admin {admin})");
     server.run_forever()
+}
+
+/// Opens the audit spool, restores the chain and reads the signing key: an audit trail that
+/// cannot start is a start-up error, never a silent gap.
+fn start_audit(
+    settings: &AuditSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<Auditor>, Shipper), String> {
+    let key = match &settings.signing_key_file {
+        Some(path) => Some(audit::keys::read_signing_key(path)?),
+        None => None,
+    };
+    let (queue, events) = std::sync::mpsc::sync_channel(audit::QUEUE_CAPACITY);
+    let sink = |instance: &str| audit::sink::build(&settings.sink, instance);
+    let shipper = Shipper::new(settings, events, sink, key, Arc::clone(metrics))?;
+    log::info!("audit trail: instance {}", shipper.instance());
+    Ok((Arc::new(Auditor::new(queue, Arc::clone(metrics))), shipper))
 }

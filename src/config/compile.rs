@@ -16,8 +16,8 @@ use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
 use super::file::{
-    AgentSpec, AuthSpec, PolicyFile, ProviderKindSpec, ProviderSpec, RevocationsSpec, RevokedSpec,
-    ServerSpec, StatusSpec,
+    AgentSpec, AuditSpec, AuthSpec, PolicyFile, ProviderKindSpec, ProviderSpec, RevocationsSpec,
+    RevokedSpec, ServerSpec, SinkSpec, StatusSpec,
 };
 use super::problem::{Problem, Problems};
 use super::snapshot::{
@@ -25,6 +25,7 @@ use super::snapshot::{
     UpstreamAuth,
 };
 use super::source::Sources;
+use crate::audit::{self, AuditSettings};
 use crate::identity::api_key::{parse_hash, KeyIndex};
 use crate::limits::LiveState;
 use crate::policy::globs::{is_literal, Globs};
@@ -95,6 +96,7 @@ pub fn compile_parsed(
         env,
         problems: &mut problems,
         server: None,
+        audit: None,
         providers: Vec::new(),
         provider_names: HashMap::new(),
         agents: Vec::new(),
@@ -118,6 +120,7 @@ pub fn compile_parsed(
         }
     }
     let server = builder.server.take().map(|(_, s)| s);
+    let audit = builder.audit.take().map(|(_, a)| a);
     let Builder {
         providers,
         agents,
@@ -138,6 +141,7 @@ pub fn compile_parsed(
         keys,
         revocations,
         referenced_files,
+        audit,
     };
     Ok(Compiled {
         snapshot,
@@ -223,6 +227,7 @@ struct Builder<'a, 'e, 'f> {
     env: &'a Environment<'e>,
     problems: &'a mut Vec<Problem>,
     server: Option<(Origin<'f>, ServerSettings)>,
+    audit: Option<(Origin<'f>, AuditSettings)>,
     providers: Vec<Provider>,
     provider_names: HashMap<&'f str, Origin<'f>>,
     agents: Vec<Agent>,
@@ -280,6 +285,100 @@ impl<'f> Builder<'_, '_, 'f> {
         if let Some(revocations) = &policy.revocations {
             self.revocations_list(path, revocations);
         }
+        if let Some(audit) = &policy.audit {
+            let here = Origin::of(path, audit);
+            match &self.audit {
+                Some((first, _)) => {
+                    let message = format!("`audit` is already defined at {first}");
+                    self.at(path).error(audit, message);
+                }
+                None => {
+                    if let Some(settings) = self.audit_settings(path, &audit.value) {
+                        self.audit = Some((here, settings));
+                    }
+                }
+            }
+        }
+    }
+
+    fn audit_settings(&mut self, path: &Path, spec: &AuditSpec) -> Option<AuditSettings> {
+        let mut p = self.at(path);
+        let mut ok = true;
+        match &spec.sink.value {
+            SinkSpec::File(file) if file.path.trim().is_empty() => {
+                p.error(&spec.sink, "the file sink needs a `path`");
+                ok = false;
+            }
+            SinkSpec::Http(http) if !is_http_url(&http.url) => {
+                p.error(
+                    &spec.sink,
+                    format!(
+                        "`url` must be an http:// or https:// URL, got `{}`",
+                        http.url
+                    ),
+                );
+                ok = false;
+            }
+            SinkSpec::Otlp(otlp) if !is_http_url(&otlp.endpoint) => {
+                p.error(
+                    &spec.sink,
+                    format!(
+                        "`endpoint` must be an http:// or https:// URL, got `{}`",
+                        otlp.endpoint
+                    ),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        if spec.spool_dir.value.trim().is_empty() {
+            p.error(&spec.spool_dir, "`spool_dir` must name a directory");
+            ok = false;
+        }
+        let positive = |v: &Option<Spanned<u64>>, field: &str, p: &mut Problems<'_>| match v {
+            Some(n) if n.value == 0 => {
+                p.error(n, format!("`{field}` must be at least 1"));
+                None
+            }
+            Some(n) => Some(n.value),
+            None => None,
+        };
+        let spool_max_bytes = positive(&spec.spool_max_bytes, "spool_max_bytes", &mut p);
+        let checkpoint_every = positive(&spec.checkpoint_every, "checkpoint_every", &mut p);
+        let checkpoint_interval = match &spec.checkpoint_interval_secs {
+            Some(secs) => match Duration::try_from_secs_f64(secs.value) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    p.error(
+                        secs,
+                        "`checkpoint_interval_secs` must be a positive number of seconds",
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if spec.signing_key_file.is_none() {
+            p.warning(&spec.sink, "no `signing_key_file`: audit checkpoints will not be signed (make a key with `warden keygen`)");
+        }
+        if let Some(instance) = &spec.instance {
+            if instance.value.trim().is_empty() {
+                p.error(instance, "`instance` must not be empty");
+                ok = false;
+            }
+        }
+        ok.then(|| AuditSettings {
+            sink: spec.sink.value.clone(),
+            spool_dir: spec.spool_dir.value.clone().into(),
+            spool_max_bytes: spool_max_bytes.unwrap_or(audit::DEFAULT_SPOOL_MAX_BYTES),
+            signing_key_file: spec
+                .signing_key_file
+                .as_ref()
+                .map(|f| f.value.clone().into()),
+            instance: spec.instance.as_ref().map(|i| i.value.clone()),
+            checkpoint_every: checkpoint_every.unwrap_or(audit::DEFAULT_CHECKPOINT_EVERY),
+            checkpoint_interval: checkpoint_interval.unwrap_or(audit::DEFAULT_CHECKPOINT_INTERVAL),
+        })
     }
 
     /// Gathers `revocations:`; they apply to agents and keys of every file.
@@ -767,6 +866,11 @@ impl<'f> Builder<'_, '_, 'f> {
                 || (!is_literal(model) && p.models.patterns().any(|pm| entry.matches(pm)))
         })
     }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.parse::<Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
 }
 
 /// The three lists of `revocations:` with the kind each revokes.

@@ -18,14 +18,17 @@ use super::snapshot::{ReferencedFile, Snapshot};
 use super::source::{self, Sources};
 use super::{compile_parsed, parse, Environment, Problem};
 use crate::admin::Metrics;
+use crate::audit::AuditSettings;
 use crate::limits::LiveState;
 use crate::policy::revocations::RevokedKind;
 
-/// Addresses the listeners were bound to at start-up; a reload cannot move them.
-#[derive(Debug, Clone, Copy)]
-pub struct Listeners {
+/// What was set up at start-up and a reload cannot change: the listeners' addresses and the
+/// audit shipper.
+#[derive(Debug, Clone)]
+pub struct Pinned {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    pub audit: Option<AuditSettings>,
 }
 
 /// The shared handles a published snapshot must reach together.
@@ -70,7 +73,7 @@ pub enum Reload {
 pub struct Reloader {
     path: PathBuf,
     publisher: Publisher,
-    listeners: Listeners,
+    pinned: Pinned,
     /// Fingerprint of the last refused change, so a bad file is reported once, not every poll.
     last_refused: Mutex<Option<String>>,
     /// Each policy file's text and its parse, so a change to one file (say `revocations.yaml`)
@@ -84,11 +87,11 @@ struct ParsedFile {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, publisher: Publisher, listeners: Listeners) -> Self {
+    pub fn new(path: PathBuf, publisher: Publisher, pinned: Pinned) -> Self {
         Reloader {
             path,
             publisher,
-            listeners,
+            pinned,
             last_refused: Mutex::new(None),
             parsed: Mutex::new(HashMap::new()),
         }
@@ -160,7 +163,7 @@ impl Reloader {
             log::warn!("{warning}");
         }
         let mut snapshot = compiled.snapshot;
-        self.keep_listeners(&mut snapshot);
+        self.keep_pinned(&mut snapshot);
         let summary = summary(&snapshot);
         self.publisher.publish(snapshot);
         self.clear_refused();
@@ -241,12 +244,13 @@ impl Reloader {
         }
     }
 
-    /// The listeners stay where they were bound; a policy that moves them needs a restart.
-    fn keep_listeners(&self, snapshot: &mut Snapshot) {
+    /// The listeners stay where they were bound and the audit shipper as it was started; a
+    /// policy that changes them needs a restart.
+    fn keep_pinned(&self, snapshot: &mut Snapshot) {
         let server = &mut snapshot.server;
         for (field, wanted, bound) in [
-            ("listen", &mut server.listen, self.listeners.listen),
-            ("admin", &mut server.admin, self.listeners.admin),
+            ("listen", &mut server.listen, self.pinned.listen),
+            ("admin", &mut server.admin, self.pinned.admin),
         ] {
             if *wanted != bound {
                 log::warn!(
@@ -254,6 +258,10 @@ impl Reloader {
                 );
                 *wanted = bound;
             }
+        }
+        if snapshot.audit != self.pinned.audit {
+            log::warn!("`audit` changed; the audit trail keeps its start-up settings until Warden restarts");
+            snapshot.audit.clone_from(&self.pinned.audit);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use jiff::Timestamp;
 
+use crate::audit::AuditSettings;
 use crate::identity::api_key::KeyIndex;
 use crate::limits::AgentLimits;
 use crate::policy::globs::Globs;
@@ -26,6 +27,8 @@ pub struct Snapshot {
     /// Files the policy points at (provider key files) and what they held when compiled: a
     /// change to one of them is a policy change too.
     pub referenced_files: Vec<ReferencedFile>,
+    /// `audit:`; read once at start-up (the shipper is not rebuilt on reload).
+    pub audit: Option<AuditSettings>,
 }
 
 /// A file read while compiling, other than the policy sources.

@@ -34,15 +34,21 @@ pub struct Outcome {
     pub usage: Option<Usage>,
     /// Why the provider could not be used, if it failed before answering.
     pub failure: Option<Refusal>,
+    /// When the provider's response header arrived.
+    pub first_byte: Option<Instant>,
 }
 
 /// One request's context (Pingora's `CTX`), for both the main request and its subrequest.
 pub struct RequestCtx {
     pub started: Instant,
+    /// Wall-clock arrival time, for audit events.
+    pub arrived: jiff::Timestamp,
     /// Loaded once at the start of the main request; every decision reads this one.
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: Option<HeaderValue>,
     pub agent: Option<usize>,
+    /// Id of the API key the agent presented (never the secret).
+    pub key_id: Option<String>,
     pub model: Option<String>,
     pub provider: Option<usize>,
     pub rate: Option<RateDecision>,
@@ -56,15 +62,20 @@ pub struct RequestCtx {
     pub meter: UsageMeter,
     pub upstream_status: Option<u16>,
     pub upstream_failure: Option<Refusal>,
+    /// Main request: when the subrequest to the provider started. Subrequest: when the
+    /// provider's response header arrived.
+    pub upstream_mark: Option<Instant>,
 }
 
 impl RequestCtx {
     pub fn new() -> Self {
         RequestCtx {
             started: Instant::now(),
+            arrived: jiff::Timestamp::now(),
             snapshot: None,
             request_id: None,
             agent: None,
+            key_id: None,
             model: None,
             provider: None,
             rate: None,
@@ -75,6 +86,7 @@ impl RequestCtx {
             meter: UsageMeter::Off,
             upstream_status: None,
             upstream_failure: None,
+            upstream_mark: None,
         }
     }
 }

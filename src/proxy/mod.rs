@@ -21,7 +21,7 @@ pub mod request;
 pub mod usage;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -35,6 +35,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::admin::Metrics;
+use crate::audit::{AuditEvent, Auditor, Credential, Tokens};
 use crate::config::snapshot::{Upstream, UpstreamAuth};
 use crate::config::Snapshot;
 use crate::identity::api_key::KeyRejection;
@@ -50,6 +51,8 @@ pub struct WardenProxy {
     pub metrics: Arc<Metrics>,
     /// Unix socket of the built-in mock provider.
     pub mock_socket: String,
+    /// Where audit events go; `None` when the policy has no `audit:`.
+    pub audit: Option<Arc<Auditor>>,
 }
 
 /// What admission decided for a request that is not refused.
@@ -162,6 +165,7 @@ impl ProxyHttp for WardenProxy {
             return Ok(());
         };
         ctx.upstream_status = Some(response.status.as_u16());
+        ctx.upstream_mark = Some(Instant::now());
         if response.status.is_success() {
             let content_type = response
                 .headers
@@ -219,6 +223,7 @@ impl ProxyHttp for WardenProxy {
                     status: ctx.upstream_status,
                     usage: ctx.meter.finish(),
                     failure: ctx.upstream_failure.take(),
+                    first_byte: ctx.upstream_mark,
                 };
                 let _ = forward.outcome.set(outcome);
             }
@@ -252,6 +257,7 @@ impl WardenProxy {
                 .ok_or(Refusal::InvalidCredentials)?
         };
         ctx.agent = Some(key.agent);
+        ctx.key_id = Some(key.key_id.clone());
         key.check(now).map_err(|e| match e {
             KeyRejection::Revoked => Refusal::CredentialRevoked,
             KeyRejection::Expired => Refusal::ExpiredCredentials,
@@ -337,6 +343,7 @@ impl WardenProxy {
             .user_ctx(Box::new(Arc::clone(&forward)))
             .build();
         let (prepared, handle) = spawner.create_subrequest(session.as_ref(), sub_ctx);
+        ctx.upstream_mark = Some(Instant::now());
         let piped = pipe_subrequest(
             session,
             prepared,
@@ -421,7 +428,67 @@ impl WardenProxy {
             .request_duration
             .with_label_values(&[code])
             .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(audit) = &self.audit {
+            let request = session.req_header();
+            let outcome = ctx.forward.as_ref().and_then(|f| f.outcome.get());
+            let millis = |from: Instant, to: Instant| {
+                to.saturating_duration_since(from).as_secs_f64() * 1000.0
+            };
+            audit.emit(AuditEvent {
+                ts: ctx.arrived.to_string(),
+                request_id: ctx
+                    .request_id
+                    .as_ref()
+                    .and_then(|id| id.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                agent: agent.to_string(),
+                credential: Credential {
+                    kind: if ctx.key_id.is_some() {
+                        "api_key"
+                    } else {
+                        "none"
+                    },
+                    key_id: ctx.key_id.clone(),
+                },
+                method: request.method.as_str().to_string(),
+                path: audit_path(request.uri.path()),
+                model: model.to_string(),
+                provider: provider.to_string(),
+                decision: if ctx.refusal.is_some() && ctx.forward.is_none() {
+                    "deny"
+                } else {
+                    "allow"
+                },
+                code,
+                status: status.unwrap_or(0),
+                latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+                upstream_ms: ctx.upstream_mark.map(|start| millis(start, Instant::now())),
+                ttfb_ms: outcome
+                    .and_then(|o| o.first_byte)
+                    .map(|t| millis(ctx.started, t)),
+                tokens: usage.map(|u| Tokens {
+                    input: u.input_tokens,
+                    output: u.output_tokens,
+                }),
+                cost_usd: None,
+                config_version: snapshot.map(|s| s.version.clone()).unwrap_or_default(),
+            });
+        }
     }
+}
+
+/// The request path as audited: at most 2 KiB (a hostile agent cannot make events huge).
+fn audit_path(path: &str) -> String {
+    const MAX: usize = 2048;
+    if path.len() <= MAX {
+        return path.to_string();
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
 }
 
 /// The forwarding plan handed to a subrequest, if this session is one.

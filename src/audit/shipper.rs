@@ -1,0 +1,344 @@
+//! The shipper: one thread that chains queued events, adds checkpoints, and delivers batches
+//! to the sink — or to the spool when the sink fails, retrying with exponential backoff and
+//! jitter until it recovers. Runs as a Pingora background service.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ed25519_dalek::SigningKey;
+use jiff::Timestamp;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::chain::ChainState;
+use super::event::AuditEvent;
+use super::sink::Sink;
+use super::spool::Spool;
+use super::AuditSettings;
+use crate::admin::Metrics;
+
+/// Most events chained and delivered as one batch.
+const BATCH_MAX: usize = 4096;
+/// How long a batch may wait for more events.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// While draining at shutdown, batches are written at once...
+const DRAIN_WAIT: Duration = Duration::from_millis(5);
+/// ...and signed by a checkpoint after any pause this long.
+const DRAIN_CHECKPOINT: Duration = Duration::from_millis(50);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Everything the shipper thread owns.
+pub struct Shipper {
+    queue: Receiver<AuditEvent>,
+    chain: ChainState,
+    spool: Spool,
+    sink: Box<dyn Sink>,
+    key: Option<SigningKey>,
+    metrics: Arc<Metrics>,
+    checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// While set, the sink is failing: new records go to the spool until this instant.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Shipper {
+    /// Opens the spool and restores the chain (an instance name is made and kept in the spool
+    /// directory the first time).
+    pub fn new(
+        settings: &AuditSettings,
+        queue: Receiver<AuditEvent>,
+        sink: impl FnOnce(&str) -> Box<dyn Sink>,
+        key: Option<SigningKey>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let spool = Spool::open(&settings.spool_dir, settings.spool_max_bytes).map_err(|e| {
+            format!(
+                "cannot open audit spool {}: {e}",
+                settings.spool_dir.display()
+            )
+        })?;
+        let restored = spool
+            .load_chain()
+            .map_err(|e| format!("cannot read the audit chain state: {e}"))?;
+        let chain = match (restored, &settings.instance) {
+            (Some(state), Some(wanted)) if &state.instance != wanted => {
+                ChainState::new(wanted.clone())
+            }
+            (Some(state), _) => state,
+            (None, Some(wanted)) => ChainState::new(wanted.clone()),
+            (None, None) => ChainState::new(default_instance()),
+        };
+        spool
+            .save_chain(&chain)
+            .map_err(|e| format!("cannot write the audit chain state: {e}"))?;
+        metrics.audit_spool_bytes.set(spool.bytes() as i64);
+        let sink = sink(&chain.instance);
+        let retry_at = (!spool.is_empty()).then(Instant::now);
+        Ok(Shipper {
+            queue,
+            chain,
+            spool,
+            sink,
+            key,
+            metrics,
+            checkpoint_every: settings.checkpoint_every,
+            checkpoint_interval: settings.checkpoint_interval,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            retry_at,
+            backoff: BACKOFF_MIN,
+        })
+    }
+
+    /// The instance name this shipper chains under.
+    pub fn instance(&self) -> &str {
+        &self.chain.instance
+    }
+
+    /// Runs until every sender is gone. Once `draining` is set (SIGTERM), batches are written
+    /// within milliseconds and a checkpoint follows every pause, so whatever the process has
+    /// handed over when it exits is written and signed.
+    pub fn run(mut self, draining: &AtomicBool) {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        loop {
+            let (wait, checkpoint_after) = if draining.load(Ordering::Acquire) {
+                (DRAIN_WAIT, DRAIN_CHECKPOINT)
+            } else {
+                (BATCH_WAIT, self.checkpoint_interval)
+            };
+            let disconnected = self.collect(&mut batch, wait);
+            if !batch.is_empty() {
+                let records = self.seal(&mut batch);
+                self.deliver(records);
+            } else if self.since_checkpoint > 0
+                && self.last_checkpoint.elapsed() >= checkpoint_after
+            {
+                let record = self.checkpoint();
+                self.deliver(vec![record]);
+            }
+            self.retry_spool();
+            if disconnected {
+                if self.since_checkpoint > 0 {
+                    let record = self.checkpoint();
+                    self.deliver(vec![record]);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Waits up to `wait` for a first event, then takes what is queued (up to a batch).
+    /// Returns true when every sender is gone.
+    fn collect(&mut self, batch: &mut Vec<AuditEvent>, wait: Duration) -> bool {
+        match self.queue.recv_timeout(wait) {
+            Ok(event) => batch.push(event),
+            Err(RecvTimeoutError::Timeout) => return false,
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+        let deadline = Instant::now() + wait;
+        while batch.len() < BATCH_MAX {
+            match self.queue.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) if Instant::now() >= deadline => break,
+                Err(_) => match self.queue.recv_timeout(deadline - Instant::now()) {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                },
+            }
+        }
+        self.metrics.audit_queue_depth.sub(batch.len() as i64);
+        false
+    }
+
+    /// Chains a batch (and a checkpoint when one is due) into records.
+    fn seal(&mut self, batch: &mut Vec<AuditEvent>) -> Vec<String> {
+        let mut records = Vec::with_capacity(batch.len() + 1);
+        for event in batch.drain(..) {
+            if let serde_json::Value::Object(map) = event.to_value() {
+                records.push(self.chain.seal(map));
+                self.since_checkpoint += 1;
+                if self.since_checkpoint >= self.checkpoint_every {
+                    records.push(self.checkpoint());
+                }
+            }
+        }
+        records
+    }
+
+    fn checkpoint(&mut self) -> String {
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        self.chain
+            .checkpoint(Timestamp::now().to_string(), self.key.as_ref())
+    }
+
+    /// Sends records to the sink, or spools them while it is failing (or while older records
+    /// still wait in the spool: order is kept).
+    fn deliver(&mut self, records: Vec<String>) {
+        if let Err(e) = self.spool.save_chain(&self.chain) {
+            log::error!("cannot save the audit chain state: {e}");
+        }
+        if self.retry_at.is_none() && self.spool.is_empty() {
+            match self.sink.send(&records) {
+                Ok(()) => {
+                    self.count("shipped", records.len());
+                    return;
+                }
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.spool_records(&records);
+    }
+
+    fn spool_records(&mut self, records: &[String]) {
+        let first_seq = self.chain.seq + 1 - records.len() as u64;
+        match self.spool.append(first_seq, records) {
+            Ok(true) => self.count("spooled", records.len()),
+            Ok(false) => {
+                log::error!(
+                    "audit spool is full ({} bytes): {} records dropped",
+                    self.spool.bytes(),
+                    records.len()
+                );
+                self.count("dropped", records.len());
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot write the audit spool: {e}; {} records dropped",
+                    records.len()
+                );
+                self.count("dropped", records.len());
+            }
+        }
+        self.metrics
+            .audit_spool_bytes
+            .set(self.spool.bytes() as i64);
+    }
+
+    /// Ships spooled segments, oldest first, once the backoff has passed.
+    fn retry_spool(&mut self) {
+        let Some(retry_at) = self.retry_at else {
+            return;
+        };
+        if Instant::now() < retry_at {
+            return;
+        }
+        loop {
+            let segment = match self.spool.oldest() {
+                Ok(Some(segment)) => segment,
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("cannot read the audit spool: {e}");
+                    self.failed("spool unreadable");
+                    return;
+                }
+            };
+            let (path, records) = segment;
+            if let Err(e) = self.sink.send(&records) {
+                self.failed(&e);
+                return;
+            }
+            self.count("shipped", records.len());
+            if let Err(e) = self.spool.remove(&path) {
+                log::error!(
+                    "cannot remove shipped spool segment {}: {e}",
+                    path.display()
+                );
+                self.failed("spool not writable");
+                return;
+            }
+            self.metrics
+                .audit_spool_bytes
+                .set(self.spool.bytes() as i64);
+        }
+        if self.retry_at.is_some() {
+            log::info!("audit sink recovered; spool shipped");
+        }
+        self.retry_at = None;
+        self.backoff = BACKOFF_MIN;
+    }
+
+    /// Schedules the next attempt: exponential backoff with full jitter.
+    fn failed(&mut self, why: &str) {
+        if self.retry_at.is_none() {
+            log::warn!("audit sink failed ({why}); spooling to disk until it recovers");
+        }
+        let jitter = jitter_fraction();
+        let wait = self.backoff.mul_f64(0.5 + jitter / 2.0);
+        self.retry_at = Some(Instant::now() + wait);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn count(&self, outcome: &str, n: usize) {
+        self.metrics
+            .audit_events
+            .with_label_values(&[outcome])
+            .inc_by(n as u64);
+    }
+}
+
+/// A random number in [0, 1).
+fn jitter_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// `<host name>-<8 hex>`: stable for the spool directory's life, unique across pods.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "warden".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+/// The background service: runs the shipper on a blocking thread. At SIGTERM the shipper
+/// switches to draining (see [`Shipper::run`]) and keeps going through the grace period, in
+/// which requests still finishing produce events, until the process exits.
+pub struct ShipperService {
+    shipper: Mutex<Option<Shipper>>,
+}
+
+impl ShipperService {
+    pub fn new(shipper: Shipper) -> Self {
+        ShipperService {
+            shipper: Mutex::new(Some(shipper)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ShipperService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let taken = self
+            .shipper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(shipper) = taken else {
+            return;
+        };
+        let draining = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&draining);
+        let mut thread = tokio::task::spawn_blocking(move || shipper.run(&flag));
+        tokio::select! {
+            _ = shutdown.changed() => draining.store(true, Ordering::Release),
+            _ = &mut thread => return,
+        }
+        if let Err(e) = thread.await {
+            log::error!("audit shipper failed: {e}");
+        }
+    }
+}
