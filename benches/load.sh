@@ -3,6 +3,8 @@
 #   direct       wrk -> nginx (a fast upstream answering a fixed chat completion)
 #   passthrough  wrk -> Warden -> nginx, agent with models ["*"], no endpoint list, no limits
 #   full         wrk -> Warden -> nginx, agent with model/endpoint allowlists, rpm and concurrency
+#   audited      the full path on a second Warden whose policy adds the audit trail (file sink,
+#                signed checkpoints); full and audited alternate twice to even out noise
 # Every request is a POST of a ~300 B chat completion with an agent key. Prints requests/s,
 # p50/p99 under load (32 connections) and unloaded (1 connection), the ratios, and idle RSS.
 # Usage: benches/load.sh [seconds per run, default 10]
@@ -55,11 +57,25 @@ agents:
     limits: {requests_per_minute: 1000000000, max_concurrent: 10000}
 YAML
 
+audited_port=$(free_port); audited_admin=$(free_port)
+target/release/warden keygen --out "$work/audit.key" >/dev/null
+sed -e "s/listen: 127.0.0.1:$warden_port, admin: 127.0.0.1:$admin_port/listen: 127.0.0.1:$audited_port, admin: 127.0.0.1:$audited_admin/" "$work/warden.yaml" > "$work/audited.yaml"
+cat >> "$work/audited.yaml" <<YAML
+audit:
+  sink: {file: {path: $work/audit/audit.jsonl, max_bytes: 1073741824}}
+  spool_dir: $work/spool
+  signing_key_file: $work/audit.key
+YAML
+
 nginx -c "$work/nginx.conf"
 BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
 warden_pid=$!
-trap 'kill $warden_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.1; done
+BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
+audited_pid=$!
+trap 'kill $warden_pid $audited_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
+for port in $admin_port $audited_admin; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+done
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 
@@ -100,6 +116,11 @@ run warmup "$proxied" full 8 >/dev/null
 read -r d_rps d_p50 d_p99 d_err <<<"$(run direct "$direct" passthrough 32)"
 read -r p_rps p_p50 p_p99 p_err <<<"$(run passthrough "$proxied" passthrough 32)"
 read -r f_rps f_p50 f_p99 f_err <<<"$(run full "$proxied" full 32)"
+audited="http://127.0.0.1:$audited_port/v1/chat/completions"
+run warmup "$audited" full 8 >/dev/null
+read -r a_rps a_p50 a_p99 a_err <<<"$(run audited "$audited" full 32)"
+read -r f2_rps _ _ _ <<<"$(run full2 "$proxied" full 32)"
+read -r a2_rps _ _ _ <<<"$(run audited2 "$audited" full 32)"
 read -r d1_rps d1_p50 d1_p99 _ <<<"$(run direct1 "$direct" passthrough 1)"
 read -r f1_rps f1_p50 f1_p99 _ <<<"$(run full1 "$proxied" full 1)"
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
@@ -108,6 +129,7 @@ printf '\n%-22s %10s %9s %9s %8s\n' "run (32 connections)" "req/s" "p50 µs" "p9
 printf '%-22s %10s %9s %9s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
 printf '%-22s %10s %9s %9s %8s\n' "warden passthrough" "$p_rps" "$p_p50" "$p_p99" "$p_err"
 printf '%-22s %10s %9s %9s %8s\n' "warden full path" "$f_rps" "$f_p50" "$f_p99" "$f_err"
+printf '%-22s %10s %9s %9s %8s\n' "warden full + audit" "$a_rps" "$a_p50" "$a_p99" "$a_err"
 printf '\n%-22s %10s %9s %9s\n' "run (1 connection)" "req/s" "p50 µs" "p99 µs"
 printf '%-22s %10s %9s %9s\n' direct "$d1_rps" "$d1_p50" "$d1_p99"
 printf '%-22s %10s %9s %9s\n' "warden full path" "$f1_rps" "$f1_p50" "$f1_p99"
@@ -116,6 +138,9 @@ print()
 print(f"full / passthrough throughput: {$f_rps / $p_rps:.3f}x")
 print(f"passthrough / direct throughput: {$p_rps / $d_rps:.3f}x")
 print(f"full / direct throughput: {$f_rps / $d_rps:.3f}x")
+print(f"audit on / off throughput (two alternating runs each: off {$f_rps:.0f}, {$f2_rps:.0f}; on {$a_rps:.0f}, {$a2_rps:.0f}): {($a_rps + $a2_rps) / ($f_rps + $f2_rps):.3f}x")
 print(f"added p50 latency, unloaded (full - direct): {$f1_p50 - $d1_p50:.0f} µs")
 print(f"RSS: idle {$idle_rss / 1024:.1f} MiB, after load {$load_rss / 1024:.1f} MiB")
 PY
+audit_lines=$(cat "$work"/audit/audit.jsonl* | wc -l)
+echo "audit records written: $audit_lines; $(target/release/warden audit verify --key "$work/audit.key.pub" "$work/audit")"

@@ -21,6 +21,25 @@ pub struct ChainState {
     pub hash: String,
 }
 
+/// The chain fields of the record being sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub instance: &'a str,
+    pub seq: u64,
+    pub prev: &'a str,
+}
+
+/// A checkpoint as written; fields in byte order (see [`ChainState::seal`]).
+#[derive(Serialize)]
+struct CheckpointRecord<'a> {
+    instance: &'a str,
+    prev: &'a str,
+    seq: u64,
+    ts: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 impl ChainState {
     /// A chain that has not written anything yet.
     pub fn new(instance: String) -> Self {
@@ -31,41 +50,63 @@ impl ChainState {
         }
     }
 
-    /// Links `record` (a JSON object) into the chain and returns it as one JSON line.
-    pub fn seal(&mut self, mut record: Map<String, Value>) -> String {
-        self.seq += 1;
-        record.insert("seq".into(), Value::from(self.seq));
-        record.insert("instance".into(), Value::from(self.instance.as_str()));
-        record.insert("prev".into(), Value::from(self.hash.as_str()));
-        self.hash = canonical_hash(&record);
-        record.insert("hash".into(), Value::from(self.hash.as_str()));
-        Value::Object(record).to_string()
+    /// Links the next record into the chain and returns it as one JSON line.
+    ///
+    /// `serialize` writes the record for its chain position; the bytes must already be
+    /// canonical (every struct's fields in byte order of their names, no `hash`), which makes
+    /// hashing a single pass over them. `hash` is then appended as the last field.
+    pub fn seal(&mut self, serialize: impl FnOnce(&Link<'_>) -> Vec<u8>) -> String {
+        let seq = self.seq + 1;
+        let link = Link {
+            instance: &self.instance,
+            seq,
+            prev: &self.hash,
+        };
+        let bytes = serialize(&link);
+        let hash = hex::encode(Sha256::digest(&bytes));
+        self.seq = seq;
+        let line = with_fields(bytes, &[("hash", &hash)]);
+        self.hash = hash;
+        line
     }
 
-    /// Links a checkpoint: a record whose signature covers this chain up to and including it.
+    /// Links a checkpoint: a record whose signature (over its own hash, which covers every
+    /// record before it) proves the chain up to here was written by the key's holder.
     pub fn checkpoint(&mut self, ts: String, key: Option<&SigningKey>) -> String {
-        let mut record = Map::new();
-        record.insert("type".into(), Value::from("checkpoint"));
-        record.insert("ts".into(), Value::from(ts));
-        let mut line_record = record.clone();
-        // The signature signs the checkpoint's own hash, so it is added after hashing.
-        self.seq += 1;
-        for r in [&mut record, &mut line_record] {
-            r.insert("seq".into(), Value::from(self.seq));
-            r.insert("instance".into(), Value::from(self.instance.as_str()));
-            r.insert("prev".into(), Value::from(self.hash.as_str()));
+        let line = self.seal(|link| {
+            to_json(&CheckpointRecord {
+                instance: link.instance,
+                prev: link.prev,
+                seq: link.seq,
+                ts,
+                kind: "checkpoint",
+            })
+        });
+        match key {
+            Some(key) => {
+                let signature = base64_encode(&key.sign(self.hash.as_bytes()).to_bytes());
+                with_fields(line.into_bytes(), &[("signature", &signature)])
+            }
+            None => line,
         }
-        self.hash = canonical_hash(&record);
-        line_record.insert("hash".into(), Value::from(self.hash.as_str()));
-        if let Some(key) = key {
-            let signature = key.sign(self.hash.as_bytes());
-            line_record.insert(
-                "signature".into(),
-                Value::from(base64_encode(&signature.to_bytes())),
-            );
-        }
-        Value::Object(line_record).to_string()
     }
+}
+
+/// Serializes a record (plain data: cannot fail).
+pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Appends string fields to a serialized JSON object.
+fn with_fields(mut object: Vec<u8>, fields: &[(&str, &str)]) -> String {
+    if object.last() == Some(&b'}') {
+        object.pop();
+    }
+    for (name, value) in fields {
+        object.extend_from_slice(format!(",\"{name}\":\"{value}\"").as_bytes());
+    }
+    object.push(b'}');
+    String::from_utf8(object).unwrap_or_default()
 }
 
 /// SHA-256 (hex) of a record's canonical encoding, leaving out `hash` and `signature`.
@@ -120,29 +161,61 @@ fn base64_encode(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn event(n: u64) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("type".into(), Value::from("request"));
-        m.insert("n".into(), Value::from(n));
+    #[derive(Serialize)]
+    struct Record<'a> {
+        instance: &'a str,
+        latency_ms: f64,
+        prev: &'a str,
+        seq: u64,
+    }
+
+    fn record(n: u64) -> impl FnOnce(&Link<'_>) -> Vec<u8> {
         // Floats must survive a JSON round trip bit for bit (serde_json `float_roundtrip`).
-        m.insert("latency_ms".into(), Value::from(0.1 + 0.2 + n as f64 / 7.0));
-        m
+        move |link| {
+            to_json(&Record {
+                instance: link.instance,
+                latency_ms: 0.1 + 0.2 + n as f64 / 7.0,
+                prev: link.prev,
+                seq: link.seq,
+            })
+        }
+    }
+
+    fn parse(line: &str) -> Map<String, Value> {
+        serde_json::from_str(line).unwrap()
     }
 
     #[test]
-    fn records_link_to_their_predecessor() {
+    fn records_link_to_their_predecessor_and_hash_canonically() {
         let mut chain = ChainState::new("pod-a".into());
-        let first: Map<String, Value> = serde_json::from_str(&chain.seal(event(1))).unwrap();
-        let second: Map<String, Value> = serde_json::from_str(&chain.seal(event(2))).unwrap();
+        let first = parse(&chain.seal(record(1)));
+        let second = parse(&chain.seal(record(2)));
         assert_eq!(first["prev"], GENESIS);
         assert_eq!(second["prev"], first["hash"]);
         assert_eq!(second["seq"], 2);
-        assert_eq!(second["hash"], canonical_hash(&second).as_str());
-        let reparsed: Map<String, Value> =
-            serde_json::from_str(&Value::Object(second.clone()).to_string()).unwrap();
-        assert_eq!(canonical_hash(&reparsed), second["hash"].as_str().unwrap());
+        assert_eq!(canonical_hash(&second), second["hash"].as_str().unwrap());
         let mut edited = second.clone();
-        edited.insert("n".into(), Value::from(3));
+        edited.insert("latency_ms".into(), Value::from(3.0));
         assert_ne!(canonical_hash(&edited), canonical_hash(&second));
+    }
+
+    #[test]
+    fn checkpoints_are_signed_over_their_hash() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut chain = ChainState::new("pod-a".into());
+        chain.seal(record(1));
+        let checkpoint = parse(&chain.checkpoint("2026-11-24T00:00:00Z".into(), Some(&key)));
+        let hash = checkpoint["hash"].as_str().unwrap();
+        assert_eq!(canonical_hash(&checkpoint), hash);
+        use base64::Engine;
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(checkpoint["signature"].as_str().unwrap())
+            .unwrap();
+        let signature = ed25519_dalek::Signature::from_slice(&signature).unwrap();
+        use ed25519_dalek::Verifier;
+        assert!(key
+            .verifying_key()
+            .verify(hash.as_bytes(), &signature)
+            .is_ok());
     }
 }

@@ -1,27 +1,39 @@
-//! One audit event: what the hot path knows about a decision, owned, ready to queue.
+//! One audit event: what the hot path knows about a decision, handed over as cheaply as
+//! possible, and the record the shipper writes from it.
 //!
-//! The proxy fills it in its `logging` phase and hands it over with a non-blocking send; the
-//! shipper adds the chain fields (`seq`, `instance`, `prev`, `hash`) and writes it out. Nothing
-//! secret is ever put in it: the credential is its kind and key id.
+//! The proxy fills an [`AuditEvent`] in its `logging` phase: mostly copies and reference-count
+//! bumps (names stay in the snapshot it holds, the time stays a number), so emitting costs the
+//! request well under a microsecond. The shipper turns it into a [`RequestRecord`], adding the
+//! chain fields. Nothing secret is ever put in either: the credential is its kind and key id.
 
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::{json, Value};
+
+use super::chain::Link;
+use crate::config::Snapshot;
+use crate::identity::api_key::KeyHash;
 
 /// An event as the proxy produces it (before chaining).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
-    /// RFC 3339 time the request arrived.
-    pub ts: String,
-    pub request_id: String,
-    /// Agent id; empty when the request was not identified.
-    pub agent: String,
-    pub credential: Credential,
-    pub method: String,
+    pub arrived: Timestamp,
+    pub request_id: Option<HeaderValue>,
+    /// The policy the decision was made under; agent and provider are indexes into it.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub agent: Option<usize>,
+    pub provider: Option<usize>,
+    /// The API key presented, by the hash the snapshot stores it under (never the secret);
+    /// `None` when none was recognised. The shipper looks its id up.
+    pub key: Option<KeyHash>,
+    pub method: Method,
     pub path: String,
-    pub model: String,
-    pub provider: String,
-    /// `allow` (forwarded to the provider or answered by Warden) or `deny` (refused by Warden).
-    pub decision: &'static str,
+    /// The model, when it is bounded (see the metrics' `model` label).
+    pub model: Option<String>,
+    /// Warden refused the request itself.
+    pub denied: bool,
     /// The SPEC error code, or `ok` / `upstream_4xx` / `upstream_5xx` / `client_closed`.
     pub code: &'static str,
     /// HTTP status sent to the client (0 when nothing was sent).
@@ -32,17 +44,6 @@ pub struct AuditEvent {
     /// From the request's arrival to the provider's response header.
     pub ttfb_ms: Option<f64>,
     pub tokens: Option<Tokens>,
-    /// Not priced yet (pricing comes with budgets).
-    pub cost_usd: Option<f64>,
-    pub config_version: String,
-}
-
-/// How the agent identified itself: the kind and key id, never the secret.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Credential {
-    /// `api_key`, or `none` when no credential was presented or recognised.
-    pub kind: &'static str,
-    pub key_id: Option<String>,
 }
 
 /// LLM tokens the provider reported.
@@ -52,13 +53,92 @@ pub struct Tokens {
     pub output: u64,
 }
 
+/// How the agent identified itself, as written.
+#[derive(Debug, Serialize)]
+pub struct Credential<'a> {
+    pub key_id: Option<&'a str>,
+    /// `api_key`, or `none` when no credential was presented or recognised.
+    pub kind: &'static str,
+}
+
+/// A request event as written (SPEC "Audit events").
+///
+/// **Fields are in byte order of their names** (and so are the nested structs'): serialized
+/// as is, the record is already in the chain's canonical form, so the shipper hashes it
+/// without building a JSON map.
+#[derive(Debug, Serialize)]
+pub struct RequestRecord<'a> {
+    pub agent: &'a str,
+    pub code: &'static str,
+    pub config_version: &'a str,
+    /// Not priced yet (pricing comes with budgets).
+    pub cost_usd: Option<f64>,
+    pub credential: Credential<'a>,
+    /// `allow` (forwarded, or answered by Warden) or `deny` (refused by Warden).
+    pub decision: &'static str,
+    pub instance: &'a str,
+    pub latency_ms: f64,
+    pub method: &'a str,
+    pub model: &'a str,
+    pub path: &'a str,
+    pub prev: &'a str,
+    pub provider: &'a str,
+    pub request_id: &'a str,
+    pub seq: u64,
+    pub status: u16,
+    pub tokens: Option<Tokens>,
+    pub ts: String,
+    pub ttfb_ms: Option<f64>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub upstream_ms: Option<f64>,
+}
+
 impl AuditEvent {
-    /// The event as a JSON object with `type: "request"`, before chaining.
-    pub fn to_value(&self) -> Value {
-        let mut value = json!(self);
-        if let Value::Object(map) = &mut value {
-            map.insert("type".into(), Value::from("request"));
+    /// The record for this event at chain position `link`.
+    pub fn record<'a>(&'a self, link: &Link<'a>) -> RequestRecord<'a> {
+        let snapshot = self.snapshot.as_deref();
+        let agent = snapshot
+            .zip(self.agent)
+            .and_then(|(s, a)| s.agents.get(a))
+            .map_or("", |a| a.id.as_str());
+        let provider = snapshot
+            .zip(self.provider)
+            .and_then(|(s, p)| s.providers.get(p))
+            .map_or("", |p| p.name.as_str());
+        let key_id = snapshot
+            .zip(self.key.as_ref())
+            .and_then(|(s, hash)| s.keys.by_hash(hash))
+            .map(|k| k.key_id.as_str());
+        RequestRecord {
+            agent,
+            code: self.code,
+            config_version: snapshot.map_or("", |s| s.version.as_str()),
+            cost_usd: None,
+            credential: Credential {
+                key_id,
+                kind: if key_id.is_some() { "api_key" } else { "none" },
+            },
+            decision: if self.denied { "deny" } else { "allow" },
+            instance: link.instance,
+            latency_ms: self.latency_ms,
+            method: self.method.as_str(),
+            model: self.model.as_deref().unwrap_or_default(),
+            path: &self.path,
+            prev: link.prev,
+            provider,
+            request_id: self
+                .request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or_default(),
+            seq: link.seq,
+            status: self.status,
+            tokens: self.tokens,
+            ts: self.arrived.to_string(),
+            ttfb_ms: self.ttfb_ms,
+            kind: "request",
+            upstream_ms: self.upstream_ms,
         }
-        value
     }
 }

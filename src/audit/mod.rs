@@ -21,7 +21,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use event::{AuditEvent, Credential, Tokens};
+pub use event::{AuditEvent, Tokens};
 
 use crate::admin::Metrics;
 use crate::config::file::SinkSpec;

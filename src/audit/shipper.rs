@@ -3,7 +3,7 @@
 //! jitter until it recovers. Runs as a Pingora background service.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use super::chain::ChainState;
+use super::chain::{to_json, ChainState};
 use super::event::AuditEvent;
 use super::sink::Sink;
 use super::spool::Spool;
@@ -22,7 +22,7 @@ use crate::admin::Metrics;
 
 /// Most events chained and delivered as one batch.
 const BATCH_MAX: usize = 4096;
-/// How long a batch may wait for more events.
+/// How long events gather between batches.
 const BATCH_WAIT: Duration = Duration::from_millis(50);
 /// While draining at shutdown, batches are written at once...
 const DRAIN_WAIT: Duration = Duration::from_millis(5);
@@ -46,6 +46,8 @@ pub struct Shipper {
     /// While set, the sink is failing: new records go to the spool until this instant.
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The last batch was full: take the next one without sleeping.
+    behind: bool,
 }
 
 impl Shipper {
@@ -94,6 +96,7 @@ impl Shipper {
             last_checkpoint: Instant::now(),
             retry_at,
             backoff: BACKOFF_MIN,
+            behind: false,
         })
     }
 
@@ -134,39 +137,38 @@ impl Shipper {
         }
     }
 
-    /// Waits up to `wait` for a first event, then takes what is queued (up to a batch).
-    /// Returns true when every sender is gone.
+    /// Sleeps `wait` (unless the last batch was full), then takes what is queued, up to a
+    /// batch. The shipper polls rather than blocking on the queue: a blocked receiver makes
+    /// every send a wake-up system call on the request path. Returns true when every sender
+    /// is gone and the queue is empty.
     fn collect(&mut self, batch: &mut Vec<AuditEvent>, wait: Duration) -> bool {
-        match self.queue.recv_timeout(wait) {
-            Ok(event) => batch.push(event),
-            Err(RecvTimeoutError::Timeout) => return false,
-            Err(RecvTimeoutError::Disconnected) => return true,
+        if !self.behind {
+            std::thread::sleep(wait);
         }
-        let deadline = Instant::now() + wait;
+        let mut disconnected = false;
         while batch.len() < BATCH_MAX {
             match self.queue.try_recv() {
                 Ok(event) => batch.push(event),
-                Err(_) if Instant::now() >= deadline => break,
-                Err(_) => match self.queue.recv_timeout(deadline - Instant::now()) {
-                    Ok(event) => batch.push(event),
-                    Err(_) => break,
-                },
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
             }
         }
+        self.behind = batch.len() == BATCH_MAX;
         self.metrics.audit_queue_depth.sub(batch.len() as i64);
-        false
+        disconnected
     }
 
     /// Chains a batch (and a checkpoint when one is due) into records.
     fn seal(&mut self, batch: &mut Vec<AuditEvent>) -> Vec<String> {
         let mut records = Vec::with_capacity(batch.len() + 1);
         for event in batch.drain(..) {
-            if let serde_json::Value::Object(map) = event.to_value() {
-                records.push(self.chain.seal(map));
-                self.since_checkpoint += 1;
-                if self.since_checkpoint >= self.checkpoint_every {
-                    records.push(self.checkpoint());
-                }
+            records.push(self.chain.seal(|link| to_json(&event.record(link))));
+            self.since_checkpoint += 1;
+            if self.since_checkpoint >= self.checkpoint_every {
+                records.push(self.checkpoint());
             }
         }
         records

@@ -178,7 +178,13 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let mut spool = Spool::open(&dir, 1000).unwrap();
         let mut chain = ChainState::new("i".into());
-        let a: Vec<String> = (0..2).map(|_| chain.seal(Default::default())).collect();
+        let a: Vec<String> = (0..2)
+            .map(|_| {
+                chain.seal(|link| {
+                    format!(r#"{{"instance":"{}","seq":{}}}"#, link.instance, link.seq).into_bytes()
+                })
+            })
+            .collect();
         assert!(spool.append(1, &a).unwrap());
         let too_big = vec!["x".repeat(1000)];
         assert!(!spool.append(3, &too_big).unwrap());

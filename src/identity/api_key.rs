@@ -16,7 +16,7 @@ pub type KeyHash = [u8; 32];
 /// What a stored key stands for.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
-    hash: KeyHash,
+    pub hash: KeyHash,
     /// Index of the owning agent in the snapshot.
     pub agent: usize,
     /// The key id from policy (safe to log and audit; the secret never is).
@@ -82,6 +82,12 @@ impl KeyIndex {
         let hash = hash_secret(secret);
         let entry = self.by_hash.get(&hash)?;
         bool::from(entry.hash.ct_eq(&hash)).then_some(entry)
+    }
+
+    /// The key stored under `hash` (how an audit event names the key it saw, without copying
+    /// its id on the request path).
+    pub fn by_hash(&self, hash: &KeyHash) -> Option<&KeyEntry> {
+        self.by_hash.get(hash)
     }
 
     pub fn len(&self) -> usize {

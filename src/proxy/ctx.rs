@@ -47,8 +47,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: Option<HeaderValue>,
     pub agent: Option<usize>,
-    /// Id of the API key the agent presented (never the secret).
-    pub key_id: Option<String>,
+    /// Hash of the API key the agent presented, as stored in the snapshot (never the secret).
+    pub key: Option<crate::identity::api_key::KeyHash>,
     pub model: Option<String>,
     pub provider: Option<usize>,
     pub rate: Option<RateDecision>,
@@ -75,7 +75,7 @@ impl RequestCtx {
             snapshot: None,
             request_id: None,
             agent: None,
-            key_id: None,
+            key: None,
             model: None,
             provider: None,
             rate: None,

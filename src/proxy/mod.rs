@@ -35,7 +35,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::admin::Metrics;
-use crate::audit::{AuditEvent, Auditor, Credential, Tokens};
+use crate::audit::{AuditEvent, Auditor, Tokens};
 use crate::config::snapshot::{Upstream, UpstreamAuth};
 use crate::config::Snapshot;
 use crate::identity::api_key::KeyRejection;
@@ -257,7 +257,7 @@ impl WardenProxy {
                 .ok_or(Refusal::InvalidCredentials)?
         };
         ctx.agent = Some(key.agent);
-        ctx.key_id = Some(key.key_id.clone());
+        ctx.key = Some(key.hash);
         key.check(now).map_err(|e| match e {
             KeyRejection::Revoked => Refusal::CredentialRevoked,
             KeyRejection::Expired => Refusal::ExpiredCredentials,
@@ -385,7 +385,7 @@ impl WardenProxy {
     }
 
     /// Emits the request's metrics, once, from the main request.
-    fn record(&self, session: &Session, ctx: &RequestCtx) {
+    fn record(&self, session: &Session, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
         let code = match (&ctx.refusal, status) {
             (Some(refusal), _) => refusal.code(),
@@ -431,39 +431,25 @@ impl WardenProxy {
         if let Some(audit) = &self.audit {
             let request = session.req_header();
             let outcome = ctx.forward.as_ref().and_then(|f| f.outcome.get());
+            let now = Instant::now();
             let millis = |from: Instant, to: Instant| {
                 to.saturating_duration_since(from).as_secs_f64() * 1000.0
             };
             audit.emit(AuditEvent {
-                ts: ctx.arrived.to_string(),
-                request_id: ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|id| id.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string(),
-                agent: agent.to_string(),
-                credential: Credential {
-                    kind: if ctx.key_id.is_some() {
-                        "api_key"
-                    } else {
-                        "none"
-                    },
-                    key_id: ctx.key_id.clone(),
-                },
-                method: request.method.as_str().to_string(),
-                path: audit_path(request.uri.path()),
-                model: model.to_string(),
-                provider: provider.to_string(),
-                decision: if ctx.refusal.is_some() && ctx.forward.is_none() {
-                    "deny"
-                } else {
-                    "allow"
-                },
+                arrived: ctx.arrived,
+                request_id: ctx.request_id.clone(),
+                snapshot: ctx.snapshot.clone(),
+                agent: ctx.agent,
+                provider: ctx.provider,
+                key: ctx.key,
+                method: request.method.clone(),
+                path: capped(request.uri.path().to_string(), MAX_AUDITED_PATH),
+                model: ctx.model.take().map(|m| capped(m, MAX_AUDITED_MODEL)),
+                denied: ctx.refusal.is_some() && ctx.forward.is_none(),
                 code,
                 status: status.unwrap_or(0),
-                latency_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-                upstream_ms: ctx.upstream_mark.map(|start| millis(start, Instant::now())),
+                latency_ms: millis(ctx.started, now),
+                upstream_ms: ctx.upstream_mark.map(|start| millis(start, now)),
                 ttfb_ms: outcome
                     .and_then(|o| o.first_byte)
                     .map(|t| millis(ctx.started, t)),
@@ -471,24 +457,27 @@ impl WardenProxy {
                     input: u.input_tokens,
                     output: u.output_tokens,
                 }),
-                cost_usd: None,
-                config_version: snapshot.map(|s| s.version.clone()).unwrap_or_default(),
             });
         }
     }
 }
 
-/// The request path as audited: at most 2 KiB (a hostile agent cannot make events huge).
-fn audit_path(path: &str) -> String {
-    const MAX: usize = 2048;
-    if path.len() <= MAX {
-        return path.to_string();
+/// Longest request path and model name written to an audit event: a hostile agent cannot
+/// make events huge.
+const MAX_AUDITED_PATH: usize = 2048;
+const MAX_AUDITED_MODEL: usize = 256;
+
+/// `text`, cut to at most `max` bytes (on a character boundary) and marked with `…` if cut.
+fn capped(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
     }
-    let mut end = MAX;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &path[..end])
+    text
 }
 
 /// The forwarding plan handed to a subrequest, if this session is one.
