@@ -281,3 +281,44 @@ audit:
     assert out.returncode == 1
     assert "p.yaml:5:9: error: `url` must be an http:// or https:// URL" in out.stdout, out.stdout
     assert "warning: no `signing_key_file`" in out.stdout
+
+
+def test_rotated_files_verify_as_one_chain(provider, tmp_path, signing_key):
+    key, public = signing_key
+    logs = tmp_path / "logs"
+    policy = standard_policy(provider.base_url) + audit_section(
+        f"{{file: {{path: {logs}/audit.jsonl, max_bytes: 3000, keep: 50}}}}", tmp_path / "spool", key,
+        "  checkpoint_every: 5\n")
+    w = Warden(policy, env=PROVIDER_ENV)
+    try:
+        for _ in range(6):
+            for _ in range(5):
+                post(w)
+            time.sleep(0.1)  # a batch each, so the file grows past max_bytes between batches
+    finally:
+        w.stop(signal.SIGTERM)
+    files = sorted(p.name for p in logs.iterdir())
+    assert len(files) > 3 and "audit.jsonl.1" in files, files
+    out = verify(public, logs)
+    assert out.returncode == 0, out.stdout
+    total = sum(len(lines(p)) for p in logs.iterdir())
+    assert f"{total} records (seq 1..{total})" in out.stdout, out.stdout
+    (logs / "audit.jsonl.2").unlink()
+    out = verify(public, logs)
+    assert out.returncode == 1 and "records missing or out of order" in out.stdout
+
+
+def test_a_full_spool_drops_loudly_and_counts(provider, tmp_path):
+    port = free_port()
+    policy = standard_policy(provider.base_url) + audit_section(
+        f"{{http: {{url: http://127.0.0.1:{port}/ingest}}}}", tmp_path / "spool",
+        extra="  spool_max_bytes: 4000\n")
+    w = Warden(policy, env=PROVIDER_ENV)
+    try:
+        for _ in range(20):
+            assert post(w).status_code == 200, "a full spool never fails requests"
+        assert wait_for(lambda: w.metric("warden_audit_events_total", 'outcome="dropped"') > 0)
+        assert 0 < w.metric("warden_audit_spool_bytes") <= 4000
+        assert "audit spool is full" in w.log_text()
+    finally:
+        w.stop()
