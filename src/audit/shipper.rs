@@ -2,6 +2,7 @@
 //! to the sink — or to the spool when the sink fails, retrying with exponential backoff and
 //! jitter until it recovers. Runs as a Pingora background service.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +29,8 @@ const BATCH_WAIT: Duration = Duration::from_millis(50);
 const DRAIN_WAIT: Duration = Duration::from_millis(5);
 /// ...and signed by a checkpoint after any pause this long.
 const DRAIN_CHECKPOINT: Duration = Duration::from_millis(50);
+/// Longest the shipper spends shipping the spool before taking new events again.
+const SPOOL_SLICE: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -48,6 +51,9 @@ pub struct Shipper {
     backoff: Duration,
     /// The last batch was full: take the next one without sleeping.
     behind: bool,
+    /// Records of the oldest spool segment already acknowledged (a segment is shipped in
+    /// batches; after a restart it is shipped again from its start: at least once).
+    spool_progress: Option<(PathBuf, usize)>,
 }
 
 impl Shipper {
@@ -97,6 +103,7 @@ impl Shipper {
             retry_at,
             backoff: BACKOFF_MIN,
             behind: false,
+            spool_progress: None,
         })
     }
 
@@ -224,16 +231,23 @@ impl Shipper {
             .set(self.spool.bytes() as i64);
     }
 
-    /// Ships spooled segments, oldest first, once the backoff has passed.
+    /// Ships spooled records, oldest first and at most a batch per request, once the backoff
+    /// has passed. Each call works for at most [`SPOOL_SLICE`] so new events keep being taken
+    /// from the queue (they go to the spool behind the old ones until it is empty).
     fn retry_spool(&mut self) {
         let Some(retry_at) = self.retry_at else {
             return;
         };
-        if Instant::now() < retry_at {
+        let started = Instant::now();
+        if started < retry_at {
             return;
         }
         loop {
-            let segment = match self.spool.oldest() {
+            if started.elapsed() >= SPOOL_SLICE {
+                self.retry_at = Some(Instant::now());
+                return;
+            }
+            let (path, records) = match self.spool.oldest() {
                 Ok(Some(segment)) => segment,
                 Ok(None) => break,
                 Err(e) => {
@@ -242,12 +256,23 @@ impl Shipper {
                     return;
                 }
             };
-            let (path, records) = segment;
-            if let Err(e) = self.sink.send(&records) {
-                self.failed(&e);
-                return;
+            let done = match &self.spool_progress {
+                Some((segment, done)) if *segment == path => *done,
+                _ => 0,
+            };
+            let end = records.len().min(done + BATCH_MAX);
+            if done < end {
+                if let Err(e) = self.sink.send(&records[done..end]) {
+                    self.failed(&e);
+                    return;
+                }
+                self.count("shipped", end - done);
             }
-            self.count("shipped", records.len());
+            if end < records.len() {
+                self.spool_progress = Some((path, end));
+                continue;
+            }
+            self.spool_progress = None;
             if let Err(e) = self.spool.remove(&path) {
                 log::error!(
                     "cannot remove shipped spool segment {}: {e}",
@@ -260,9 +285,7 @@ impl Shipper {
                 .audit_spool_bytes
                 .set(self.spool.bytes() as i64);
         }
-        if self.retry_at.is_some() {
-            log::info!("audit sink recovered; spool shipped");
-        }
+        log::info!("audit sink recovered; spool shipped");
         self.retry_at = None;
         self.backoff = BACKOFF_MIN;
     }
@@ -342,5 +365,118 @@ impl BackgroundService for ShipperService {
         if let Err(e) = thread.await {
             log::error!("audit shipper failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::sink::Sink;
+    use crate::config::file::{FileSinkSpec, SinkSpec};
+    use std::sync::mpsc::sync_channel;
+
+    /// Fails while `down`, records batch sizes and sequence numbers otherwise.
+    #[derive(Clone, Default)]
+    struct Flaky(Arc<Mutex<(bool, Vec<usize>, Vec<u64>)>>);
+
+    impl Sink for Flaky {
+        fn send(&mut self, records: &[String]) -> Result<(), String> {
+            let mut state = self.0.lock().unwrap();
+            if state.0 {
+                return Err("down".into());
+            }
+            state.1.push(records.len());
+            for r in records {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                state.2.push(v["seq"].as_u64().unwrap());
+            }
+            Ok(())
+        }
+    }
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            arrived: Timestamp::now(),
+            request_id: None,
+            snapshot: None,
+            agent: None,
+            provider: None,
+            key: None,
+            method: http::Method::POST,
+            path: "/v1/chat/completions".into(),
+            model: None,
+            denied: true,
+            code: "missing_credentials",
+            status: 401,
+            latency_ms: 0.1,
+            upstream_ms: None,
+            ttfb_ms: None,
+            tokens: None,
+        }
+    }
+
+    #[test]
+    fn a_large_spool_ships_in_order_in_bounded_batches() {
+        let dir = std::env::temp_dir().join(format!("warden-shipper-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = AuditSettings {
+            sink: SinkSpec::File(FileSinkSpec {
+                path: String::new(),
+                max_bytes: None,
+                keep: None,
+            }),
+            spool_dir: dir.clone(),
+            spool_max_bytes: 1 << 30,
+            signing_key_file: None,
+            instance: Some("test".into()),
+            checkpoint_every: 1_000_000,
+            checkpoint_interval: Duration::from_secs(3600),
+        };
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let sink = Flaky::default();
+        sink.0.lock().unwrap().0 = true;
+
+        let (tx, rx) = sync_channel(10_000);
+        for _ in 0..9_000 {
+            tx.try_send(event()).unwrap();
+        }
+        drop(tx);
+        let boxed = sink.clone();
+        let shipper = Shipper::new(
+            &settings,
+            rx,
+            |_| Box::new(boxed),
+            None,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        shipper.run(&AtomicBool::new(false));
+        assert!(sink.0.lock().unwrap().2.is_empty(), "the sink was down");
+        assert!(metrics.audit_spool_bytes.get() > 0);
+
+        // Restart with the sink up: the spool ships first, in order, a batch at a time.
+        sink.0.lock().unwrap().0 = false;
+        let (tx, rx) = sync_channel(10);
+        drop(tx);
+        let boxed = sink.clone();
+        let shipper = Shipper::new(
+            &settings,
+            rx,
+            |_| Box::new(boxed),
+            None,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        shipper.run(&AtomicBool::new(false));
+        let state = sink.0.lock().unwrap();
+        assert!(state.1.iter().all(|&n| n <= BATCH_MAX), "{:?}", state.1);
+        assert_eq!(
+            state.2,
+            (1..=9_001).collect::<Vec<u64>>(),
+            "9000 events and a checkpoint"
+        );
+        assert_eq!(metrics.audit_spool_bytes.get(), 0);
+        drop(state);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
