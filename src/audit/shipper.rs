@@ -377,7 +377,10 @@ mod tests {
 
     /// Fails while `down`, records batch sizes and sequence numbers otherwise.
     #[derive(Clone, Default)]
-    struct Flaky(Arc<Mutex<(bool, Vec<usize>, Vec<u64>)>>);
+    struct Flaky(Arc<Mutex<Seen>>);
+
+    #[derive(Default)]
+    struct Seen(bool, Vec<usize>, Vec<u64>);
 
     impl Sink for Flaky {
         fn send(&mut self, records: &[String]) -> Result<(), String> {
