@@ -41,7 +41,8 @@ pub struct Outcome {
 /// One request's context (Pingora's `CTX`), for both the main request and its subrequest.
 pub struct RequestCtx {
     pub started: Instant,
-    /// Wall-clock arrival time, for audit events.
+    /// Wall-clock arrival time: the "now" of credential expiry and suspension checks, and the
+    /// audit event's `ts`.
     pub arrived: jiff::Timestamp,
     /// Loaded once at the start of the main request; every decision reads this one.
     pub snapshot: Option<Arc<Snapshot>>,

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::Bytes;
-use jiff::Timestamp;
 use pingora::http::ResponseHeader;
 use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
 use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
@@ -247,7 +246,7 @@ impl WardenProxy {
             .ok_or_else(|| Refusal::UpstreamUnavailable("no valid policy is loaded".into()))?;
         ctx.snapshot = Some(Arc::clone(&snapshot));
 
-        let now = Timestamp::now();
+        let now = ctx.arrived;
         let key = {
             let presented = crate::identity::presented(&session.req_header().headers)
                 .ok_or(Refusal::MissingCredentials)?;
