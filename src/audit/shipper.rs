@@ -139,6 +139,11 @@ impl Shipper {
                     let record = self.checkpoint();
                     self.deliver(vec![record]);
                 }
+                // Last chance before exit: ship the spool while the sink takes it.
+                while !self.spool.is_empty() && self.retry_at.is_some_and(|at| at <= Instant::now())
+                {
+                    self.retry_spool();
+                }
                 return;
             }
         }
