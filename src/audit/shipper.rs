@@ -423,6 +423,25 @@ mod tests {
         }
     }
 
+    /// Runs a shipper over `queue` until it is empty and closed, into `sink`.
+    fn run_shipper(
+        settings: &AuditSettings,
+        queue: Receiver<AuditEvent>,
+        sink: &Flaky,
+        metrics: &Arc<Metrics>,
+    ) {
+        let boxed = sink.clone();
+        let shipper = Shipper::new(
+            settings,
+            queue,
+            |_| Box::new(boxed),
+            None,
+            Arc::clone(metrics),
+        )
+        .unwrap();
+        shipper.run(&AtomicBool::new(false));
+    }
+
     #[test]
     fn a_large_spool_ships_in_order_in_bounded_batches() {
         let dir = std::env::temp_dir().join(format!("warden-shipper-test-{}", std::process::id()));
@@ -449,16 +468,7 @@ mod tests {
             tx.try_send(event()).unwrap();
         }
         drop(tx);
-        let boxed = sink.clone();
-        let shipper = Shipper::new(
-            &settings,
-            rx,
-            |_| Box::new(boxed),
-            None,
-            Arc::clone(&metrics),
-        )
-        .unwrap();
-        shipper.run(&AtomicBool::new(false));
+        run_shipper(&settings, rx, &sink, &metrics);
         assert!(sink.0.lock().unwrap().2.is_empty(), "the sink was down");
         assert!(metrics.audit_spool_bytes.get() > 0);
 
@@ -466,16 +476,7 @@ mod tests {
         sink.0.lock().unwrap().0 = false;
         let (tx, rx) = sync_channel(10);
         drop(tx);
-        let boxed = sink.clone();
-        let shipper = Shipper::new(
-            &settings,
-            rx,
-            |_| Box::new(boxed),
-            None,
-            Arc::clone(&metrics),
-        )
-        .unwrap();
-        shipper.run(&AtomicBool::new(false));
+        run_shipper(&settings, rx, &sink, &metrics);
         let state = sink.0.lock().unwrap();
         assert!(state.1.iter().all(|&n| n <= BATCH_MAX), "{:?}", state.1);
         assert_eq!(

@@ -14,7 +14,7 @@ use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
 use super::file::PolicyFile;
-use super::snapshot::{ReferencedFile, Snapshot};
+use super::snapshot::Snapshot;
 use super::source::{self, Sources};
 use super::{compile_parsed, parse, Environment, Problem};
 use crate::admin::Metrics;
@@ -127,9 +127,17 @@ impl Reloader {
                 return self.refuse(fingerprint, force, &[problem]);
             }
         };
-        let referenced_changed = current
+        // Each referenced file is read once: to see whether it changed, and to fingerprint
+        // a change that is then refused.
+        let referenced = current
             .as_ref()
-            .is_some_and(|s| s.referenced_files.iter().any(changed_on_disk));
+            .map_or(&[][..], |s| s.referenced_files.as_slice());
+        let on_disk: Vec<Option<[u8; 32]>> =
+            referenced.iter().map(|f| file_digest(&f.path)).collect();
+        let referenced_changed = referenced
+            .iter()
+            .zip(&on_disk)
+            .any(|(file, now)| file.digest != *now);
         let unchanged = current
             .as_ref()
             .is_some_and(|s| s.version == sources.version && !referenced_changed);
@@ -138,10 +146,7 @@ impl Reloader {
             return Reload::Unchanged;
         }
         let version = sources.version.clone();
-        let fingerprint = match &current {
-            Some(s) => format!("{version}+{}", files_digest(&s.referenced_files)),
-            None => version.clone(),
-        };
+        let fingerprint = format!("{version}+{}", digests_hex(&on_disk));
         let parsed = match self.parse(sources) {
             Ok(parsed) => parsed,
             Err(problems) => return self.refuse(fingerprint, force, &problems),
@@ -284,15 +289,12 @@ fn file_digest(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(b).into())
 }
 
-fn changed_on_disk(file: &ReferencedFile) -> bool {
-    file_digest(&file.path) != file.digest
-}
-
-/// One digest over the current contents of `files` (for the refused-change fingerprint).
-fn files_digest(files: &[ReferencedFile]) -> String {
+/// One digest over the current contents of the referenced files (for the refused-change
+/// fingerprint).
+fn digests_hex(digests: &[Option<[u8; 32]>]) -> String {
     let mut hasher = Sha256::new();
-    for file in files {
-        hasher.update(file_digest(&file.path).unwrap_or_default());
+    for digest in digests {
+        hasher.update(digest.unwrap_or_default());
     }
     hex::encode(hasher.finalize())
 }

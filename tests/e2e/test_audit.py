@@ -118,32 +118,35 @@ def signed_log(provider, tmp_path, signing_key):
     return log, public
 
 
-def test_an_edited_line_is_named(signed_log):
+def tamper(signed_log, edit):
+    """Applies `edit` to the log's lines, writes them back, and verifies the result."""
     log, public = signed_log
     records = lines(log)
-    records[4] = records[4].replace('"status":200', '"status":403')
+    edit(records)
     log.write_text("\n".join(records) + "\n")
-    out = verify(public, log)
+    return log, verify(public, log)
+
+
+def test_an_edited_line_is_named(signed_log):
+    def edit(records):
+        records[4] = records[4].replace('"status":200', '"status":403')
+    log, out = tamper(signed_log, edit)
     assert out.returncode == 1
     assert f"{log}:5: seq 5: hash does not match" in out.stdout, out.stdout
 
 
 def test_a_deleted_line_is_a_gap(signed_log):
-    log, public = signed_log
-    records = lines(log)
-    del records[2]
-    log.write_text("\n".join(records) + "\n")
-    out = verify(public, log)
+    def edit(records):
+        del records[2]
+    log, out = tamper(signed_log, edit)
     assert out.returncode == 1
     assert f"{log}:3: seq 4: expected seq 3" in out.stdout, out.stdout
 
 
 def test_reordered_lines_are_detected(signed_log):
-    log, public = signed_log
-    records = lines(log)
-    records[5], records[6] = records[6], records[5]
-    log.write_text("\n".join(records) + "\n")
-    out = verify(public, log)
+    def edit(records):
+        records[5], records[6] = records[6], records[5]
+    log, out = tamper(signed_log, edit)
     assert out.returncode == 1
     assert f"{log}:6:" in out.stdout, out.stdout
 

@@ -289,8 +289,7 @@ def test_streams_in_flight_survive_a_revocation(provider, policy):
         w.stop()
 
 
-def test_check_reports_revocation_problems_with_positions(tmp_path):
-    (tmp_path / "p.yaml").write_text("""version: 1
+POSITIONS_POLICY = """version: 1
 providers:
   local: {kind: mock, models: ["mock-*"]}
 agents:
@@ -298,23 +297,17 @@ agents:
     models: ["mock-*"]
     suspended_until: tomorrow
 revocations:
-  agents: [ghost, {id: bot, reason: x, note: y}]
+  agents: AGENTS
   tokens: [""]
-""")
+"""
+
+
+def test_check_reports_revocation_problems_with_positions(tmp_path):
+    (tmp_path / "p.yaml").write_text(POSITIONS_POLICY.replace("AGENTS", "[ghost, {id: bot, reason: x, note: y}]"))
     out = run_warden_cli("check", str(tmp_path / "p.yaml"))
     assert out.returncode == 1
     assert "p.yaml:9:40: error: unknown field `note`, expected one of id, reason" in out.stdout, out.stdout
-    (tmp_path / "p.yaml").write_text("""version: 1
-providers:
-  local: {kind: mock, models: ["mock-*"]}
-agents:
-  bot:
-    models: ["mock-*"]
-    suspended_until: tomorrow
-revocations:
-  agents: [ghost]
-  tokens: [""]
-""")
+    (tmp_path / "p.yaml").write_text(POSITIONS_POLICY.replace("AGENTS", "[ghost]"))
     out = run_warden_cli("check", str(tmp_path / "p.yaml"))
     lines = out.stdout.splitlines()
     assert out.returncode == 1
