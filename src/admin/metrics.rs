@@ -21,6 +21,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `warden_request_duration_seconds{code}`: from the request head to the last response byte.
     pub request_duration: HistogramVec,
+    /// `warden_upstream_duration_seconds{provider}`: from asking for a provider connection to the
+    /// end of its response (or its failure).
+    pub upstream_duration: HistogramVec,
     /// `warden_tokens_total{agent,model,direction}`: LLM tokens the provider reported.
     pub tokens: IntCounterVec,
     /// `warden_config_reloads_total{result="ok|error"}`: policy changes applied or refused.
@@ -56,6 +59,14 @@ impl Metrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["code"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "warden_upstream_duration_seconds",
+                "Time from asking for a connection to the provider to the end of its response (or its failure), by provider.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["provider"],
         )?;
         let tokens = IntCounterVec::new(
             Opts::new("warden_tokens_total", "LLM tokens reported by providers (JSON `usage` or SSE usage events), by agent, model and direction (`input` or `output`)."),
@@ -104,6 +115,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_info.clone()))?;
         registry.register(Box::new(config_last_reload_successful.clone()))?;
@@ -112,6 +124,7 @@ impl Metrics {
             registry,
             requests,
             request_duration,
+            upstream_duration,
             tokens,
             config_reloads,
             config_info,

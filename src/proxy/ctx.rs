@@ -1,50 +1,50 @@
-//! Per-request state, and the plan the main request hands to its upstream subrequest.
+//! Per-request state: what admission decided, and what happened upstream.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderValue;
 
 use super::error::Refusal;
-use super::usage::{Usage, UsageMeter};
+use super::usage::UsageMeter;
 use crate::config::Snapshot;
 use crate::limits::{InFlightGuard, RateDecision};
 
-/// A request admitted for forwarding: everything the upstream side needs, decided once.
-///
-/// The main request builds it after identifying, authorizing and limiting; the subrequest that
-/// talks to the provider reads it (it never re-decides) and records the [`Outcome`].
-#[derive(Debug)]
+/// What the upstream phases need to forward an admitted request, beyond the ctx's snapshot,
+/// agent and provider.
+#[derive(Debug, Clone, Copy)]
 pub struct Forward {
-    pub snapshot: Arc<Snapshot>,
-    pub agent: usize,
-    pub provider: usize,
-    pub request_id: HeaderValue,
-    pub upstream_path: String,
+    /// Exact length of the body Warden read, sent upstream as `Content-Length`.
     pub body_len: usize,
-    pub rate: Option<RateDecision>,
-    pub outcome: OnceLock<Outcome>,
 }
 
-/// What happened upstream, recorded by the subrequest when it ends.
-#[derive(Debug, Default, Clone)]
-pub struct Outcome {
-    /// Provider response status, if a response header arrived.
+/// What happened on the way to the provider and back.
+///
+/// Filled by the upstream phases of whichever session talks to the provider: the request itself,
+/// or (for a body over Pingora's retry buffer) the subrequest that forwards it, which hands it
+/// back when it ends (see `large_body`).
+#[derive(Debug, Default)]
+pub struct UpstreamLeg {
+    /// When Warden asked for a connection to the provider (the last attempt's, if retried).
+    pub started: Option<Instant>,
+    /// When the provider's response header arrived, and its status.
+    pub first_byte: Option<Instant>,
     pub status: Option<u16>,
-    pub usage: Option<Usage>,
+    /// When the provider's response body ended.
+    pub ended: Option<Instant>,
+    /// Reads token usage from the response body as it passes.
+    pub meter: UsageMeter,
     /// Why the provider could not be used, if it failed before answering.
     pub failure: Option<Refusal>,
-    /// When the provider's response header arrived.
-    pub first_byte: Option<Instant>,
 }
 
-/// One request's context (Pingora's `CTX`), for both the main request and its subrequest.
+/// One request's context (Pingora's `CTX`).
 pub struct RequestCtx {
     pub started: Instant,
     /// Wall-clock arrival time: the "now" of credential expiry and suspension checks, and the
     /// audit event's `ts`.
     pub arrived: jiff::Timestamp,
-    /// Loaded once at the start of the main request; every decision reads this one.
+    /// Loaded once at the start of the request; every decision reads this one.
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: Option<HeaderValue>,
     pub agent: Option<usize>,
@@ -57,15 +57,11 @@ pub struct RequestCtx {
     pub refusal: Option<Refusal>,
     /// Held until the request ends, whatever the outcome.
     pub in_flight: Option<InFlightGuard>,
-    pub forward: Option<Arc<Forward>>,
-    /// True in the subrequest that talks to the provider.
-    pub is_subrequest: bool,
-    pub meter: UsageMeter,
-    pub upstream_status: Option<u16>,
-    pub upstream_failure: Option<Refusal>,
-    /// Main request: when the subrequest to the provider started. Subrequest: when the
-    /// provider's response header arrived.
-    pub upstream_mark: Option<Instant>,
+    /// Set once the request is admitted for forwarding.
+    pub forward: Option<Forward>,
+    pub upstream: UpstreamLeg,
+    /// Set only in the subrequest that forwards a large body: where its leg goes when it ends.
+    pub hand_back: Option<super::large_body::HandBack>,
 }
 
 impl RequestCtx {
@@ -83,11 +79,8 @@ impl RequestCtx {
             refusal: None,
             in_flight: None,
             forward: None,
-            is_subrequest: false,
-            meter: UsageMeter::Off,
-            upstream_status: None,
-            upstream_failure: None,
-            upstream_mark: None,
+            upstream: UpstreamLeg::default(),
+            hand_back: None,
         }
     }
 }

@@ -40,18 +40,20 @@ pub fn request_id(request: &RequestHeader) -> HeaderValue {
 
 /// What the provider needs to see of this request.
 pub struct UpstreamIdentity<'a> {
-    pub path_and_query: &'a str,
+    /// Origin-form target on the provider (built per request: it joins the provider's base path
+    /// and the agent's path).
+    pub path_and_query: String,
     pub authority: &'a HeaderValue,
     pub auth: &'a UpstreamAuth,
     pub agent_id: &'a HeaderValue,
-    pub request_id: &'a HeaderValue,
+    pub request_id: Option<&'a HeaderValue>,
     pub body_len: usize,
 }
 
 /// Rewrites the upstream request: origin-form path, provider `Host`, provider key in place of
 /// every agent credential, Warden's identity headers in place of any the client sent, and an
 /// exact `Content-Length` for the body Warden already read.
-pub fn rewrite_upstream(req: &mut RequestHeader, up: &UpstreamIdentity<'_>) -> pingora::Result<()> {
+pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pingora::Result<()> {
     let uri = http::Uri::builder()
         .path_and_query(up.path_and_query)
         .build()
@@ -80,7 +82,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: &UpstreamIdentity<'_>) -> p
         UpstreamAuth::None | UpstreamAuth::Missing(_) => {}
     }
     req.insert_header(AGENT_ID, up.agent_id.clone())?;
-    req.insert_header(REQUEST_ID, up.request_id.clone())?;
+    if let Some(id) = up.request_id {
+        req.insert_header(REQUEST_ID, id.clone())?;
+    }
     Ok(())
 }
 
@@ -157,14 +161,14 @@ mod tests {
         }
         let auth = UpstreamAuth::XApiKey(HeaderValue::from_static("provider-key"));
         let up = UpstreamIdentity {
-            path_and_query: "/v1/chat/completions?x=1",
+            path_and_query: "/v1/chat/completions?x=1".into(),
             authority: &HeaderValue::from_static("api.example"),
             auth: &auth,
             agent_id: &HeaderValue::from_static("bot"),
-            request_id: &HeaderValue::from_static("rid"),
+            request_id: Some(&HeaderValue::from_static("rid")),
             body_len: 42,
         };
-        rewrite_upstream(&mut req, &up).unwrap();
+        rewrite_upstream(&mut req, up).unwrap();
         let h = &req.headers;
         assert_eq!(req.uri.to_string(), "/v1/chat/completions?x=1");
         assert_eq!(h["x-api-key"], "provider-key");

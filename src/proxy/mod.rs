@@ -1,37 +1,35 @@
-//! The Pingora `ProxyHttp` implementation: one request, top to bottom.
+//! The Pingora `ProxyHttp` implementation: one request, top to bottom, in one pass.
 //!
-//! A request from an agent is the *main* request. `request_filter` loads the policy snapshot
-//! once, identifies the agent, authorizes the path, reads the whole body to learn the model,
-//! authorizes the model, routes it, and takes the agent's limits — each step one call into
-//! `identity`, `policy` or `limits`. A refusal is answered right there.
+//! `request_filter` loads the policy snapshot once, identifies the agent, authorizes the path,
+//! reads the whole body to learn the model, authorizes the model, routes it, and takes the
+//! agent's limits — each step one call into `identity`, `policy` or `limits`. A refusal is
+//! answered right there. An admitted request goes on through Pingora's own phases in the same
+//! context: Pingora replays the body it buffered while Warden read it, `upstream_peer` picks the
+//! provider, `upstream_request_filter` swaps credentials and identity headers, the response
+//! filters meter usage as chunks pass, and `logging` records metrics and the audit event once.
 //!
-//! An admitted request is forwarded through a Pingora *subrequest* fed with the body Warden
-//! already read (stock Pingora can only replay pre-read bodies up to 64 KiB; see
-//! PINGORA_NOTES.md). The subrequest runs through this same impl with the [`Forward`] plan in
-//! its context: it skips every decision, picks the provider peer, rewrites headers, passes the
-//! response through chunk by chunk while metering usage, and records an [`Outcome`]. The main
-//! request then emits metrics once.
+//! Only a body larger than Pingora's 64 KiB retry buffer takes another way: [`large_body`]
+//! forwards it through one subrequest that runs these same upstream phases.
 
 pub mod body;
 pub mod ctx;
 pub mod error;
 pub mod headers;
+pub mod large_body;
 pub mod models;
 pub mod request;
 pub mod usage;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
-use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::admin::Metrics;
 use crate::audit::{AuditEvent, Auditor, Tokens};
@@ -39,7 +37,7 @@ use crate::config::snapshot::{Upstream, UpstreamAuth};
 use crate::config::Snapshot;
 use crate::identity::api_key::KeyRejection;
 use crate::limits::RateDecision;
-pub use ctx::{Forward, Outcome, RequestCtx};
+pub use ctx::{Forward, RequestCtx, UpstreamLeg};
 pub use error::Refusal;
 use usage::UsageMeter;
 
@@ -58,8 +56,16 @@ pub struct WardenProxy {
 enum Admitted {
     /// Warden answers itself (`GET /v1/models`).
     Answer(Bytes),
-    /// Forward this body to the provider.
-    Forward(Bytes),
+    /// Forward the request with its body to the provider.
+    Forward(Body),
+}
+
+/// Where the body of an admitted request is forwarded from.
+enum Body {
+    /// Pingora's retry buffer holds all of it; its normal phases send it upstream.
+    Replayed,
+    /// Too large for the retry buffer: Warden's copy goes through [`large_body`].
+    Large(Bytes),
 }
 
 #[async_trait]
@@ -70,15 +76,13 @@ impl ProxyHttp for WardenProxy {
         RequestCtx::new()
     }
 
-    /// Only the main request spawns (its one upstream subrequest).
+    /// Only a request spawns (the one subrequest that forwards its large body).
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
         session.subrequest_ctx.is_none()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(forward) = subrequest_plan(session) {
-            ctx.is_subrequest = true;
-            ctx.forward = Some(forward);
+        if large_body::adopt(session, ctx) {
             return Ok(false);
         }
         match self.admit(session, ctx).await {
@@ -86,7 +90,10 @@ impl ProxyHttp for WardenProxy {
                 answer_json(session, ctx, body).await?;
                 Ok(true)
             }
-            Ok(Admitted::Forward(body)) => self.forward(session, ctx, body).await,
+            Ok(Admitted::Forward(Body::Replayed)) => Ok(false),
+            Ok(Admitted::Forward(Body::Large(body))) => {
+                large_body::forward(session, ctx, body).await
+            }
             Err(refusal) => {
                 let result = error::respond(
                     session,
@@ -106,9 +113,9 @@ impl ProxyHttp for WardenProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let forward = plan(ctx)?;
-        let settings = &forward.snapshot.server;
-        let provider = &forward.snapshot.providers[forward.provider];
+        let (snapshot, provider, _) = admitted(ctx)?;
+        let settings = &snapshot.server;
+        let provider = &snapshot.providers[provider];
         let mut peer = match &provider.upstream {
             Upstream::Http(up) => match up.addr {
                 Some(addr) => HttpPeer::new(addr, up.tls, up.host.clone()),
@@ -125,6 +132,7 @@ impl ProxyHttp for WardenProxy {
         peer.options.total_connection_timeout = Some(settings.connect_timeout);
         peer.options.read_timeout = Some(settings.read_timeout);
         peer.options.write_timeout = Some(settings.read_timeout);
+        ctx.upstream.started = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
@@ -134,21 +142,27 @@ impl ProxyHttp for WardenProxy {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let forward = plan(ctx)?;
-        let provider = &forward.snapshot.providers[forward.provider];
+        let (snapshot, provider, forward) = admitted(ctx)?;
+        let agent = ctx
+            .agent
+            .and_then(|a| snapshot.agents.get(a))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no agent"))?;
+        let provider = &snapshot.providers[provider];
         let mock_authority = http::HeaderValue::from_static("warden-mock");
-        let authority = match &provider.upstream {
-            Upstream::Http(up) => &up.authority,
-            Upstream::Mock => &mock_authority,
+        let (authority, base_path) = match &provider.upstream {
+            Upstream::Http(up) => (&up.authority, up.base_path.as_str()),
+            Upstream::Mock => (&mock_authority, "/v1"),
         };
+        let uri = &upstream_request.uri;
+        let path_and_query = request::upstream_path(base_path, uri.path(), uri.query());
         headers::rewrite_upstream(
             upstream_request,
-            &headers::UpstreamIdentity {
-                path_and_query: &forward.upstream_path,
+            headers::UpstreamIdentity {
+                path_and_query,
                 authority,
                 auth: &provider.auth,
-                agent_id: &forward.snapshot.agents[forward.agent].id_header,
-                request_id: &forward.request_id,
+                agent_id: &agent.id_header,
+                request_id: ctx.request_id.as_ref(),
                 body_len: forward.body_len,
             },
         )
@@ -160,20 +174,23 @@ impl ProxyHttp for WardenProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(forward) = ctx.forward.clone().filter(|_| ctx.is_subrequest) else {
+        if ctx.forward.is_none() {
             return Ok(());
-        };
-        ctx.upstream_status = Some(response.status.as_u16());
-        ctx.upstream_mark = Some(Instant::now());
+        }
+        let upstream = &mut ctx.upstream;
+        upstream.status = Some(response.status.as_u16());
+        upstream.first_byte = Some(Instant::now());
         if response.status.is_success() {
             let content_type = response
                 .headers
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes());
-            ctx.meter = UsageMeter::for_content_type(content_type);
+            upstream.meter = UsageMeter::for_content_type(content_type);
         }
-        response.insert_header(headers::REQUEST_ID, forward.request_id.clone())?;
-        if let Some(rate) = &forward.rate {
+        if let Some(id) = &ctx.request_id {
+            response.insert_header(headers::REQUEST_ID, id.clone())?;
+        }
+        if let Some(rate) = &ctx.rate {
             headers::insert_rate_limit(response, rate)?;
         }
         Ok(())
@@ -183,11 +200,14 @@ impl ProxyHttp for WardenProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
-            ctx.meter.feed(chunk);
+            ctx.upstream.meter.feed(chunk);
+        }
+        if end_of_stream && ctx.upstream.ended.is_none() {
+            ctx.upstream.ended = Some(Instant::now());
         }
         Ok(None)
     }
@@ -198,17 +218,31 @@ impl ProxyHttp for WardenProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if ctx.is_subrequest {
-            // The main request writes the error response: it alone knows whether anything was sent.
-            let refusal = Refusal::from_upstream_error(e);
-            let error_code = refusal.status().as_u16();
-            ctx.upstream_failure = Some(refusal);
+        let writable =
+            session.response_written().is_none() && !matches!(e.esource(), ErrorSource::Downstream);
+        if !writable {
             return FailToProxy {
-                error_code,
+                error_code: session.response_written().map_or(0, |r| r.status.as_u16()),
                 can_reuse_downstream: false,
             };
         }
-        let error_code = session.response_written().map_or(0, |r| r.status.as_u16());
+        let refusal = Refusal::from_upstream_error(e);
+        let error_code = refusal.status().as_u16();
+        if large_body::is_subrequest(ctx) {
+            ctx.upstream.failure = Some(refusal);
+        } else {
+            if let Err(e) = error::respond(
+                session,
+                &refusal,
+                ctx.request_id.as_ref(),
+                ctx.rate.as_ref(),
+            )
+            .await
+            {
+                log::debug!("cannot send the error response: {e}");
+            }
+            ctx.refusal = Some(refusal);
+        }
         FailToProxy {
             error_code,
             can_reuse_downstream: false,
@@ -216,16 +250,7 @@ impl ProxyHttp for WardenProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.is_subrequest {
-            if let Some(forward) = &ctx.forward {
-                let outcome = Outcome {
-                    status: ctx.upstream_status,
-                    usage: ctx.meter.finish(),
-                    failure: ctx.upstream_failure.take(),
-                    first_byte: ctx.upstream_mark,
-                };
-                let _ = forward.outcome.set(outcome);
-            }
+        if large_body::hand_back(ctx) {
             return;
         }
         self.record(session, ctx);
@@ -264,16 +289,16 @@ impl WardenProxy {
         let agent = &snapshot.agents[key.agent];
         crate::policy::check_agent(agent, now)?;
 
-        let uri = &session.req_header().uri;
-        let path = uri.path();
+        let path = session.req_header().uri.path();
         request::check_path(path)?;
         crate::policy::check_endpoint(agent, path)?;
         if session.req_header().method == http::Method::GET {
             return models::answer(&snapshot, agent, path).map(Admitted::Answer);
         }
-        let query = uri.query().map(str::to_owned);
-        let path = path.to_owned();
 
+        // Pingora replays a body of up to 64 KiB read here from its retry buffer (one pass);
+        // a larger one truncates the buffer and is forwarded by `large_body`.
+        session.enable_retry_buffering();
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
@@ -284,8 +309,7 @@ impl WardenProxy {
             .position(|p| p.models.matches(&fields.model))
             .ok_or(Refusal::ModelNotFound)?;
         ctx.provider = Some(provider_index);
-        let provider = &snapshot.providers[provider_index];
-        usable(provider)?;
+        usable(&snapshot.providers[provider_index])?;
 
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
@@ -302,88 +326,17 @@ impl WardenProxy {
             );
         }
 
-        let base_path = match &provider.upstream {
-            Upstream::Http(up) => up.base_path.as_str(),
-            Upstream::Mock => "/v1",
-        };
-        let forward = Forward {
-            snapshot: Arc::clone(&snapshot),
-            agent: key.agent,
-            provider: provider_index,
-            request_id: ctx
-                .request_id
-                .clone()
-                .unwrap_or_else(|| http::HeaderValue::from_static("unknown")),
-            upstream_path: request::upstream_path(base_path, &path, query.as_deref()),
+        ctx.forward = Some(Forward {
             body_len: body.len(),
-            rate: ctx.rate,
-            outcome: OnceLock::new(),
-        };
-        ctx.forward = Some(Arc::new(forward));
-        Ok(Admitted::Forward(body))
+        });
+        Ok(Admitted::Forward(if session.retry_buffer_truncated() {
+            Body::Large(body)
+        } else {
+            Body::Replayed
+        }))
     }
 
-    /// Sends the admitted request through a subrequest fed with the body already read.
-    async fn forward(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        body: Bytes,
-    ) -> Result<bool> {
-        let forward = plan(ctx)?;
-        let Some(spawner) = session.subrequest_spawner.as_ref() else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "subrequests are not enabled",
-            ));
-        };
-        let sub_ctx = SubrequestCtx::builder()
-            .body_mode(BodyMode::ExpectBody)
-            .user_ctx(Box::new(Arc::clone(&forward)))
-            .build();
-        let (prepared, handle) = spawner.create_subrequest(session.as_ref(), sub_ctx);
-        ctx.upstream_mark = Some(Instant::now());
-        let piped = pipe_subrequest(
-            session,
-            prepared,
-            handle,
-            |task| Ok(Some(task)),
-            InputBodyType::Preset(InputBody::Bytes(vec![body])),
-        )
-        .await;
-        let failure = match piped {
-            Ok(mut state) => {
-                if let Some(join) = state.join_handle.take() {
-                    if let Err(e) = join.await {
-                        log::error!("upstream subrequest task failed: {e}");
-                    }
-                }
-                forward.outcome.get().and_then(|o| o.failure.clone())
-            }
-            Err(e) => {
-                if session.response_written().is_some() {
-                    return Err(e.error);
-                }
-                Some(Refusal::from_upstream_error(&e.error))
-            }
-        };
-        if session.response_written().is_none() {
-            let refusal = failure.unwrap_or_else(|| {
-                Refusal::UpstreamUnavailable("provider closed the connection".into())
-            });
-            error::respond(
-                session,
-                &refusal,
-                Some(&forward.request_id),
-                forward.rate.as_ref(),
-            )
-            .await?;
-            ctx.refusal = Some(refusal);
-        }
-        Ok(true)
-    }
-
-    /// Emits the request's metrics, once, from the main request.
+    /// Emits the request's metrics and audit event, once per request.
     fn record(&self, session: &Session, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
         let code = match (&ctx.refusal, status) {
@@ -409,11 +362,7 @@ impl WardenProxy {
             .requests
             .with_label_values(&[agent, model, provider, code])
             .inc();
-        let usage = ctx
-            .forward
-            .as_ref()
-            .and_then(|f| f.outcome.get())
-            .and_then(|o| o.usage);
+        let usage = ctx.upstream.meter.finish();
         if let Some(usage) = usage {
             let tokens = &self.metrics.tokens;
             tokens
@@ -423,14 +372,25 @@ impl WardenProxy {
                 .with_label_values(&[agent, model, "output"])
                 .inc_by(usage.output_tokens);
         }
+        let now = Instant::now();
         self.metrics
             .request_duration
             .with_label_values(&[code])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
+        let upstream = &ctx.upstream;
+        let upstream_end = upstream.ended.unwrap_or(now);
+        if let Some(started) = upstream.started {
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[provider])
+                .observe(
+                    upstream_end
+                        .saturating_duration_since(started)
+                        .as_secs_f64(),
+                );
+        }
         if let Some(audit) = &self.audit {
             let request = session.req_header();
-            let outcome = ctx.forward.as_ref().and_then(|f| f.outcome.get());
-            let now = Instant::now();
             let millis = |from: Instant, to: Instant| {
                 to.saturating_duration_since(from).as_secs_f64() * 1000.0
             };
@@ -448,10 +408,8 @@ impl WardenProxy {
                 code,
                 status: status.unwrap_or(0),
                 latency_ms: millis(ctx.started, now),
-                upstream_ms: ctx.upstream_mark.map(|start| millis(start, now)),
-                ttfb_ms: outcome
-                    .and_then(|o| o.first_byte)
-                    .map(|t| millis(ctx.started, t)),
+                upstream_ms: upstream.started.map(|start| millis(start, upstream_end)),
+                ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
                 tokens: usage.map(|u| Tokens {
                     input: u.input_tokens,
                     output: u.output_tokens,
@@ -479,16 +437,15 @@ fn capped(mut text: String, max: usize) -> String {
     text
 }
 
-/// The forwarding plan handed to a subrequest, if this session is one.
-fn subrequest_plan(session: &Session) -> Option<Arc<Forward>> {
-    let user_ctx = session.subrequest_ctx.as_ref()?.user_ctx()?;
-    user_ctx.downcast_ref::<Arc<Forward>>().cloned()
-}
-
-fn plan(ctx: &RequestCtx) -> Result<Arc<Forward>> {
-    ctx.forward
-        .clone()
-        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no forwarding plan"))
+/// The snapshot, provider index and forwarding plan of an admitted request.
+fn admitted(ctx: &RequestCtx) -> Result<(&Snapshot, usize, Forward)> {
+    match (ctx.snapshot.as_deref(), ctx.provider, ctx.forward) {
+        (Some(snapshot), Some(provider), Some(forward)) => Ok((snapshot, provider, forward)),
+        _ => Err(Error::explain(
+            ErrorType::InternalError,
+            "request was not admitted",
+        )),
+    }
 }
 
 /// Refuses a routed provider that cannot be used (unresolved host, missing key).

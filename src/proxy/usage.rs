@@ -22,9 +22,10 @@ pub struct Usage {
 }
 
 /// Reads usage from one response body, fed chunk by chunk.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub enum UsageMeter {
     /// Neither JSON nor SSE (or an error status): nothing to read.
+    #[default]
     Off,
     Json {
         body: Vec<u8>,
