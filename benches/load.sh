@@ -1,101 +1,134 @@
 #!/usr/bin/env bash
-# End-to-end throughput and latency, measured in one run on this machine:
-#   direct       wrk -> nginx (a fast upstream answering a fixed chat completion)
-#   passthrough  wrk -> Warden -> nginx, agent with models ["*"], no endpoint list, no limits
-#   full         wrk -> Warden -> nginx, agent with model/endpoint allowlists, rpm and concurrency
-#   audited      the full path on a second Warden whose policy adds the audit trail (file sink,
-#                signed checkpoints); full and audited alternate twice to even out noise
-# Every request is a POST of a ~300 B chat completion with an agent key. Prints requests/s,
-# p50/p99 under load (32 connections) and unloaded (1 connection), the ratios, and idle RSS.
-# Usage: benches/load.sh [seconds per run, default 10]
+# End-to-end throughput, latency and CPU per request, measured in one run on this machine.
+#
+# The proxy under test is pinned to one core (taskset -c 0); wrk and an nginx upstream share the
+# other. For each workload it measures:
+#   direct     wrk -> nginx
+#   bare       wrk -> bare Pingora passthrough (examples/bare_passthrough.rs, same Pingora) -> nginx
+#   warden     wrk -> Warden full path (key, model/endpoint allowlists, rpm + concurrency limits,
+#              key swap, usage metering), audit off -> nginx
+#   audited    the same with the audit trail on (file sink, signed checkpoints)
+# Workloads: a 1.2 KB chat completion, a 100 KB prompt, a 1 MB prompt (Warden's large-body
+# path), and an SSE response of 18 events. Prints requests/s, p50/p99, proxy CPU per request,
+# the ratios to bare Pingora, and Warden's RSS.
+# Usage: benches/load.sh [seconds per run, default 10] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+conns=${2:-64}
 command -v wrk >/dev/null && command -v nginx >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
 }
 scripts/ensure-build-deps
-cargo build --release --quiet
+cargo build --release --quiet --bin warden --example bare_passthrough
 
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-nginx_port=$(free_port); warden_port=$(free_port); admin_port=$(free_port)
+nginx_port=$(free_port); bare_port=$(free_port)
+warden_port=$(free_port); warden_admin=$(free_port)
+audited_port=$(free_port); audited_admin=$(free_port)
 
+completion='{"id":"chatcmpl-1","object":"chat.completion","created":1732000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Here is the summary you asked for."},"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":8,"total_tokens":28}}'
+sse=$(python3 - <<'PY'
+import json
+events = []
+for i in range(17):
+    events.append({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                   "choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]})
+events.append({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [],
+               "usage": {"prompt_tokens": 20, "completion_tokens": 17, "total_tokens": 37}})
+print("".join(f"data: {json.dumps(e, separators=(',', ':'))}\\n\\n" for e in events) + "data: [DONE]\\n\\n", end="")
+PY
+)
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 error_log $work/nginx-error.log;
 pid $work/nginx.pid;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
   access_log off;
   client_body_temp_path $work;
+  client_max_body_size 20m;
+  client_body_buffer_size 2m;
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$nginx_port;
+    location /sse/ {
+      default_type text/event-stream;
+      return 200 '$sse';
+    }
     location / {
       default_type application/json;
-      return 200 '{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":1,"total_tokens":21}}';
+      return 200 '$completion';
     }
   }
 }
 NGINX
 
 hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-cat > "$work/warden.yaml" <<YAML
+policy() {  # policy LISTEN ADMIN
+  cat <<YAML
 version: 1
-server: {listen: 127.0.0.1:$warden_port, admin: 127.0.0.1:$admin_port}
+server: {listen: 127.0.0.1:$1, admin: 127.0.0.1:$2, max_body_bytes: 20971520}
 providers:
+  sse: {base_url: "http://127.0.0.1:$nginx_port/sse/v1", models: ["sse-*"], auth: bearer, api_key_env: BENCH_PROVIDER_KEY}
   fast: {base_url: "http://127.0.0.1:$nginx_port/v1", models: ["*"], auth: bearer, api_key_env: BENCH_PROVIDER_KEY}
 agents:
-  passthrough:
-    keys: [{id: p, sha256: $(hash bench-passthrough-key)}]
-    models: ["*"]
   governed:
-    keys: [{id: g, sha256: $(hash bench-full-key)}]
-    models: ["gpt-4o-mini", "claude-sonnet-*"]
+    keys: [{id: g, sha256: $(hash bench-agent-key)}]
+    models: ["gpt-4o-mini", "sse-model", "claude-sonnet-*"]
     endpoints: ["/v1/chat/completions", "/v1/embeddings"]
     limits: {requests_per_minute: 1000000000, max_concurrent: 10000}
 YAML
-
-audited_port=$(free_port); audited_admin=$(free_port)
+}
+policy "$warden_port" "$warden_admin" > "$work/warden.yaml"
 target/release/warden keygen --out "$work/audit.key" >/dev/null
-sed -e "s/listen: 127.0.0.1:$warden_port, admin: 127.0.0.1:$admin_port/listen: 127.0.0.1:$audited_port, admin: 127.0.0.1:$audited_admin/" "$work/warden.yaml" > "$work/audited.yaml"
-cat >> "$work/audited.yaml" <<YAML
+{ policy "$audited_port" "$audited_admin"; cat <<YAML
 audit:
-  sink: {file: {path: $work/audit/audit.jsonl, max_bytes: 1073741824}}
+  sink: {file: {path: $work/audit/audit.jsonl, max_bytes: 4294967296}}
   spool_dir: $work/spool
   signing_key_file: $work/audit.key
 YAML
+} > "$work/audited.yaml"
 
-nginx -c "$work/nginx.conf"
-BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
+taskset -c 1 nginx -c "$work/nginx.conf"
+taskset -c 0 target/release/examples/bare_passthrough "127.0.0.1:$bare_port" "127.0.0.1:$nginx_port" > "$work/bare.log" 2>&1 &
+bare_pid=$!
+BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn taskset -c 0 target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
 warden_pid=$!
-BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
+BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn taskset -c 0 target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
 audited_pid=$!
-trap 'kill $warden_pid $audited_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
-for port in $admin_port $audited_admin; do
+trap 'kill $bare_pid $warden_pid $audited_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
+for port in $warden_admin $audited_admin; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 
-lua() {
+lua() {  # lua NAME MODEL PROMPT_BYTES
   cat > "$work/$1.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $2"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the incident report in three bullet points, please."}],"temperature":0.2,"max_tokens":256}'
+wrk.headers["Authorization"] = "Bearer bench-agent-key"
+wrk.body = '{"model":"$2","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"' .. string.rep("a", $3) .. '"}],"temperature":0.2,"max_tokens":256}'
 LUA
 }
-lua passthrough bench-passthrough-key
-lua full bench-full-key
+lua small gpt-4o-mini 1060
+lua large gpt-4o-mini 102200
+lua huge gpt-4o-mini 1048400
+lua stream sse-model 1060
 
-# run NAME URL SCRIPT CONNECTIONS -> "rps p50_us p99_us"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run NAME URL SCRIPT PID -> "rps p50_us p99_us non2xx cpu_us_per_request"
 run() {
-  wrk -t1 -c"$4" -d"${secs}s" --latency -s "$work/$3.lua" "$2" > "$work/$1.out"
-  python3 - "$work/$1.out" <<'PY'
+  local before after
+  before=$( [ -n "$4" ] && cpu_ticks "$4" || echo 0)
+  taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency -s "$work/$3.lua" "$2" > "$work/$1.out"
+  after=$( [ -n "$4" ] && cpu_ticks "$4" || echo 0)
+  python3 - "$work/$1.out" "$((after - before))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+ticks, hz = int(sys.argv[2]), int(sys.argv[3])
 def us(v):
     m = re.match(r"([\d.]+)(us|ms|s)", v)
     if not m:
@@ -103,44 +136,52 @@ def us(v):
     n, unit = m.groups()
     return float(n) * {"us": 1, "ms": 1000, "s": 1e6}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
 p50 = us(re.search(r"50%\s+(\S+)", text).group(1))
 p99 = us(re.search(r"99%\s+(\S+)", text).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"{rps:.0f} {p50:.0f} {p99:.0f} {non2xx.group(1) if non2xx else 0}")
+cpu = ticks / hz * 1e6 / total if ticks else 0
+print(f"{rps:.0f} {p50:.0f} {p99:.0f} {non2xx.group(1) if non2xx else 0} {cpu:.1f}")
 PY
 }
 
-direct="http://127.0.0.1:$nginx_port/v1/chat/completions"
-proxied="http://127.0.0.1:$warden_port/v1/chat/completions"
-run warmup "$proxied" full 8 >/dev/null
-read -r d_rps d_p50 d_p99 d_err <<<"$(run direct "$direct" passthrough 32)"
-read -r p_rps p_p50 p_p99 p_err <<<"$(run passthrough "$proxied" passthrough 32)"
-read -r f_rps f_p50 f_p99 f_err <<<"$(run full "$proxied" full 32)"
-audited="http://127.0.0.1:$audited_port/v1/chat/completions"
-run warmup "$audited" full 8 >/dev/null
-read -r a_rps a_p50 a_p99 a_err <<<"$(run audited "$audited" full 32)"
-read -r f2_rps _ _ _ <<<"$(run full2 "$proxied" full 32)"
-read -r a2_rps _ _ _ <<<"$(run audited2 "$audited" full 32)"
-read -r d1_rps d1_p50 d1_p99 _ <<<"$(run direct1 "$direct" passthrough 1)"
-read -r f1_rps f1_p50 f1_p99 _ <<<"$(run full1 "$proxied" full 1)"
+results="$work/results"
+: > "$results"
+for workload in small large huge stream; do
+  path=/v1/chat/completions
+  [ "$workload" = stream ] && direct_path=/sse/v1/chat/completions || direct_path=$path
+  run warmup "http://127.0.0.1:$warden_port$path" "$workload" "" >/dev/null
+  run warmup "http://127.0.0.1:$audited_port$path" "$workload" "" >/dev/null
+  run warmup "http://127.0.0.1:$bare_port$direct_path" "$workload" "" >/dev/null
+  echo "$workload direct $(run direct "http://127.0.0.1:$nginx_port$direct_path" "$workload" "")" >> "$results"
+  echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
+  echo "$workload warden $(run warden "http://127.0.0.1:$warden_port$path" "$workload" "$warden_pid")" >> "$results"
+  echo "$workload audited $(run audited "http://127.0.0.1:$audited_port$path" "$workload" "$audited_pid")" >> "$results"
+done
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 
-printf '\n%-22s %10s %9s %9s %8s\n' "run (32 connections)" "req/s" "p50 µs" "p99 µs" "non-2xx"
-printf '%-22s %10s %9s %9s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
-printf '%-22s %10s %9s %9s %8s\n' "warden passthrough" "$p_rps" "$p_p50" "$p_p99" "$p_err"
-printf '%-22s %10s %9s %9s %8s\n' "warden full path" "$f_rps" "$f_p50" "$f_p99" "$f_err"
-printf '%-22s %10s %9s %9s %8s\n' "warden full + audit" "$a_rps" "$a_p50" "$a_p99" "$a_err"
-printf '\n%-22s %10s %9s %9s\n' "run (1 connection)" "req/s" "p50 µs" "p99 µs"
-printf '%-22s %10s %9s %9s\n' direct "$d1_rps" "$d1_p50" "$d1_p99"
-printf '%-22s %10s %9s %9s\n' "warden full path" "$f1_rps" "$f1_p50" "$f1_p99"
-python3 - <<PY
+python3 - "$results" "$idle_rss" "$load_rss" "$conns" <<'PY'
+import sys
+rows = [line.split() for line in open(sys.argv[1])]
+names = {"small": "1.2 KB chat completion", "large": "100 KB prompt", "huge": "1 MB prompt (large-body path)",
+         "stream": "SSE, 18 events"}
+print(f"\n{sys.argv[4]} connections, proxy pinned to one core; CPU = proxy process CPU per request")
+print(f"{'workload':32} {'run':9} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'non-2xx':>8} {'CPU µs/req':>11} {'vs bare':>8}")
+by = {}
+for w, run, rps, p50, p99, err, cpu in rows:
+    by[(w, run)] = (float(rps), float(cpu))
+for w, run, rps, p50, p99, err, cpu in rows:
+    bare = by.get((w, "bare"))
+    ratio = f"{float(rps) / bare[0]:.2f}x" if bare and run != "bare" else ""
+    cpu_s = cpu if run != "direct" else "-"
+    print(f"{names[w]:32} {run:9} {rps:>8} {p50:>8} {p99:>8} {err:>8} {cpu_s:>11} {ratio:>8}")
 print()
-print(f"full / passthrough throughput: {$f_rps / $p_rps:.3f}x")
-print(f"passthrough / direct throughput: {$p_rps / $d_rps:.3f}x")
-print(f"full / direct throughput: {$f_rps / $d_rps:.3f}x")
-print(f"audit on / off throughput (two alternating runs each: off {$f_rps:.0f}, {$f2_rps:.0f}; on {$a_rps:.0f}, {$a2_rps:.0f}): {($a_rps + $a2_rps) / ($f_rps + $f2_rps):.3f}x")
-print(f"added p50 latency, unloaded (full - direct): {$f1_p50 - $d1_p50:.0f} µs")
-print(f"RSS: idle {$idle_rss / 1024:.1f} MiB, after load {$load_rss / 1024:.1f} MiB")
+for w in names:
+    b, a, n = by.get((w, "bare")), by.get((w, "audited")), by.get((w, "warden"))
+    if b and a and n:
+        print(f"{names[w]:32} warden/bare {n[0]/b[0]:.2f}x, audited/bare {a[0]/b[0]:.2f}x; "
+              f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}")
+print(f"\nWarden RSS (audit off): idle {int(sys.argv[2]) / 1024:.1f} MiB, after load {int(sys.argv[3]) / 1024:.1f} MiB")
 PY
 audit_lines=$(cat "$work"/audit/audit.jsonl* | wc -l)
 echo "audit records written: $audit_lines; $(target/release/warden audit verify --key "$work/audit.key.pub" "$work/audit")"
