@@ -17,6 +17,7 @@ use crate::admin::{AdminApp, Metrics};
 use crate::audit::shipper::{Shipper, ShipperService};
 use crate::audit::{self, AuditSettings, Auditor};
 use crate::config::reload::{self, Pinned, Publisher, Reloader};
+use crate::config::resolve::Resolver;
 use crate::config::source::{self, Sources};
 use crate::config::watch::ConfigSource;
 use crate::config::{self, Environment, Snapshot};
@@ -180,6 +181,10 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             Arc::new(ShipperService::new(shipper)),
         ));
     }
+    server.add_service(GenBackgroundService::new(
+        "warden provider resolver".to_string(),
+        Arc::new(Resolver::new(Arc::clone(&publisher.policy))),
+    ));
     if let Some(path) = options.reload_from {
         let reloader = Arc::new(Reloader::new(path, publisher, pinned));
         server.add_service(GenBackgroundService::new(

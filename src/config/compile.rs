@@ -4,13 +4,15 @@
 //! `warden check` shows all problems at once. Any error refuses the whole policy.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Uri};
 use jiff::Timestamp;
+use pingora::protocols::tls::CaType;
 use serde_saphyr::Spanned;
 
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ use super::file::{
     RevokedSpec, ServerSpec, SinkSpec, StatusSpec,
 };
 use super::problem::{Problem, Problems};
+use super::resolve::ResolvedAddr;
 use super::snapshot::{
     Agent, AgentStatus, HttpUpstream, Provider, ReferencedFile, ServerSettings, Snapshot, Upstream,
     UpstreamAuth,
@@ -196,6 +199,7 @@ fn default_server() -> ServerSettings {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES as usize,
         connect_timeout: Duration::from_secs_f64(DEFAULT_CONNECT_TIMEOUT_SECS),
         read_timeout: Duration::from_secs_f64(DEFAULT_READ_TIMEOUT_SECS),
+        resolve_interval: super::resolve::DEFAULT_RESOLVE_INTERVAL,
     }
 }
 
@@ -453,6 +457,11 @@ impl<'f> Builder<'_, '_, 'f> {
                 &spec.read_timeout_secs,
                 &mut settings.read_timeout,
             ),
+            (
+                "resolve_interval_secs",
+                &spec.resolve_interval_secs,
+                &mut settings.resolve_interval,
+            ),
         ] {
             if let Some(secs) = value {
                 match Duration::try_from_secs_f64(secs.value) {
@@ -488,10 +497,16 @@ impl<'f> Builder<'_, '_, 'f> {
                     self.at(path)
                         .error(url, "a `kind: mock` provider has no `base_url`");
                 }
+                if let Some(ca_file) = &spec.ca_file {
+                    self.at(path)
+                        .error(ca_file, "a `kind: mock` provider has no `ca_file`");
+                }
                 Upstream::Mock
             }
             ProviderKindSpec::Http => match &spec.base_url {
-                Some(url) => Upstream::Http(self.http_upstream(path, url)?),
+                Some(url) => {
+                    Upstream::Http(self.http_upstream(path, url, spec.ca_file.as_ref())?)
+                }
                 None => {
                     let message = format!("provider `{}` needs a `base_url`", name.value);
                     self.at(path).error(name, message);
@@ -508,8 +523,17 @@ impl<'f> Builder<'_, '_, 'f> {
         })
     }
 
-    fn http_upstream(&mut self, path: &Path, url: &Spanned<String>) -> Option<HttpUpstream> {
+    fn http_upstream(
+        &mut self,
+        path: &Path,
+        url: &Spanned<String>,
+        ca_file: Option<&Spanned<String>>,
+    ) -> Option<HttpUpstream> {
         let env = self.env;
+        let ca = match ca_file {
+            Some(file) => self.trust_list(path, file)?,
+            None => None,
+        };
         let mut p = self.at(path);
         let uri: Uri = match url.value.parse() {
             Ok(uri) => uri,
@@ -540,27 +564,56 @@ impl<'f> Builder<'_, '_, 'f> {
             p.error(url, "`base_url` host is not a valid Host header");
             return None;
         };
-        let addr = if env.resolve_hosts {
-            match (host.as_str(), port)
-                .to_socket_addrs()
-                .map(|mut a| a.next())
-            {
-                Ok(Some(addr)) => Some(addr),
-                Ok(None) | Err(_) => {
-                    p.warning(url, format!("cannot resolve `{host}`: requests to it will get 502 until a reload resolves it"));
-                    None
-                }
+        if !tls {
+            if let Some(file) = ca_file {
+                p.warning(
+                    file,
+                    "`ca_file` is unused: `base_url` is http://, not https://",
+                );
             }
+        }
+        let addr = if env.resolve_hosts {
+            let addr = super::resolve::lookup(&host, port);
+            if addr.is_none() {
+                p.warning(url, format!("cannot resolve `{host}`: requests to it will get 502 until a lookup succeeds (retried in the background)"));
+            }
+            addr
         } else {
             None
         };
         Some(HttpUpstream {
-            addr,
+            addr: Arc::new(ResolvedAddr::new(addr)),
             tls,
             host,
+            port,
+            ca,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
         })
+    }
+
+    /// Reads a provider's `ca_file` (serve only; `check` runs where mounted files are absent).
+    /// `None` on error (reported); `Some(None)` when files are not read.
+    fn trust_list(&mut self, path: &Path, file: &Spanned<String>) -> Option<Option<Arc<CaType>>> {
+        if !self.env.read_secrets {
+            return Some(None);
+        }
+        let bytes = std::fs::read(&file.value);
+        self.referenced_files.push(ReferencedFile {
+            path: file.value.clone().into(),
+            digest: bytes.as_deref().ok().map(|b| Sha256::digest(b).into()),
+        });
+        let list = bytes
+            .map_err(|e| e.to_string())
+            .and_then(|b| super::trust::trust_list(&b));
+        match list {
+            Ok(list) => Some(Some(list)),
+            Err(e) => {
+                self.at(path)
+                    .error(file, format!("cannot use `ca_file` {}: {e}", file.value));
+                None
+            }
+        }
     }
 
     fn upstream_auth(

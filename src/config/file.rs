@@ -97,6 +97,8 @@ pub struct ServerSpec {
     pub connect_timeout_secs: Option<Spanned<f64>>,
     /// Seconds to wait between two reads from a provider (not the total: streams can run long).
     pub read_timeout_secs: Option<Spanned<f64>>,
+    /// Seconds between two background lookups of the providers' host names (default 30).
+    pub resolve_interval_secs: Option<Spanned<f64>>,
 }
 
 /// `providers.<name>:` — where models are served and how Warden authenticates there.
@@ -110,6 +112,9 @@ pub struct ProviderSpec {
     pub api_key_env: Option<Spanned<String>>,
     pub api_key_file: Option<Spanned<String>>,
     pub auth: Option<Spanned<AuthSpec>>,
+    /// PEM file of CA certificates trusted for this provider, on top of the platform's roots
+    /// (a private gateway's CA).
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// `kind:` of a provider.

@@ -7,8 +7,10 @@ pub mod compile;
 pub mod file;
 pub mod problem;
 pub mod reload;
+pub mod resolve;
 pub mod snapshot;
 pub mod source;
+pub mod trust;
 pub mod watch;
 
 pub use compile::{compile, compile_parsed, parse, Compiled, Environment};

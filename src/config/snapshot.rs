@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use jiff::Timestamp;
+use pingora::protocols::tls::CaType;
 
+use super::resolve::ResolvedAddr;
 use crate::audit::AuditSettings;
 use crate::identity::api_key::KeyIndex;
 use crate::limits::AgentLimits;
@@ -47,6 +50,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Period between two background lookups of every provider host.
+    pub resolve_interval: Duration,
 }
 
 /// A provider ready to receive requests.
@@ -70,11 +75,15 @@ pub enum Upstream {
 /// A real provider endpoint, resolved off the hot path.
 #[derive(Debug)]
 pub struct HttpUpstream {
-    /// `None` when the host could not be resolved at load time: requests get 502.
-    pub addr: Option<SocketAddr>,
+    /// Kept fresh by the background resolver; unresolved (requests get 502) until a lookup
+    /// succeeds.
+    pub addr: Arc<ResolvedAddr>,
     pub tls: bool,
     /// Host name, for SNI and certificate verification.
     pub host: String,
+    pub port: u16,
+    /// `ca_file`'s certificates plus the platform's roots; `None`: the platform's roots.
+    pub ca: Option<Arc<CaType>>,
     /// `Host` header value (with the port when it is not the scheme's default).
     pub authority: HeaderValue,
     /// Path prefix of `base_url` without a trailing slash (e.g. `/v1`).

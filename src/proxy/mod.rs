@@ -117,8 +117,12 @@ impl ProxyHttp for WardenProxy {
         let settings = &snapshot.server;
         let provider = &snapshot.providers[provider];
         let mut peer = match &provider.upstream {
-            Upstream::Http(up) => match up.addr {
-                Some(addr) => HttpPeer::new(addr, up.tls, up.host.clone()),
+            Upstream::Http(up) => match up.addr.get() {
+                Some(addr) => {
+                    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+                    peer.options.ca.clone_from(&up.ca);
+                    peer
+                }
                 None => {
                     return Err(Error::explain(
                         ErrorType::ConnectNoRoute,
@@ -457,7 +461,7 @@ fn usable(provider: &crate::config::snapshot::Provider) -> Result<(), Refusal> {
         )));
     }
     if let Upstream::Http(up) = &provider.upstream {
-        if up.addr.is_none() {
+        if up.addr.get().is_none() {
             return Err(Refusal::UpstreamUnavailable(format!(
                 "provider `{}` host `{}` is not resolved",
                 provider.name, up.host

@@ -31,7 +31,8 @@ class Recorded:
 
 
 class MockProvider:
-    def __init__(self, stream_interval=0.15, slow_seconds=3.0):
+    def __init__(self, stream_interval=0.15, slow_seconds=3.0, tls=None):
+        """`tls`: an `ssl.SSLContext` with the server certificate, to serve HTTPS."""
         self.requests = []
         self.lock = threading.Lock()
         self.stream_interval = stream_interval
@@ -72,8 +73,12 @@ class MockProvider:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            # The handshake runs in each connection's thread, on its first read.
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self.port = self.server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
