@@ -22,7 +22,7 @@ use warden::limits::LiveState;
 const BATCH: u64 = 20_000;
 
 fn metrics() -> Arc<Metrics> {
-    match Metrics::new() {
+    match Metrics::new(Arc::default()) {
         Ok(m) => Arc::new(m),
         Err(e) => panic!("metrics: {e}"),
     }

@@ -52,7 +52,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn reloader(path: PathBuf) -> Reloader {
-    let metrics = match Metrics::new() {
+    let metrics = match Metrics::new(Arc::default()) {
         Ok(metrics) => Arc::new(metrics),
         Err(e) => panic!("metrics: {e}"),
     };

@@ -3,10 +3,18 @@
 //! Labels come only from policy (agent ids, provider names), bounded model names and stable
 //! codes — never tokens, keys or request ids.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use crate::limits::{AgentCounters, LiveState};
 
 /// Buckets for whole-request latency: from sub-millisecond refusals to multi-minute generations.
 const DURATION_BUCKETS: &[f64] = &[
@@ -17,15 +25,16 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Warden's metrics and the registry they are exported from.
 pub struct Metrics {
     registry: Registry,
-    /// `warden_requests_total{agent,model,provider,code}`.
-    pub requests: IntCounterVec,
+    /// Counts of requests no agent was identified for (`agent=""`); an identified agent's
+    /// counts live in its live state (`warden_requests_total`, `warden_tokens_total`).
+    pub anonymous: Arc<AgentCounters>,
     /// `warden_request_duration_seconds{code}`: from the request head to the last response byte.
     pub request_duration: HistogramVec,
+    request_duration_by_code: Handles<Histogram>,
+    upstream_duration_by_provider: Handles<Histogram>,
     /// `warden_upstream_duration_seconds{provider}`: from asking for a provider connection to the
     /// end of its response (or its failure).
     pub upstream_duration: HistogramVec,
-    /// `warden_tokens_total{agent,model,direction}`: LLM tokens the provider reported.
-    pub tokens: IntCounterVec,
     /// `warden_config_reloads_total{result="ok|error"}`: policy changes applied or refused.
     pub config_reloads: IntCounterVec,
     /// `warden_config_info{version}`: 1 for the version of the policy in force.
@@ -45,13 +54,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> prometheus::Result<Self> {
+    /// Creates and registers every metric; per-agent counts are read from `live` at scrape time.
+    pub fn new(live: Arc<LiveState>) -> prometheus::Result<Self> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("warden_requests_total", "Requests handled, by agent, model, provider and outcome code (a SPEC error code, `ok`, or `upstream_4xx`/`upstream_5xx` for provider errors)."),
-            &["agent", "model", "provider", "code"],
-        )?;
+        let anonymous = Arc::new(AgentCounters::default());
+        let agents = AgentsCollector::new(live, Arc::clone(&anonymous))?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "warden_request_duration_seconds",
@@ -67,10 +74,6 @@ impl Metrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["provider"],
-        )?;
-        let tokens = IntCounterVec::new(
-            Opts::new("warden_tokens_total", "LLM tokens reported by providers (JSON `usage` or SSE usage events), by agent, model and direction (`input` or `output`)."),
-            &["agent", "model", "direction"],
         )?;
         let config_reloads = IntCounterVec::new(
             Opts::new("warden_config_reloads_total", "Policy changes seen after start-up, by result: `ok` (published) or `error` (refused whole; the last good policy stays)."),
@@ -112,8 +115,7 @@ impl Metrics {
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(agents))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
@@ -122,10 +124,11 @@ impl Metrics {
         registry.register(Box::new(config_last_success.clone()))?;
         Ok(Metrics {
             registry,
-            requests,
+            anonymous,
             request_duration,
             upstream_duration,
-            tokens,
+            request_duration_by_code: Handles::default(),
+            upstream_duration_by_provider: Handles::default(),
             config_reloads,
             config_info,
             config_last_reload_successful,
@@ -133,6 +136,19 @@ impl Metrics {
             audit_events,
             audit_queue_depth,
             audit_spool_bytes,
+        })
+    }
+
+    /// `warden_request_duration_seconds{code}`, looked up without hashing once seen.
+    pub fn request_duration(&self, code: &str) -> Histogram {
+        self.request_duration_by_code
+            .get(code, || self.request_duration.with_label_values(&[code]))
+    }
+
+    /// `warden_upstream_duration_seconds{provider}`, looked up without hashing once seen.
+    pub fn upstream_duration(&self, provider: &str) -> Histogram {
+        self.upstream_duration_by_provider.get(provider, || {
+            self.upstream_duration.with_label_values(&[provider])
         })
     }
 
@@ -165,5 +181,156 @@ impl Metrics {
             log::error!("cannot encode metrics: {e}");
         }
         out
+    }
+}
+
+const REQUESTS_HELP: &str = "Requests handled, by agent, model, provider and outcome code (a SPEC error code, `ok`, or `upstream_4xx`/`upstream_5xx` for provider errors). An agent's combinations past 128 are counted under model `_other`.";
+const TOKENS_HELP: &str = "LLM tokens reported by providers (JSON `usage` or SSE usage events), by agent, model and direction (`input` or `output`).";
+
+/// Renders every agent's [`AgentCounters`] as `warden_requests_total` and `warden_tokens_total`.
+struct AgentsCollector {
+    live: Arc<LiveState>,
+    anonymous: Arc<AgentCounters>,
+    descs: [Desc; 2],
+}
+
+impl AgentsCollector {
+    fn new(live: Arc<LiveState>, anonymous: Arc<AgentCounters>) -> prometheus::Result<Self> {
+        let labels = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        let descs = [
+            Desc::new(
+                "warden_requests_total".into(),
+                REQUESTS_HELP.into(),
+                labels(&["agent", "model", "provider", "code"]),
+                HashMap::new(),
+            )?,
+            Desc::new(
+                "warden_tokens_total".into(),
+                TOKENS_HELP.into(),
+                labels(&["agent", "model", "direction"]),
+                HashMap::new(),
+            )?,
+        ];
+        Ok(AgentsCollector {
+            live,
+            anonymous,
+            descs,
+        })
+    }
+}
+
+impl Collector for AgentsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut requests = Vec::new();
+        let mut tokens = Vec::new();
+        let mut add = |agent: &str, counters: &AgentCounters| {
+            let mut by_model: Vec<(Box<str>, u64, u64)> = Vec::new();
+            for series in counters.snapshot() {
+                requests.push(counter(
+                    &[
+                        ("agent", agent),
+                        ("code", series.code),
+                        ("model", &series.model),
+                        ("provider", &series.provider),
+                    ],
+                    series.requests,
+                ));
+                if series.input_tokens + series.output_tokens == 0 {
+                    continue;
+                }
+                match by_model.iter_mut().find(|(m, _, _)| *m == series.model) {
+                    Some((_, input, output)) => {
+                        *input += series.input_tokens;
+                        *output += series.output_tokens;
+                    }
+                    None => {
+                        by_model.push((series.model, series.input_tokens, series.output_tokens))
+                    }
+                }
+            }
+            for (model, input, output) in by_model {
+                for (direction, n) in [("input", input), ("output", output)] {
+                    tokens.push(counter(
+                        &[
+                            ("agent", agent),
+                            ("direction", direction),
+                            ("model", &model),
+                        ],
+                        n,
+                    ));
+                }
+            }
+        };
+        add("", &self.anonymous);
+        self.live.for_each_counters(add);
+        [(REQUESTS_HELP, requests, 0), (TOKENS_HELP, tokens, 1)]
+            .into_iter()
+            .filter(|(_, metrics, _)| !metrics.is_empty())
+            .map(|(help, metrics, desc)| {
+                let mut family = MetricFamily::default();
+                family.set_name(self.descs[desc].fq_name.clone());
+                family.set_help(help.into());
+                family.set_field_type(MetricType::COUNTER);
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
+    }
+}
+
+/// One counter sample; `labels` in byte order of their names, as Prometheus' own vectors write
+/// them.
+fn counter(labels: &[(&str, &str)], value: u64) -> Metric {
+    let mut metric = Metric::default();
+    metric.set_label(
+        labels
+            .iter()
+            .map(|(name, value)| {
+                let mut pair = LabelPair::default();
+                pair.set_name(name.to_string());
+                pair.set_value(value.to_string());
+                pair
+            })
+            .collect(),
+    );
+    let mut c = Counter::default();
+    c.set_value(value as f64);
+    metric.set_counter(c);
+    metric
+}
+
+/// Metric handles by one label value, for labels with few values (codes, providers): a request
+/// finds its handle with a short scan of an immutable list instead of hashing label values under
+/// the vector's lock; a new value copies the list once.
+struct Handles<T> {
+    by_value: ArcSwap<Vec<(Box<str>, T)>>,
+}
+
+impl<T> Default for Handles<T> {
+    fn default() -> Self {
+        Handles {
+            by_value: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+}
+
+impl<T: Clone> Handles<T> {
+    fn get(&self, value: &str, make: impl FnOnce() -> T) -> T {
+        if let Some((_, handle)) = self.by_value.load().iter().find(|(v, _)| **v == *value) {
+            return handle.clone();
+        }
+        let handle = make();
+        self.by_value.rcu(|list| {
+            let mut list = Vec::clone(list);
+            if !list.iter().any(|(v, _)| **v == *value) {
+                list.push((value.into(), handle.clone()));
+            }
+            list
+        });
+        handle
     }
 }

@@ -459,7 +459,7 @@ mod tests {
             checkpoint_every: 1_000_000,
             checkpoint_interval: Duration::from_secs(3600),
         };
-        let metrics = Arc::new(Metrics::new().unwrap());
+        let metrics = Arc::new(Metrics::new(Arc::default()).unwrap());
         let sink = Flaky::default();
         sink.0.lock().unwrap().0 = true;
 

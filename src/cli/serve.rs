@@ -99,7 +99,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     if let Some(admin) = options.admin {
         snapshot.server.admin = admin;
     }
-    let metrics = match Metrics::new() {
+    let metrics = match Metrics::new(Arc::clone(&live)) {
         Ok(metrics) => Arc::new(metrics),
         Err(e) => {
             eprintln!("warden: cannot create metrics: {e}");

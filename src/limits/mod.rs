@@ -9,6 +9,7 @@
 //! the hot path.
 
 pub mod concurrency;
+pub mod counters;
 pub mod rate;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use concurrency::{InFlight, InFlightGuard};
+pub use counters::AgentCounters;
 pub use rate::{RateDecision, RequestRate};
 
 /// The compiled limits of one agent, pointing at live state.
@@ -24,6 +26,9 @@ pub use rate::{RateDecision, RequestRate};
 pub struct AgentLimits {
     pub requests_per_minute: Option<Arc<RequestRate>>,
     pub max_concurrent: Option<(u32, Arc<InFlight>)>,
+    /// Not a limit: the agent's request and token counts, kept with its limit state so a
+    /// reload keeps them too.
+    pub counters: Arc<AgentCounters>,
 }
 
 /// How long the live state of an agent removed from policy is kept. An agent that comes back
@@ -44,6 +49,7 @@ pub struct LiveState {
 #[derive(Debug, Default)]
 struct AgentCells {
     in_flight: Arc<InFlight>,
+    counters: Arc<AgentCounters>,
     rate: Option<Arc<RequestRate>>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
@@ -71,6 +77,7 @@ impl LiveState {
         AgentLimits {
             requests_per_minute: rate,
             max_concurrent: max_concurrent.map(|max| (max, in_flight)),
+            counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
         }
     }
 
@@ -78,6 +85,15 @@ impl LiveState {
     /// their state for [`REMOVED_AGENT_STATE_TTL`], then it is dropped.
     pub fn publish<'a>(&self, agents: impl IntoIterator<Item = (&'a str, &'a AgentLimits)>) {
         self.publish_at(agents, Instant::now());
+    }
+
+    /// Calls `f` with every agent's id and counters (agents removed from policy included until
+    /// their state expires: their counts stay in the metrics, as Prometheus counters do).
+    pub fn for_each_counters(&self, mut f: impl FnMut(&str, &AgentCounters)) {
+        let registry = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, cells) in registry.iter() {
+            f(id, &cells.counters);
+        }
     }
 
     fn publish_at<'a>(
@@ -98,6 +114,7 @@ impl LiveState {
             };
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
+            cells.counters = Arc::clone(&limits.counters);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
             }

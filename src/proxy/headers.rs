@@ -34,7 +34,10 @@ pub fn request_id(request: &RequestHeader) -> HeaderValue {
         }
     }
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let id = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
 }
 

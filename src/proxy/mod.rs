@@ -361,37 +361,26 @@ impl WardenProxy {
             }
             _ => "",
         };
-        let agent = agent.map_or("", |a| a.id.as_str());
-        self.metrics
-            .requests
-            .with_label_values(&[agent, model, provider, code])
-            .inc();
         let usage = ctx.upstream.meter.finish();
-        if let Some(usage) = usage {
-            let tokens = &self.metrics.tokens;
-            tokens
-                .with_label_values(&[agent, model, "input"])
-                .inc_by(usage.input_tokens);
-            tokens
-                .with_label_values(&[agent, model, "output"])
-                .inc_by(usage.output_tokens);
-        }
+        let counters = agent.map_or(&self.metrics.anonymous, |a| &a.limits.counters);
+        counters.record(
+            model,
+            provider,
+            code,
+            usage.map(|u| (u.input_tokens, u.output_tokens)),
+        );
         let now = Instant::now();
         self.metrics
-            .request_duration
-            .with_label_values(&[code])
+            .request_duration(code)
             .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
         let upstream = &ctx.upstream;
         let upstream_end = upstream.ended.unwrap_or(now);
         if let Some(started) = upstream.started {
-            self.metrics
-                .upstream_duration
-                .with_label_values(&[provider])
-                .observe(
-                    upstream_end
-                        .saturating_duration_since(started)
-                        .as_secs_f64(),
-                );
+            self.metrics.upstream_duration(provider).observe(
+                upstream_end
+                    .saturating_duration_since(started)
+                    .as_secs_f64(),
+            );
         }
         if let Some(audit) = &self.audit {
             let request = session.req_header();

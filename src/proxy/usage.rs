@@ -1,12 +1,14 @@
 //! Token usage read from provider responses as they pass, without holding the stream.
 //!
-//! JSON responses are copied aside (up to a cap) and parsed once complete. SSE streams are cut
-//! into lines; only `data:` lines that mention `"usage"` are parsed. Understood shapes:
+//! JSON responses are kept aside (the chunk itself when the body is one chunk, else a copy, up
+//! to a cap) and parsed once complete. SSE streams are cut into lines, read in place (only a
+//! line split across chunks is copied); only `data:` lines that mention `"usage"` are parsed. Understood shapes:
 //! OpenAI `usage.{prompt,completion}_tokens` (chat, completions, embeddings, and the final
 //! stream chunk when `stream_options.include_usage` is set), OpenAI Responses
 //! `usage.{input,output}_tokens` / `response.usage`, and Anthropic `message_start`
 //! (`message.usage`) with `message_delta` (`usage.output_tokens`, cumulative).
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 /// JSON bodies larger than this are not parsed for usage (embeddings of huge batches).
@@ -28,7 +30,10 @@ pub enum UsageMeter {
     #[default]
     Off,
     Json {
-        body: Vec<u8>,
+        /// The first chunk, shared with the response (no copy).
+        first: Option<Bytes>,
+        /// Every chunk so far, copied, once a second one arrives.
+        joined: Vec<u8>,
         overflow: bool,
     },
     Sse {
@@ -53,7 +58,8 @@ impl UsageMeter {
             }
         } else if starts_with_ignore_case(ct, b"application/json") {
             UsageMeter::Json {
-                body: Vec::new(),
+                first: None,
+                joined: Vec::new(),
                 overflow: false,
             }
         } else {
@@ -62,15 +68,26 @@ impl UsageMeter {
     }
 
     /// Feeds the next chunk of the response body.
-    pub fn feed(&mut self, chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &Bytes) {
         match self {
             UsageMeter::Off => {}
-            UsageMeter::Json { body, overflow } => {
-                if *overflow || body.len() + chunk.len() > MAX_JSON_BODY {
+            UsageMeter::Json {
+                first,
+                joined,
+                overflow,
+            } => {
+                let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+                if *overflow || held + chunk.len() > MAX_JSON_BODY {
                     *overflow = true;
-                    body.clear();
+                    *first = None;
+                    *joined = Vec::new();
+                } else if first.is_none() && joined.is_empty() {
+                    *first = Some(chunk.clone());
                 } else {
-                    body.extend_from_slice(chunk);
+                    if let Some(head) = first.take() {
+                        joined.extend_from_slice(&head);
+                    }
+                    joined.extend_from_slice(chunk);
                 }
             }
             UsageMeter::Sse {
@@ -80,6 +97,10 @@ impl UsageMeter {
             } => {
                 for piece in chunk.split_inclusive(|b| *b == b'\n') {
                     let complete = piece.last() == Some(&b'\n');
+                    if complete && line.is_empty() && !*skipping {
+                        sse_line(piece, usage);
+                        continue;
+                    }
                     if !*skipping {
                         if line.len() + piece.len() > MAX_SSE_LINE {
                             *skipping = true;
@@ -104,10 +125,15 @@ impl UsageMeter {
     pub fn finish(&mut self) -> Option<Usage> {
         match self {
             UsageMeter::Off => None,
-            UsageMeter::Json { body, overflow } => {
+            UsageMeter::Json {
+                first,
+                joined,
+                overflow,
+            } => {
                 if *overflow {
                     return None;
                 }
+                let body = first.as_deref().unwrap_or(joined);
                 let parsed: JsonBody = serde_json::from_slice(body).ok()?;
                 parsed
                     .usage
@@ -134,7 +160,7 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
-    if !data.windows(7).any(|w| w == b"\"usage\"") {
+    if memchr::memmem::find(data, b"\"usage\"").is_none() {
         return;
     }
     let Ok(event) = serde_json::from_slice::<SseEvent>(data.trim_ascii()) else {
@@ -204,7 +230,7 @@ mod tests {
     fn meter(ct: &str, chunks: &[&[u8]]) -> Option<Usage> {
         let mut m = UsageMeter::for_content_type(Some(ct.as_bytes()));
         for c in chunks {
-            m.feed(c);
+            m.feed(&Bytes::copy_from_slice(c));
         }
         m.finish()
     }
