@@ -74,12 +74,45 @@ impl AgentCounters {
         }
     }
 
-    /// A copy of every series, for a scrape.
-    pub fn snapshot(&self) -> Vec<Series> {
-        self.series
+    /// Calls `f` with every series (a scrape).
+    pub fn for_each(&self, mut f: impl FnMut(&Series)) {
+        for series in self
+            .series
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+        {
+            f(series);
+        }
+    }
+
+    /// Calls `f` with each model's input and output tokens, summed over providers and codes,
+    /// for the models that reported any (a scrape).
+    pub fn for_each_model_tokens(&self, mut f: impl FnMut(&str, u64, u64)) {
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_model: Vec<(&str, u64, u64)> = Vec::new();
+        for s in series
+            .iter()
+            .filter(|s| s.input_tokens + s.output_tokens > 0)
+        {
+            match by_model.iter_mut().find(|(m, _, _)| *m == &*s.model) {
+                Some((_, input, output)) => {
+                    *input += s.input_tokens;
+                    *output += s.output_tokens;
+                }
+                None => by_model.push((&s.model, s.input_tokens, s.output_tokens)),
+            }
+        }
+        for (model, input, output) in by_model {
+            f(model, input, output);
+        }
+    }
+
+    #[cfg(test)]
+    fn snapshot(&self) -> Vec<Series> {
+        let mut all = Vec::new();
+        self.for_each(|s| all.push(s.clone()));
+        all
     }
 }
 
