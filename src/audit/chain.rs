@@ -63,10 +63,14 @@ impl ChainState {
             prev: &self.hash,
         };
         let bytes = serialize(&link);
-        let hash = hex::encode(Sha256::digest(&bytes));
+        let mut hex = [0u8; 64];
+        // A 32-byte digest always fits 64 hex digits.
+        let _ = hex::encode_to_slice(Sha256::digest(&bytes), &mut hex);
+        let hash = std::str::from_utf8(&hex).unwrap_or_default();
         self.seq = seq;
-        let line = with_fields(bytes, &[("hash", &hash)]);
-        self.hash = hash;
+        let line = with_fields(bytes, &[("hash", hash)]);
+        self.hash.clear();
+        self.hash.push_str(hash);
         line
     }
 
@@ -92,10 +96,17 @@ impl ChainState {
     }
 }
 
-/// Serializes a record (plain data: cannot fail).
+/// Serializes a record (plain data: cannot fail), with room for the chain fields appended later.
 pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).unwrap_or_default()
+    let mut out = Vec::with_capacity(RECORD_CAPACITY);
+    if serde_json::to_writer(&mut out, record).is_err() {
+        out.clear();
+    }
+    out
 }
+
+/// Bytes reserved for one record: a typical request record with its `hash` fits.
+const RECORD_CAPACITY: usize = 768;
 
 /// Appends string fields to a serialized JSON object.
 fn with_fields(mut object: Vec<u8>, fields: &[(&str, &str)]) -> String {
@@ -103,7 +114,11 @@ fn with_fields(mut object: Vec<u8>, fields: &[(&str, &str)]) -> String {
         object.pop();
     }
     for (name, value) in fields {
-        object.extend_from_slice(format!(",\"{name}\":\"{value}\"").as_bytes());
+        object.extend_from_slice(b",\"");
+        object.extend_from_slice(name.as_bytes());
+        object.extend_from_slice(b"\":\"");
+        object.extend_from_slice(value.as_bytes());
+        object.push(b'"');
     }
     object.push(b'}');
     String::from_utf8(object).unwrap_or_default()

@@ -87,11 +87,21 @@ pub struct RequestRecord<'a> {
     pub seq: u64,
     pub status: u16,
     pub tokens: Option<Tokens>,
-    pub ts: String,
+    pub ts: Rfc3339,
     pub ttfb_ms: Option<f64>,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub upstream_ms: Option<f64>,
+}
+
+/// A timestamp written as RFC 3339 straight into the record (no intermediate `String`).
+#[derive(Debug)]
+pub struct Rfc3339(pub Timestamp);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 impl AuditEvent {
@@ -135,7 +145,7 @@ impl AuditEvent {
             seq: link.seq,
             status: self.status,
             tokens: self.tokens,
-            ts: self.arrived.to_string(),
+            ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             kind: "request",
             upstream_ms: self.upstream_ms,
