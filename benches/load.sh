@@ -9,13 +9,15 @@
 #              key swap, usage metering), audit off -> nginx
 #   audited    the same with the audit trail on (file sink, signed checkpoints)
 # Workloads: a 1.2 KB chat completion, a 100 KB prompt, a 1 MB prompt (Warden's large-body
-# path), and an SSE response of 18 events. Prints requests/s, p50/p99, proxy CPU per request,
-# the ratios to bare Pingora, and Warden's RSS.
-# Usage: benches/load.sh [seconds per run, default 10] [connections, default 64]
+# path), and an SSE response of 18 events. bare, warden and audited runs alternate ROUNDS times
+# per workload (this machine's run-to-run noise is ±10%); the medians are reported: requests/s,
+# p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's RSS.
+# Usage: benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}
-conns=${2:-64}
+secs=${1:-5}
+rounds=${2:-3}
+conns=${3:-64}
 command -v wrk >/dev/null && command -v nginx >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
 }
@@ -137,8 +139,8 @@ def us(v):
     return float(n) * {"us": 1, "ms": 1000, "s": 1e6}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 total = int(re.search(r"(\d+) requests in", text).group(1))
-p50 = us(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = us(re.search(r"99%\s+(\S+)", text).group(1))
+p50 = us(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = us(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 cpu = ticks / hz * 1e6 / total if ticks else 0
 print(f"{rps:.0f} {p50:.0f} {p99:.0f} {non2xx.group(1) if non2xx else 0} {cpu:.1f}")
@@ -154,18 +156,29 @@ for workload in small large huge stream; do
   run warmup "http://127.0.0.1:$audited_port$path" "$workload" "" >/dev/null
   run warmup "http://127.0.0.1:$bare_port$direct_path" "$workload" "" >/dev/null
   echo "$workload direct $(run direct "http://127.0.0.1:$nginx_port$direct_path" "$workload" "")" >> "$results"
-  echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
-  echo "$workload warden $(run warden "http://127.0.0.1:$warden_port$path" "$workload" "$warden_pid")" >> "$results"
-  echo "$workload audited $(run audited "http://127.0.0.1:$audited_port$path" "$workload" "$audited_pid")" >> "$results"
+  for _ in $(seq "$rounds"); do
+    echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
+    echo "$workload warden $(run warden "http://127.0.0.1:$warden_port$path" "$workload" "$warden_pid")" >> "$results"
+    echo "$workload audited $(run audited "http://127.0.0.1:$audited_port$path" "$workload" "$audited_pid")" >> "$results"
+  done
 done
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
+for admin in $warden_admin $audited_admin; do
+  echo "Warden on admin port $admin, outcomes other than ok:"
+  curl -s "http://127.0.0.1:$admin/metrics" | grep '^warden_requests_total{' | grep -v 'code="ok"' || echo "  none"
+done
 
-python3 - "$results" "$idle_rss" "$load_rss" "$conns" <<'PY'
-import sys
-rows = [line.split() for line in open(sys.argv[1])]
+python3 - "$results" "$idle_rss" "$load_rss" "$conns" "$rounds" <<'PY'
+import statistics, sys
+raw = [line.split() for line in open(sys.argv[1])]
+rows = []  # the median of each (workload, run) over its rounds, in first-seen order
+for key in dict.fromkeys((r[0], r[1]) for r in raw):
+    runs = [r[2:] for r in raw if (r[0], r[1]) == key]
+    rows.append([*key, *(f"{statistics.median(float(r[i]) for r in runs):.{1 if i == 4 else 0}f}" for i in range(5))])
 names = {"small": "1.2 KB chat completion", "large": "100 KB prompt", "huge": "1 MB prompt (large-body path)",
          "stream": "SSE, 18 events"}
-print(f"\n{sys.argv[4]} connections, proxy pinned to one core; CPU = proxy process CPU per request")
+print(f"\n{sys.argv[4]} connections, proxy pinned to one core; CPU = proxy process CPU per request; "
+      f"medians of {sys.argv[5]} alternating rounds")
 print(f"{'workload':32} {'run':9} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'non-2xx':>8} {'CPU µs/req':>11} {'vs bare':>8}")
 by = {}
 for w, run, rps, p50, p99, err, cpu in rows:
