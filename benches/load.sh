@@ -12,7 +12,7 @@
 # path), and an SSE response of 18 events. bare, warden and audited runs alternate ROUNDS times
 # per workload (this machine's run-to-run noise is ±10%); the medians are reported: requests/s,
 # p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's RSS.
-# Usage: benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
+# Usage: [WORKLOADS="small large huge stream"] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -149,7 +149,7 @@ PY
 
 results="$work/results"
 : > "$results"
-for workload in small large huge stream; do
+for workload in ${WORKLOADS:-small large huge stream}; do
   path=/v1/chat/completions
   [ "$workload" = stream ] && direct_path=/sse/v1/chat/completions || direct_path=$path
   run warmup "http://127.0.0.1:$warden_port$path" "$workload" "" >/dev/null

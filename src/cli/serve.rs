@@ -155,6 +155,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         metrics: Arc::clone(&metrics),
         mock_socket: mock_socket.clone(),
         audit: auditor,
+        connector: pingora::connectors::http::Connector::new(None),
     };
     let mut proxy_service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "warden proxy");

@@ -18,11 +18,7 @@ pub struct Forward {
     pub body_len: usize,
 }
 
-/// What happened on the way to the provider and back.
-///
-/// Filled by the upstream phases of whichever session talks to the provider: the request itself,
-/// or (for a body over Pingora's retry buffer) the subrequest that forwards it, which hands it
-/// back when it ends (see `large_body`).
+/// What happened on the way to the provider and back, filled by the upstream phases.
 #[derive(Debug, Default)]
 pub struct UpstreamLeg {
     /// When Warden asked for a connection to the provider (the last attempt's, if retried).
@@ -34,8 +30,6 @@ pub struct UpstreamLeg {
     pub ended: Option<Instant>,
     /// Reads token usage from the response body as it passes.
     pub meter: UsageMeter,
-    /// Why the provider could not be used, if it failed before answering.
-    pub failure: Option<Refusal>,
 }
 
 /// One request's context (Pingora's `CTX`).
@@ -60,8 +54,6 @@ pub struct RequestCtx {
     /// Set once the request is admitted for forwarding.
     pub forward: Option<Forward>,
     pub upstream: UpstreamLeg,
-    /// Set only in the subrequest that forwards a large body: where its leg goes when it ends.
-    pub hand_back: Option<super::large_body::HandBack>,
 }
 
 impl RequestCtx {
@@ -80,7 +72,6 @@ impl RequestCtx {
             in_flight: None,
             forward: None,
             upstream: UpstreamLeg::default(),
-            hand_back: None,
         }
     }
 }

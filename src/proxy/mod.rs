@@ -9,7 +9,7 @@
 //! filters meter usage as chunks pass, and `logging` records metrics and the audit event once.
 //!
 //! Only a body larger than Pingora's 64 KiB retry buffer takes another way: [`large_body`]
-//! forwards it through one subrequest that runs these same upstream phases.
+//! forwards it with Pingora's connector, calling these same upstream phase methods.
 
 pub mod body;
 pub mod ctx;
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -50,6 +51,8 @@ pub struct WardenProxy {
     pub mock_socket: String,
     /// Where audit events go; `None` when the policy has no `audit:`.
     pub audit: Option<Arc<Auditor>>,
+    /// Provider connections for bodies over Pingora's retry buffer (see [`large_body`]).
+    pub connector: Connector,
 }
 
 /// What admission decided for a request that is not refused.
@@ -64,7 +67,7 @@ enum Admitted {
 enum Body {
     /// Pingora's retry buffer holds all of it; its normal phases send it upstream.
     Replayed,
-    /// Too large for the retry buffer: Warden's copy goes through [`large_body`].
+    /// Too large for the retry buffer: Warden's copy is forwarded by [`large_body`].
     Large(Bytes),
 }
 
@@ -76,15 +79,7 @@ impl ProxyHttp for WardenProxy {
         RequestCtx::new()
     }
 
-    /// Only a request spawns (the one subrequest that forwards its large body).
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
-        session.subrequest_ctx.is_none()
-    }
-
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if large_body::adopt(session, ctx) {
-            return Ok(false);
-        }
         match self.admit(session, ctx).await {
             Ok(Admitted::Answer(body)) => {
                 answer_json(session, ctx, body).await?;
@@ -92,7 +87,7 @@ impl ProxyHttp for WardenProxy {
             }
             Ok(Admitted::Forward(Body::Replayed)) => Ok(false),
             Ok(Admitted::Forward(Body::Large(body))) => {
-                large_body::forward(session, ctx, body).await
+                large_body::forward(self, &self.connector, session, ctx, body).await
             }
             Err(refusal) => {
                 let result = error::respond(
@@ -232,31 +227,30 @@ impl ProxyHttp for WardenProxy {
         }
         let refusal = Refusal::from_upstream_error(e);
         let error_code = refusal.status().as_u16();
-        if large_body::is_subrequest(ctx) {
-            ctx.upstream.failure = Some(refusal);
-        } else {
-            if let Err(e) = error::respond(
-                session,
-                &refusal,
-                ctx.request_id.as_ref(),
-                ctx.rate.as_ref(),
-            )
-            .await
-            {
-                log::debug!("cannot send the error response: {e}");
-            }
-            ctx.refusal = Some(refusal);
+        if let Err(e) = error::respond(
+            session,
+            &refusal,
+            ctx.request_id.as_ref(),
+            ctx.rate.as_ref(),
+        )
+        .await
+        {
+            log::debug!("cannot send the error response: {e}");
         }
+        ctx.refusal = Some(refusal);
         FailToProxy {
             error_code,
             can_reuse_downstream: false,
         }
     }
 
+    /// A client that went away is an outcome (`client_closed` in metrics and audit), not a
+    /// proxy error: Pingora's error log stays for provider and internal failures.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        matches!(e.esource(), ErrorSource::Downstream)
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        if large_body::hand_back(ctx) {
-            return;
-        }
         self.record(session, ctx);
     }
 }

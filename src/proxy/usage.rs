@@ -8,13 +8,21 @@
 //! `usage.{input,output}_tokens` / `response.usage`, and Anthropic `message_start`
 //! (`message.usage`) with `message_delta` (`usage.output_tokens`, cumulative).
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
+use memchr::memmem;
 use serde::Deserialize;
 
 /// JSON bodies larger than this are not parsed for usage (embeddings of huge batches).
 const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 /// SSE lines longer than this are skipped.
 const MAX_SSE_LINE: usize = 1024 * 1024;
+
+/// Finds `"usage"` in an SSE line; built once (building a finder per line cost more than the
+/// search).
+static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
 
 /// Tokens a response reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,7 +168,7 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
-    if memchr::memmem::find(data, b"\"usage\"").is_none() {
+    if USAGE_KEY.find(data).is_none() {
         return;
     }
     let Ok(event) = serde_json::from_slice::<SseEvent>(data.trim_ascii()) else {

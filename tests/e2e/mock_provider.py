@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Recorded:
-    def __init__(self, method, path, headers, body):
+    def __init__(self, method, path, headers, body, client_port=None):
         self.method = method
+        self.client_port = client_port  # which connection it came on
         self.path = path
         self.headers = headers  # list of (lowercase name, value)
         self.body = body
@@ -47,7 +48,8 @@ class MockProvider:
 
             def do_POST(self):
                 body = self._read_body()
-                rec = Recorded("POST", self.path, [(k.lower(), v) for k, v in self.headers.items()], body)
+                rec = Recorded("POST", self.path, [(k.lower(), v) for k, v in self.headers.items()], body,
+                               client_port=self.client_address[1])
                 with provider.lock:
                     provider.requests.append(rec)
                 provider._answer(self, rec)
