@@ -64,6 +64,13 @@ fn decision(c: &mut Criterion) {
         },
     );
 
+    let mut long_prompt = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#.to_vec();
+    long_prompt.extend(std::iter::repeat_n(b'a', 100_000));
+    long_prompt.extend_from_slice(br#""}],"max_tokens":256}"#);
+    c.bench_function("body fields: 100 KB prompt", |b| {
+        b.iter(|| proxy::request::body_fields(black_box(&long_prompt)).is_ok())
+    });
+
     c.bench_function("compile: 1000-agent policy", |b| {
         b.iter(|| config::compile(black_box(&sources), &env).is_ok())
     });
