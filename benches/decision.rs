@@ -64,7 +64,8 @@ fn decision(c: &mut Criterion) {
         },
     );
 
-    let mut long_prompt = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#.to_vec();
+    let mut long_prompt =
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#.to_vec();
     long_prompt.extend(std::iter::repeat_n(b'a', 100_000));
     long_prompt.extend_from_slice(br#""}],"max_tokens":256}"#);
     c.bench_function("body fields: 100 KB prompt", |b| {

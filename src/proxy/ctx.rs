@@ -26,8 +26,6 @@ pub struct UpstreamLeg {
     /// When the provider's response header arrived, and its status.
     pub first_byte: Option<Instant>,
     pub status: Option<u16>,
-    /// When the provider's response body ended.
-    pub ended: Option<Instant>,
     /// Reads token usage from the response body as it passes.
     pub meter: UsageMeter,
 }

@@ -13,6 +13,7 @@
 
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
+use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::Result;
@@ -50,6 +51,10 @@ pub async fn forward(
     }
 }
 
+/// Most connections tried for one request: a pooled connection the provider has closed in the
+/// meantime fails before any answer, and the request then goes on another one.
+const MAX_ATTEMPTS: usize = 3;
+
 /// One exchange with the provider: request header and body, then the response streamed back
 /// chunk by chunk; the connection goes back to the connector's pool when the provider allows.
 async fn relay(
@@ -60,17 +65,20 @@ async fn relay(
     body: Bytes,
 ) -> Result<()> {
     let peer: Box<HttpPeer> = proxy.upstream_peer(session, ctx).await?;
-    let (mut upstream, _reused) = connector.get_http_session(&*peer).await?;
-    upstream.set_read_timeout(peer.options.read_timeout);
-    upstream.set_write_timeout(peer.options.write_timeout);
-    let mut request = Box::new(session.req_header().clone());
-    proxy
-        .upstream_request_filter(session, &mut request, ctx)
-        .await?;
-    upstream.write_request_header(request).await?;
-    upstream.write_request_body(body, true).await?;
-    upstream.finish_request_body().await?;
-    upstream.read_response_header().await?;
+    let mut attempt = 1;
+    let mut upstream = loop {
+        let (mut upstream, reused) = connector.get_http_session(&*peer).await?;
+        upstream.set_read_timeout(peer.options.read_timeout);
+        upstream.set_write_timeout(peer.options.write_timeout);
+        match send(proxy, session, ctx, &mut upstream, body.clone()).await {
+            Ok(()) => break upstream,
+            Err(e) if reused && attempt < MAX_ATTEMPTS => {
+                log::debug!("pooled provider connection failed before answering ({e}); retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let Some(header) = upstream.response_header() else {
         return Err(pingora::Error::explain(
             pingora::ErrorType::InvalidHTTPHeader,
@@ -87,11 +95,30 @@ async fn relay(
         proxy.response_body_filter(session, &mut chunk, done, ctx)?;
         session.write_response_body(chunk, done).await?;
     }
-    if let pingora::protocols::http::client::HttpSession::H1(h1) = &mut upstream {
+    if let HttpSession::H1(h1) = &mut upstream {
         h1.respect_keepalive();
     }
     connector
         .release_http_session(upstream, &*peer, peer.idle_timeout())
         .await;
     Ok(())
+}
+
+/// Sends the request (its header rewritten by `upstream_request_filter`) and reads the response
+/// header.
+async fn send(
+    proxy: &WardenProxy,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    upstream: &mut HttpSession,
+    body: Bytes,
+) -> Result<()> {
+    let mut request = Box::new(session.req_header().clone());
+    proxy
+        .upstream_request_filter(session, &mut request, ctx)
+        .await?;
+    upstream.write_request_header(request).await?;
+    upstream.write_request_body(body, true).await?;
+    upstream.finish_request_body().await?;
+    upstream.read_response_header().await
 }

@@ -199,14 +199,11 @@ impl ProxyHttp for WardenProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        end_of_stream: bool,
+        _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
             ctx.upstream.meter.feed(chunk);
-        }
-        if end_of_stream && ctx.upstream.ended.is_none() {
-            ctx.upstream.ended = Some(Instant::now());
         }
         Ok(None)
     }
@@ -367,14 +364,12 @@ impl WardenProxy {
         self.metrics
             .request_duration(code)
             .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
+        // The response has just ended (or failed): `logging` runs right after its last byte.
         let upstream = &ctx.upstream;
-        let upstream_end = upstream.ended.unwrap_or(now);
         if let Some(started) = upstream.started {
-            self.metrics.upstream_duration(provider).observe(
-                upstream_end
-                    .saturating_duration_since(started)
-                    .as_secs_f64(),
-            );
+            self.metrics
+                .upstream_duration(provider)
+                .observe(now.saturating_duration_since(started).as_secs_f64());
         }
         if let Some(audit) = &self.audit {
             let request = session.req_header();
@@ -395,7 +390,7 @@ impl WardenProxy {
                 code,
                 status: status.unwrap_or(0),
                 latency_ms: millis(ctx.started, now),
-                upstream_ms: upstream.started.map(|start| millis(start, upstream_end)),
+                upstream_ms: upstream.started.map(|start| millis(start, now)),
                 ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
                 tokens: usage.map(|u| Tokens {
                     input: u.input_tokens,

@@ -32,8 +32,9 @@ class Recorded:
 
 
 class MockProvider:
-    def __init__(self, stream_interval=0.15, slow_seconds=3.0, tls=None):
-        """`tls`: an `ssl.SSLContext` with the server certificate, to serve HTTPS."""
+    def __init__(self, stream_interval=0.15, slow_seconds=3.0, tls=None, idle_timeout=None):
+        """`tls`: an `ssl.SSLContext` with the server certificate, to serve HTTPS.
+        `idle_timeout`: seconds after which an idle keep-alive connection is closed."""
         self.requests = []
         self.lock = threading.Lock()
         self.stream_interval = stream_interval
@@ -42,6 +43,7 @@ class MockProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = idle_timeout
 
             def log_message(self, *args):
                 pass

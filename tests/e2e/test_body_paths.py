@@ -10,6 +10,7 @@ import pytest
 
 from conftest import AGENT_KEY, PROVIDER_KEY, standard_policy
 from harness import Warden, free_port, sha256_hex
+from mock_provider import MockProvider
 from test_metrics import families, samples
 
 PATHS = {"one-pass": 0, "large-body": 100_000}
@@ -117,3 +118,18 @@ def test_large_bodies_reuse_provider_connections(limited, provider):
         [seen] = [q for q in provider.requests if q.header("x-request-id") == rid]
         ports.add(seen.client_port)
     assert len(ports) == 1, ports
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_provider_closing_idle_connections(path):
+    closing = MockProvider(idle_timeout=0.3)
+    w = Warden(standard_policy(closing.base_url), env={"TEST_OPENAI_KEY": PROVIDER_KEY, "TEST_ANTHROPIC_KEY": "k"})
+    try:
+        for _ in range(3):
+            r = post(w, body("gpt-4o-mini", PATHS[path]))
+            assert r.status_code == 200, r.text
+            time.sleep(0.5)  # the provider closes the pooled connection meanwhile
+        assert len(closing.requests) == 3
+    finally:
+        w.stop()
+        closing.close()
