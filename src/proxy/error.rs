@@ -210,3 +210,20 @@ pub async fn respond(
         .await?;
     session.write_response_body(Some(body), true).await
 }
+
+/// Answers the client with `refusal` and records it as the request's outcome (metrics, audit).
+pub async fn refuse(
+    session: &mut Session,
+    ctx: &mut super::ctx::RequestCtx,
+    refusal: Refusal,
+) -> pingora::Result<()> {
+    let written = respond(
+        session,
+        &refusal,
+        ctx.request_id.as_ref(),
+        ctx.rate.as_ref(),
+    )
+    .await;
+    ctx.refusal = Some(refusal);
+    written
+}

@@ -36,16 +36,8 @@ pub async fn forward(
     match relay(proxy, connector, session, ctx, body).await {
         Ok(()) => Ok(true),
         Err(e) if session.response_written().is_none() => {
-            let refusal = Refusal::from_upstream_error(&e);
-            let written = error::respond(
-                session,
-                &refusal,
-                ctx.request_id.as_ref(),
-                ctx.rate.as_ref(),
-            )
-            .await;
-            ctx.refusal = Some(refusal);
-            written.map(|()| true)
+            error::refuse(session, ctx, Refusal::from_upstream_error(&e)).await?;
+            Ok(true)
         }
         Err(e) => Err(e),
     }

@@ -89,17 +89,7 @@ impl ProxyHttp for WardenProxy {
             Ok(Admitted::Forward(Body::Large(body))) => {
                 large_body::forward(self, &self.connector, session, ctx, body).await
             }
-            Err(refusal) => {
-                let result = error::respond(
-                    session,
-                    &refusal,
-                    ctx.request_id.as_ref(),
-                    ctx.rate.as_ref(),
-                )
-                .await;
-                ctx.refusal = Some(refusal);
-                result.map(|()| true)
-            }
+            Err(refusal) => error::refuse(session, ctx, refusal).await.map(|()| true),
         }
     }
 
@@ -224,17 +214,9 @@ impl ProxyHttp for WardenProxy {
         }
         let refusal = Refusal::from_upstream_error(e);
         let error_code = refusal.status().as_u16();
-        if let Err(e) = error::respond(
-            session,
-            &refusal,
-            ctx.request_id.as_ref(),
-            ctx.rate.as_ref(),
-        )
-        .await
-        {
+        if let Err(e) = error::refuse(session, ctx, refusal).await {
             log::debug!("cannot send the error response: {e}");
         }
-        ctx.refusal = Some(refusal);
         FailToProxy {
             error_code,
             can_reuse_downstream: false,
