@@ -24,6 +24,20 @@ def sha256_hex(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def eventually(check, timeout=5):
+    """Runs `check` (a function that asserts) until it passes. A request's metrics are recorded
+    in Pingora's `logging` phase, just *after* its last response byte reaches the client, so a
+    test that reads /metrics right after a response may be a moment early."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, KeyError, ValueError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def run_warden_cli(*args, env=None, timeout=30):
     return subprocess.run([WARDEN_BIN, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import AGENT_KEY, PROVIDER_KEY, standard_policy
-from harness import Warden, free_port, sha256_hex
+from harness import Warden, eventually, free_port, sha256_hex
 from mock_provider import MockProvider
 from test_metrics import families, samples
 
@@ -74,8 +74,10 @@ def test_stream_arrives_incrementally_and_is_metered(limited, path):
     assert len(arrivals) == 7
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:-1])]
     assert min(gaps) > 0.08, gaps  # the provider sends one event every 150 ms
-    after = tokens()
-    assert (after["input"] - before.get("input", 0), after["output"] - before.get("output", 0)) == (21, 3)
+    def metered():
+        after = tokens()
+        assert (after["input"] - before.get("input", 0), after["output"] - before.get("output", 0)) == (21, 3)
+    eventually(metered)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -103,9 +105,11 @@ agents:
         r = post(w, body("gpt-4o-mini", PATHS[path]))
         assert r.status_code == 502 and r.headers["x-warden-error"] == "upstream_unavailable"
         assert r.json()["error"]["code"] == "upstream_unavailable"
-        upstream = families(w)["warden_upstream_duration_seconds"]
-        [count] = samples(upstream, "warden_upstream_duration_seconds_count", provider="gone")
-        assert count.value == 1
+        def timed():
+            upstream = families(w)["warden_upstream_duration_seconds"]
+            [count] = samples(upstream, "warden_upstream_duration_seconds_count", provider="gone")
+            assert count.value == 1
+        eventually(timed)
     finally:
         w.stop()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import ROOT, WARDEN_BIN, free_port, run_warden_cli, sha256_hex
+from harness import ROOT, WARDEN_BIN, eventually, free_port, run_warden_cli, sha256_hex
 
 
 def test_check_accepts_every_bundled_config():
@@ -149,8 +149,10 @@ def test_admin_endpoints(warden):
     ready = httpx.get(warden.admin + "/readyz")
     assert ready.status_code == 200 and re.search(r"policy [0-9a-f]{64}", ready.text)
     from prometheus_client.parser import text_string_to_metric_families
-    families = {f.name: f for f in text_string_to_metric_families(warden.metrics())}
-    assert "warden_requests" in families and "warden_request_duration_seconds" in families
+    def exported():
+        families = {f.name: f for f in text_string_to_metric_families(warden.metrics())}
+        assert "warden_requests" in families and "warden_request_duration_seconds" in families
+    eventually(exported)
     assert httpx.get(warden.admin + "/nope").status_code == 404
 
 

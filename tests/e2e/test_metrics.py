@@ -4,6 +4,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import AGENT_KEY, OTHER_KEY
+from harness import eventually
 
 
 def families(warden):
@@ -26,7 +27,10 @@ def test_counts_by_agent_model_provider_and_code(warden):
     assert post(warden, AGENT_KEY, "gpt-4o").status_code == 200
     assert post(warden, OTHER_KEY, "gpt-4o").status_code == 403
     assert post(warden, "sk-nobody", "gpt-4o").status_code == 401
+    eventually(lambda: check_counts(warden, odd))
 
+
+def check_counts(warden, odd):
     f = families(warden)
     requests = f["warden_requests"]
     [odd_ok] = samples(requests, "warden_requests_total", agent="app", model=odd, code="ok")
@@ -61,6 +65,9 @@ def test_a_failed_provider_is_timed_too(warden):
 
     count, total = openai()
     assert post(warden, AGENT_KEY, "slow-model").status_code == 504
-    count_after, total_after = openai()
-    assert count_after == count + 1
-    assert total_after - total >= 1.0  # the read timeout is 1 s
+
+    def timed():
+        count_after, total_after = openai()
+        assert count_after == count + 1
+        assert total_after - total >= 1.0  # the read timeout is 1 s
+    eventually(timed)

@@ -5,6 +5,7 @@ import time
 import httpx
 
 from conftest import AGENT_KEY
+from harness import eventually
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -39,9 +40,11 @@ def test_openai_stream_arrives_incrementally_and_is_metered(warden, provider):
     # The provider sends one event every 150 ms; a buffering proxy would deliver them together.
     assert min(gaps) > 0.08, gaps
     assert arrivals[-2][0] - arrivals[0][0] > 0.6
-    after = token_counts(warden, "app", "gpt-4o")
-    assert after.get("input", 0) - before.get("input", 0) == 21
-    assert after.get("output", 0) - before.get("output", 0) == 3
+    def metered():
+        after = token_counts(warden, "app", "gpt-4o")
+        assert after.get("input", 0) - before.get("input", 0) == 21
+        assert after.get("output", 0) - before.get("output", 0) == 3
+    eventually(metered)
 
 
 def test_anthropic_stream_is_metered(warden):
@@ -49,9 +52,11 @@ def test_anthropic_stream_is_metered(warden):
     body = {"model": "claude-sonnet-test", "stream": True, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     arrivals = stream_events(warden, "/v1/messages", body, {"x-api-key": AGENT_KEY, "anthropic-version": "2023-06-01"})
     assert len(arrivals) == 7
-    after = token_counts(warden, "app", "claude-sonnet-test")
-    assert after.get("input", 0) - before.get("input", 0) == 17
-    assert after.get("output", 0) - before.get("output", 0) == 6
+    def metered():
+        after = token_counts(warden, "app", "claude-sonnet-test")
+        assert after.get("input", 0) - before.get("input", 0) == 17
+        assert after.get("output", 0) - before.get("output", 0) == 6
+    eventually(metered)
 
 
 def test_json_usage_is_metered(warden):
@@ -59,6 +64,8 @@ def test_json_usage_is_metered(warden):
     r = httpx.post(warden.base + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []},
                    headers={"Authorization": f"Bearer {AGENT_KEY}"}, timeout=10)
     assert r.status_code == 200
-    after = token_counts(warden, "app", "gpt-4o-mini")
-    assert after.get("input", 0) - before.get("input", 0) == 13
-    assert after.get("output", 0) - before.get("output", 0) == 5
+    def metered():
+        after = token_counts(warden, "app", "gpt-4o-mini")
+        assert after.get("input", 0) - before.get("input", 0) == 13
+        assert after.get("output", 0) - before.get("output", 0) == 5
+    eventually(metered)

@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from conftest import AGENT_KEY, PROVIDER_KEY
-from harness import Warden, run_warden_cli, sha256_hex
+from harness import Warden, eventually, run_warden_cli, sha256_hex
 from mock_provider import MockProvider
 
 
@@ -77,7 +77,9 @@ def test_ca_file_trusts_a_private_provider(warden, provider):
     seen = provider.last()
     assert seen.header("authorization") == f"Bearer {PROVIDER_KEY}"
     assert seen.header("host") == f"127.0.0.1:{provider.port}"
-    assert warden.metric("warden_tokens_total", 'agent="app",direction="input",model="gpt-4o-mini"') == 13
+    def metered():
+        assert warden.metric("warden_tokens_total", 'agent="app",direction="input",model="gpt-4o-mini"') == 13
+    eventually(metered)
 
 
 def test_streams_arrive_over_tls(warden):
