@@ -23,9 +23,8 @@ pub struct Forward {
 pub struct UpstreamLeg {
     /// When Warden asked for a connection to the provider (the last attempt's, if retried).
     pub started: Option<Instant>,
-    /// When the provider's response header arrived, and its status.
+    /// When the provider's response header arrived.
     pub first_byte: Option<Instant>,
-    pub status: Option<u16>,
     /// Reads token usage from the response body as it passes.
     pub meter: UsageMeter,
 }

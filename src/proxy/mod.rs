@@ -167,7 +167,6 @@ impl ProxyHttp for WardenProxy {
             return Ok(());
         }
         let upstream = &mut ctx.upstream;
-        upstream.status = Some(response.status.as_u16());
         upstream.first_byte = Some(Instant::now());
         if response.status.is_success() {
             let content_type = response
