@@ -5,16 +5,24 @@ use pingora::proxy::Session;
 
 use super::error::Refusal;
 
+/// Bytes of body Pingora 0.9.1 keeps in its retry buffer (`BODY_BUF_LIMIT`, private there) and
+/// so can replay upstream itself.
+pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// The body length the request declares with `Content-Length`, if it does (and can be read).
+pub fn declared_length(request: &pingora::http::RequestHeader) -> Option<u64> {
+    request
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads the request body (answering `Expect: 100-continue` first), refusing with
 /// `body_too_large` as soon as it is known to exceed `max` — from `Content-Length` before a
 /// byte is read, or while reading a chunked body.
 pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(session.req_header());
     if declared.is_some_and(|len| len > max as u64) {
         return Err(Refusal::BodyTooLarge);
     }

@@ -272,9 +272,14 @@ impl WardenProxy {
             return models::answer(&snapshot, agent, path).map(Admitted::Answer);
         }
 
-        // Pingora replays a body of up to 64 KiB read here from its retry buffer (one pass);
-        // a larger one truncates the buffer and is forwarded by `large_body`.
-        session.enable_retry_buffering();
+        // Pingora replays a body of up to 64 KiB read here from its retry buffer (one pass). A
+        // longer one (declared so, or overflowing the buffer) is forwarded by `large_body`; one
+        // declared longer is not copied into the buffer at all.
+        let replayable = body::declared_length(session.req_header())
+            .is_none_or(|len| len <= body::RETRY_BUFFER_LIMIT);
+        if replayable {
+            session.enable_retry_buffering();
+        }
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
@@ -305,11 +310,13 @@ impl WardenProxy {
         ctx.forward = Some(Forward {
             body_len: body.len(),
         });
-        Ok(Admitted::Forward(if session.retry_buffer_truncated() {
-            Body::Large(body)
-        } else {
-            Body::Replayed
-        }))
+        Ok(Admitted::Forward(
+            if replayable && !session.retry_buffer_truncated() {
+                Body::Replayed
+            } else {
+                Body::Large(body)
+            },
+        ))
     }
 
     /// Emits the request's metrics and audit event, once per request.
