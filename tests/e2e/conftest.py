@@ -51,6 +51,19 @@ agents:
 {extra_agents}"""
 
 
+def dead_provider_policy():
+    """A policy whose only provider, `gone`, listens nowhere (a free port nobody bound)."""
+    from harness import free_port
+    return f"""version: 1
+providers:
+  gone: {{base_url: "http://127.0.0.1:{free_port()}/v1", models: ["gpt-*"], auth: none}}
+agents:
+  app:
+    keys: [{{id: k, sha256: {sha256_hex(AGENT_KEY)}}}]
+    models: ["gpt-*"]
+"""
+
+
 PROVIDER_ENV = {"TEST_OPENAI_KEY": PROVIDER_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY}
 
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from conftest import AGENT_KEY, PROVIDER_KEY, standard_policy
-from harness import Warden, eventually, free_port, sha256_hex
+from conftest import AGENT_KEY, PROVIDER_KEY, dead_provider_policy, standard_policy
+from harness import Warden, eventually, sha256_hex
 from mock_provider import MockProvider
 from test_metrics import families, samples
 
@@ -92,14 +92,7 @@ def test_provider_errors(limited, path):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_dead_provider(path):
-    policy = f"""version: 1
-providers:
-  gone: {{base_url: "http://127.0.0.1:{free_port()}/v1", models: ["gpt-*"], auth: none}}
-agents:
-  app:
-    keys: [{{id: k, sha256: {sha256_hex(AGENT_KEY)}}}]
-    models: ["gpt-*"]
-"""
+    policy = dead_provider_policy()
     w = Warden(policy)
     try:
         r = post(w, body("gpt-4o-mini", PATHS[path]))

@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
-from conftest import AGENT_KEY, EXPIRED_KEY, OTHER_KEY, SUSPENDED_KEY
-from harness import Warden, free_port, sha256_hex
+from conftest import AGENT_KEY, EXPIRED_KEY, OTHER_KEY, SUSPENDED_KEY, dead_provider_policy
+from harness import Warden
 
 CHAT = "/v1/chat/completions"
 
@@ -111,18 +111,7 @@ def test_upstream_error_status_passes_through(warden):
 
 
 def test_upstream_unavailable_dead_provider():
-    dead = free_port()
-    policy = f"""version: 1
-providers:
-  gone:
-    base_url: http://127.0.0.1:{dead}/v1
-    models: ["gpt-*"]
-    auth: none
-agents:
-  app:
-    keys: [{{id: k, sha256: {sha256_hex(AGENT_KEY)}}}]
-    models: ["gpt-*"]
-"""
+    policy = dead_provider_policy()
     w = Warden(policy)
     try:
         assert_refused(post(w, CHAT, {"model": "gpt-4o-mini"}), 502, "upstream_unavailable")
