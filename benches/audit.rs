@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::HeaderValue;
-use warden::admin::Metrics;
 use warden::audit::shipper::Shipper;
-use warden::audit::{self, AuditEvent, AuditSettings, Auditor, Tokens};
-use warden::config::file::{FileSinkSpec, HttpSinkSpec, SinkSpec};
+use warden::audit::spec::{FileSinkSpec, HttpSinkSpec, SinkSpec};
+use warden::audit::{self, AuditEvent, AuditSettings, Auditor, Directory, Tokens};
+use warden::clock::SystemClock;
+use warden::code::Code;
 use warden::config::{self, source, Environment, Snapshot};
 use warden::limits::LiveState;
+use warden::metrics::Metrics;
 
 const BATCH: u64 = 20_000;
 
@@ -32,11 +34,7 @@ fn metrics() -> Arc<Metrics> {
 fn snapshot() -> Arc<Snapshot> {
     let text = "version: 1\nproviders:\n  openai: {kind: mock, models: ['gpt-*']}\nagents:\n  support-bot: {models: ['gpt-4o-mini']}\n";
     let live = LiveState::default();
-    let env = Environment {
-        live: &live,
-        resolve_hosts: false,
-        read_secrets: false,
-    };
+    let env = Environment::offline(&live);
     match config::compile(&source::from_text("bench.yaml", text), &env) {
         Ok(compiled) => Arc::new(compiled.snapshot),
         Err(problems) => panic!("{}", problems[0]),
@@ -48,7 +46,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
     AuditEvent {
         arrived: jiff::Timestamp::now(),
         request_id: Some(request_id.clone()),
-        snapshot: Some(Arc::clone(snapshot)),
+        snapshot: Some(Arc::clone(snapshot) as Arc<dyn Directory>),
         agent: Some(0),
         provider: Some(0),
         key: Some([7; 32]),
@@ -56,7 +54,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         path: "/v1/chat/completions".to_string(),
         model: Some("gpt-4o-mini".to_string()),
         denied: false,
-        code: "ok",
+        code: Code::Ok,
         status: 200,
         latency_ms: 412.734,
         upstream_ms: Some(410.2),
@@ -146,7 +144,7 @@ fn ship(c: &mut Criterion, name: &str, sink: SinkSpec) {
                 }
                 drop(tx);
                 let sink = |_: &str| audit::sink::build(&settings.sink, "bench");
-                match Shipper::new(&settings, rx, sink, None, metrics()) {
+                match Shipper::new(&settings, rx, sink, None, metrics(), Arc::new(SystemClock)) {
                     Ok(shipper) => shipper,
                     Err(e) => panic!("{e}"),
                 }

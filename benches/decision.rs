@@ -28,11 +28,7 @@ fn policy_text() -> String {
 
 fn decision(c: &mut Criterion) {
     let live = LiveState::default();
-    let env = Environment {
-        live: &live,
-        resolve_hosts: false,
-        read_secrets: false,
-    };
+    let env = Environment::offline(&live);
     let sources = source::from_text("bench.yaml", &policy_text());
     let snapshot = match config::compile(&sources, &env) {
         Ok(compiled) => compiled.snapshot,
@@ -54,7 +50,7 @@ fn decision(c: &mut Criterion) {
                 policy::check_endpoint(agent, "/v1/chat/completions").ok()?;
                 let fields = proxy::request::body_fields(black_box(body)).ok()?;
                 policy::check_model(agent, &fields.model).ok()?;
-                let provider = snapshot.route(&fields.model)?;
+                let (_, provider) = snapshot.route(&fields.model)?;
                 let rate = agent.limits.requests_per_minute.as_ref()?.check();
                 let (max, in_flight) = agent.limits.max_concurrent.as_ref()?;
                 let slot = in_flight.try_acquire(*max)?;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use warden::admin::Metrics;
+use warden::clock::SystemClock;
 use warden::config::reload::{Pinned, Publisher, Reload, Reloader};
 use warden::config::{self, source, Environment};
 use warden::limits::LiveState;
+use warden::metrics::Metrics;
 
 const AGENTS: usize = 10_000;
 
@@ -60,6 +61,7 @@ fn reloader(path: PathBuf) -> Reloader {
         policy: Arc::new(ArcSwapOption::empty()),
         live: Arc::new(LiveState::default()),
         metrics,
+        clock: Arc::new(SystemClock),
     };
     let pinned = Pinned {
         listen: ([127, 0, 0, 1], 4000).into(),
@@ -86,11 +88,7 @@ fn reload(c: &mut Criterion) {
     let whole = format!("{agents}{}", &revocations_text(0)["version: 1\n".len()..]);
     let sources = source::from_text("bench.yaml", &whole);
     let live = LiveState::default();
-    let env = Environment {
-        live: &live,
-        resolve_hosts: false,
-        read_secrets: false,
-    };
+    let env = Environment::offline(&live);
     let Ok(parsed) = config::parse(Path::new("bench.yaml"), &whole) else {
         panic!("bench policy does not parse");
     };

@@ -1,12 +1,28 @@
 //! Warden: a sidecar reverse proxy that gives every AI agent an identity and enforces policy on
-//! its LLM traffic. See DESIGN.md for the architecture; `main.rs` only parses the command line.
+//! its LLM traffic. See DESIGN.md for the architecture and `docs/architecture.md` for the
+//! layers; `main.rs` only parses the command line.
+//!
+//! Modules, lowest layer first; a module imports only modules of lower layers:
+//! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`mock`];
+//! 2. domains: [`limits`], [`identity`], [`policy`], [`providers`]; then [`metrics`] (reads
+//!    the limits' live counters) and [`audit`] (counts through metrics);
+//! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
+//! 4. [`proxy`] and [`admin`]: the request path and the admin port;
+//! 5. [`cli`]: one file per subcommand.
 
 pub mod admin;
 pub mod audit;
 pub mod cli;
+pub mod clock;
+pub mod code;
 pub mod config;
+pub mod environment;
+pub mod globs;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod mock;
 pub mod policy;
+pub mod problem;
+pub mod providers;
 pub mod proxy;

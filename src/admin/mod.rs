@@ -1,7 +1,5 @@
 //! The admin port: `/healthz`, `/readyz` and `/metrics`.
 
-pub mod metrics;
-
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -11,7 +9,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::config::Snapshot;
-pub use metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Serves the admin endpoints from the live policy and the metrics registry.
 pub struct AdminApp {

@@ -6,6 +6,7 @@
 //! request well under a microsecond. The shipper turns it into a [`RequestRecord`], adding the
 //! chain fields. Nothing secret is ever put in either: the credential is its kind and key id.
 
+use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
@@ -13,8 +14,21 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::chain::Link;
-use crate::config::Snapshot;
+use crate::code::Code;
 use crate::identity::api_key::KeyHash;
+
+/// The names an event refers to by index: the policy snapshot the decision was made under.
+///
+/// The event keeps the snapshot alive instead of copying names out of it on the request path;
+/// the shipper asks it for the names when it writes the record.
+pub trait Directory: Send + Sync + fmt::Debug {
+    /// The policy version (`config_version`).
+    fn version(&self) -> &str;
+    fn agent_id(&self, agent: usize) -> Option<&str>;
+    fn provider_name(&self, provider: usize) -> Option<&str>;
+    /// The id of the API key stored under `hash`.
+    fn key_id(&self, hash: &KeyHash) -> Option<&str>;
+}
 
 /// An event as the proxy produces it (before chaining).
 #[derive(Debug, Clone)]
@@ -22,7 +36,7 @@ pub struct AuditEvent {
     pub arrived: Timestamp,
     pub request_id: Option<HeaderValue>,
     /// The policy the decision was made under; agent and provider are indexes into it.
-    pub snapshot: Option<Arc<Snapshot>>,
+    pub snapshot: Option<Arc<dyn Directory>>,
     pub agent: Option<usize>,
     pub provider: Option<usize>,
     /// The API key presented, by the hash the snapshot stores it under (never the secret);
@@ -34,8 +48,8 @@ pub struct AuditEvent {
     pub model: Option<String>,
     /// Warden refused the request itself.
     pub denied: bool,
-    /// The SPEC error code, or `ok` / `upstream_4xx` / `upstream_5xx` / `client_closed`.
-    pub code: &'static str,
+    /// How the request ended (a SPEC error code, `ok`, `upstream_4xx`, …).
+    pub code: Code,
     /// HTTP status sent to the client (0 when nothing was sent).
     pub status: u16,
     pub latency_ms: f64,
@@ -110,20 +124,19 @@ impl AuditEvent {
         let snapshot = self.snapshot.as_deref();
         let agent = snapshot
             .zip(self.agent)
-            .and_then(|(s, a)| s.agents.get(a))
-            .map_or("", |a| a.id.as_str());
+            .and_then(|(s, a)| s.agent_id(a))
+            .unwrap_or_default();
         let provider = snapshot
             .zip(self.provider)
-            .and_then(|(s, p)| s.providers.get(p))
-            .map_or("", |p| p.name.as_str());
+            .and_then(|(s, p)| s.provider_name(p))
+            .unwrap_or_default();
         let key_id = snapshot
             .zip(self.key.as_ref())
-            .and_then(|(s, hash)| s.keys.by_hash(hash))
-            .map(|k| k.key_id.as_str());
+            .and_then(|(s, hash)| s.key_id(hash));
         RequestRecord {
             agent,
-            code: self.code,
-            config_version: snapshot.map_or("", |s| s.version.as_str()),
+            code: self.code.as_str(),
+            config_version: snapshot.map_or("", |s| s.version()),
             cost_usd: None,
             credential: Credential {
                 key_id,

@@ -11,20 +11,22 @@
 pub mod chain;
 pub mod event;
 pub mod keys;
+pub mod service;
+pub mod settings;
 pub mod shipper;
 pub mod sink;
+pub mod spec;
 pub mod spool;
 pub mod verify;
 
-use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use event::{AuditEvent, Tokens};
+pub use event::{AuditEvent, Directory, Tokens};
+pub use settings::AuditSettings;
 
-use crate::admin::Metrics;
-use crate::config::file::SinkSpec;
+use crate::metrics::Metrics;
 
 /// Default cap on the spool: 1 GiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
@@ -32,18 +34,6 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// Events the queue holds between the proxy and the shipper.
 pub const QUEUE_CAPACITY: usize = 65_536;
-
-/// `audit:` after validation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditSettings {
-    pub sink: SinkSpec,
-    pub spool_dir: PathBuf,
-    pub spool_max_bytes: u64,
-    pub signing_key_file: Option<PathBuf>,
-    pub instance: Option<String>,
-    pub checkpoint_every: u64,
-    pub checkpoint_interval: Duration,
-}
 
 /// The proxy's end of the audit queue.
 pub struct Auditor {

@@ -5,21 +5,18 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
-use jiff::Timestamp;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
 use super::chain::{to_json, ChainState};
 use super::event::AuditEvent;
 use super::sink::Sink;
 use super::spool::Spool;
 use super::AuditSettings;
-use crate::admin::Metrics;
+use crate::clock::Clock;
+use crate::metrics::{AuditOutcome, Metrics};
 
 /// Most events chained and delivered as one batch.
 const BATCH_MAX: usize = 4096;
@@ -42,6 +39,8 @@ pub struct Shipper {
     sink: Box<dyn Sink>,
     key: Option<SigningKey>,
     metrics: Arc<Metrics>,
+    /// Checkpoint timestamps and the shipper's timers.
+    clock: Arc<dyn Clock>,
     checkpoint_every: u64,
     checkpoint_interval: Duration,
     since_checkpoint: u64,
@@ -65,6 +64,7 @@ impl Shipper {
         sink: impl FnOnce(&str) -> Box<dyn Sink>,
         key: Option<SigningKey>,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         let spool = Spool::open(&settings.spool_dir, settings.spool_max_bytes).map_err(|e| {
             format!(
@@ -88,7 +88,7 @@ impl Shipper {
             .map_err(|e| format!("cannot write the audit chain state: {e}"))?;
         metrics.audit_spool_bytes.set(spool.bytes() as i64);
         let sink = sink(&chain.instance);
-        let retry_at = (!spool.is_empty()).then(Instant::now);
+        let retry_at = (!spool.is_empty()).then(|| clock.instant());
         Ok(Shipper {
             queue,
             chain,
@@ -99,7 +99,8 @@ impl Shipper {
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
             since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
+            last_checkpoint: clock.instant(),
+            clock,
             retry_at,
             backoff: BACKOFF_MIN,
             behind: false,
@@ -140,7 +141,8 @@ impl Shipper {
                     self.deliver(vec![record]);
                 }
                 // Last chance before exit: ship the spool while the sink takes it.
-                while !self.spool.is_empty() && self.retry_at.is_some_and(|at| at <= Instant::now())
+                while !self.spool.is_empty()
+                    && self.retry_at.is_some_and(|at| at <= self.clock.instant())
                 {
                     self.retry_spool();
                 }
@@ -188,9 +190,9 @@ impl Shipper {
 
     fn checkpoint(&mut self) -> String {
         self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
+        self.last_checkpoint = self.clock.instant();
         self.chain
-            .checkpoint(Timestamp::now().to_string(), self.key.as_ref())
+            .checkpoint(self.clock.now().to_string(), self.key.as_ref())
     }
 
     /// Sends records to the sink, or spools them while it is failing (or while older records
@@ -202,7 +204,7 @@ impl Shipper {
         if self.retry_at.is_none() && self.spool.is_empty() {
             match self.sink.send(&records) {
                 Ok(()) => {
-                    self.count("shipped", records.len());
+                    self.count(AuditOutcome::Shipped, records.len());
                     return;
                 }
                 Err(e) => self.failed(&e),
@@ -214,21 +216,21 @@ impl Shipper {
     fn spool_records(&mut self, records: &[String]) {
         let first_seq = self.chain.seq + 1 - records.len() as u64;
         match self.spool.append(first_seq, records) {
-            Ok(true) => self.count("spooled", records.len()),
+            Ok(true) => self.count(AuditOutcome::Spooled, records.len()),
             Ok(false) => {
                 log::error!(
                     "audit spool is full ({} bytes): {} records dropped",
                     self.spool.bytes(),
                     records.len()
                 );
-                self.count("dropped", records.len());
+                self.count(AuditOutcome::Dropped, records.len());
             }
             Err(e) => {
                 log::error!(
                     "cannot write the audit spool: {e}; {} records dropped",
                     records.len()
                 );
-                self.count("dropped", records.len());
+                self.count(AuditOutcome::Dropped, records.len());
             }
         }
         self.metrics
@@ -243,13 +245,13 @@ impl Shipper {
         let Some(retry_at) = self.retry_at else {
             return;
         };
-        let started = Instant::now();
+        let started = self.clock.instant();
         if started < retry_at {
             return;
         }
         loop {
             if started.elapsed() >= SPOOL_SLICE {
-                self.retry_at = Some(Instant::now());
+                self.retry_at = Some(self.clock.instant());
                 return;
             }
             let (path, records) = match self.spool.oldest() {
@@ -271,7 +273,7 @@ impl Shipper {
                     self.failed(&e);
                     return;
                 }
-                self.count("shipped", end - done);
+                self.count(AuditOutcome::Shipped, end - done);
             }
             if end < records.len() {
                 self.spool_progress = Some((path, end));
@@ -302,15 +304,12 @@ impl Shipper {
         }
         let jitter = jitter_fraction();
         let wait = self.backoff.mul_f64(0.5 + jitter / 2.0);
-        self.retry_at = Some(Instant::now() + wait);
+        self.retry_at = Some(self.clock.instant() + wait);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
-    fn count(&self, outcome: &str, n: usize) {
-        self.metrics
-            .audit_events
-            .with_label_values(&[outcome])
-            .inc_by(n as u64);
+    fn count(&self, outcome: AuditOutcome, n: usize) {
+        self.metrics.audit_records(outcome, n);
     }
 }
 
@@ -334,58 +333,23 @@ fn default_instance() -> String {
     format!("{host}-{}", &suffix[..8])
 }
 
-/// The background service: runs the shipper on a blocking thread. At SIGTERM the shipper
-/// switches to draining (see [`Shipper::run`]) and keeps going through the grace period, in
-/// which requests still finishing produce events, until the process exits.
-pub struct ShipperService {
-    shipper: Mutex<Option<Shipper>>,
-}
-
-impl ShipperService {
-    pub fn new(shipper: Shipper) -> Self {
-        ShipperService {
-            shipper: Mutex::new(Some(shipper)),
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for ShipperService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let taken = self
-            .shipper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(shipper) = taken else {
-            return;
-        };
-        let draining = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&draining);
-        let mut thread = tokio::task::spawn_blocking(move || shipper.run(&flag));
-        tokio::select! {
-            _ = shutdown.changed() => draining.store(true, Ordering::Release),
-            _ = &mut thread => return,
-        }
-        if let Err(e) = thread.await {
-            log::error!("audit shipper failed: {e}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::sink::Sink;
-    use crate::config::file::{FileSinkSpec, SinkSpec};
+    use crate::audit::spec::{FileSinkSpec, SinkSpec};
+    use crate::clock::{FixedClock, SystemClock};
+    use jiff::Timestamp;
     use std::sync::mpsc::sync_channel;
+    use std::sync::Mutex;
 
-    /// Fails while `down`, records batch sizes and sequence numbers otherwise.
+    /// Fails while `down`, records batch sizes, sequence numbers and the last record
+    /// otherwise.
     #[derive(Clone, Default)]
     struct Flaky(Arc<Mutex<Seen>>);
 
     #[derive(Default)]
-    struct Seen(bool, Vec<usize>, Vec<u64>);
+    struct Seen(bool, Vec<usize>, Vec<u64>, String);
 
     impl Sink for Flaky {
         fn send(&mut self, records: &[String]) -> Result<(), String> {
@@ -397,6 +361,7 @@ mod tests {
             for r in records {
                 let v: serde_json::Value = serde_json::from_str(r).unwrap();
                 state.2.push(v["seq"].as_u64().unwrap());
+                state.3.clone_from(r);
             }
             Ok(())
         }
@@ -414,7 +379,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             model: None,
             denied: true,
-            code: "missing_credentials",
+            code: crate::code::Code::MissingCredentials,
             status: 401,
             latency_ms: 0.1,
             upstream_ms: None,
@@ -429,6 +394,7 @@ mod tests {
         queue: Receiver<AuditEvent>,
         sink: &Flaky,
         metrics: &Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) {
         let boxed = sink.clone();
         let shipper = Shipper::new(
@@ -437,28 +403,56 @@ mod tests {
             |_| Box::new(boxed),
             None,
             Arc::clone(metrics),
+            clock,
         )
         .unwrap();
         shipper.run(&AtomicBool::new(false));
+    }
+
+    fn settings(dir: &std::path::Path) -> AuditSettings {
+        AuditSettings {
+            sink: SinkSpec::File(FileSinkSpec {
+                path: String::new(),
+                max_bytes: None,
+                keep: None,
+            }),
+            spool_dir: dir.to_path_buf(),
+            spool_max_bytes: 1 << 30,
+            signing_key_file: None,
+            instance: Some("test".into()),
+            checkpoint_every: 1_000_000,
+            checkpoint_interval: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_stamped_with_the_injected_clock() {
+        let dir = std::env::temp_dir().join(format!("warden-shipper-clock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let at: Timestamp = "2031-02-03T04:05:06Z".parse().unwrap();
+        let sink = Flaky::default();
+        let (tx, rx) = sync_channel(10);
+        tx.try_send(event()).unwrap();
+        drop(tx);
+        let metrics = Arc::new(Metrics::new(Arc::default()).unwrap());
+        run_shipper(
+            &settings(&dir),
+            rx,
+            &sink,
+            &metrics,
+            Arc::new(FixedClock(at)),
+        );
+        let last: serde_json::Value = serde_json::from_str(&sink.0.lock().unwrap().3).unwrap();
+        assert_eq!(last["type"], "checkpoint");
+        assert_eq!(last["ts"], "2031-02-03T04:05:06Z");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_large_spool_ships_in_order_in_bounded_batches() {
         let dir = std::env::temp_dir().join(format!("warden-shipper-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let settings = AuditSettings {
-            sink: SinkSpec::File(FileSinkSpec {
-                path: String::new(),
-                max_bytes: None,
-                keep: None,
-            }),
-            spool_dir: dir.clone(),
-            spool_max_bytes: 1 << 30,
-            signing_key_file: None,
-            instance: Some("test".into()),
-            checkpoint_every: 1_000_000,
-            checkpoint_interval: Duration::from_secs(3600),
-        };
+        let settings = settings(&dir);
         let metrics = Arc::new(Metrics::new(Arc::default()).unwrap());
         let sink = Flaky::default();
         sink.0.lock().unwrap().0 = true;
@@ -468,7 +462,7 @@ mod tests {
             tx.try_send(event()).unwrap();
         }
         drop(tx);
-        run_shipper(&settings, rx, &sink, &metrics);
+        run_shipper(&settings, rx, &sink, &metrics, Arc::new(SystemClock));
         assert!(sink.0.lock().unwrap().2.is_empty(), "the sink was down");
         assert!(metrics.audit_spool_bytes.get() > 0);
 
@@ -476,7 +470,7 @@ mod tests {
         sink.0.lock().unwrap().0 = false;
         let (tx, rx) = sync_channel(10);
         drop(tx);
-        run_shipper(&settings, rx, &sink, &metrics);
+        run_shipper(&settings, rx, &sink, &metrics, Arc::new(SystemClock));
         let state = sink.0.lock().unwrap();
         assert!(state.1.iter().all(|&n| n <= BATCH_MAX), "{:?}", state.1);
         assert_eq!(

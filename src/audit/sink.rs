@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Map, Value};
 
-use crate::config::file::SinkSpec;
+use super::spec::SinkSpec;
 
 /// Receives batches of records.
 pub trait Sink: Send {

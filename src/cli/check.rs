@@ -19,12 +19,7 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             }
         };
         let live = LiveState::default();
-        let env = Environment {
-            live: &live,
-            resolve_hosts: false,
-            read_secrets: false,
-        };
-        match config::compile(&sources, &env) {
+        match config::compile(&sources, &Environment::offline(&live)) {
             Ok(compiled) => {
                 for warning in &compiled.warnings {
                     println!("{warning}");

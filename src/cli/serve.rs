@@ -13,15 +13,19 @@ use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
-use crate::admin::{AdminApp, Metrics};
-use crate::audit::shipper::{Shipper, ShipperService};
+use crate::admin::AdminApp;
+use crate::audit::service::ShipperService;
+use crate::audit::shipper::Shipper;
 use crate::audit::{self, AuditSettings, Auditor};
+use crate::clock::{Clock, SystemClock};
 use crate::config::reload::{self, Pinned, Publisher, Reloader};
-use crate::config::resolve::Resolver;
+use crate::config::resolver::Resolver;
 use crate::config::source::{self, Sources};
 use crate::config::watch::ConfigSource;
 use crate::config::{self, Environment, Snapshot};
+use crate::environment::SystemLookup;
 use crate::limits::LiveState;
+use crate::metrics::Metrics;
 use crate::mock::MockProvider;
 use crate::proxy::WardenProxy;
 
@@ -74,12 +78,7 @@ pub fn run(config: Option<PathBuf>, watch: bool) -> ExitCode {
 /// there is no last good policy to keep); later changes are reloaded by the config source.
 pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot)) -> ExitCode {
     let live = Arc::new(LiveState::default());
-    let env = Environment {
-        live: &live,
-        resolve_hosts: true,
-        read_secrets: true,
-    };
-    let compiled = match config::compile(&sources, &env) {
+    let compiled = match config::compile(&sources, &Environment::system(&live)) {
         Ok(compiled) => compiled,
         Err(problems) => {
             for problem in &problems {
@@ -113,8 +112,9 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     };
     let listen = pinned.listen.to_string();
     let admin = pinned.admin.to_string();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (auditor, shipper) = match &snapshot.audit {
-        Some(settings) => match start_audit(settings, &metrics) {
+        Some(settings) => match start_audit(settings, &metrics, &clock) {
             Ok((auditor, shipper)) => (Some(auditor), Some(shipper)),
             Err(e) => {
                 eprintln!("warden: {e}; not starting");
@@ -133,6 +133,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         policy: Arc::new(ArcSwapOption::empty()),
         live,
         metrics: Arc::clone(&metrics),
+        clock: Arc::clone(&clock),
     };
     publisher.publish(snapshot);
     let policy = Arc::clone(&publisher.policy);
@@ -156,6 +157,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         mock_socket: mock_socket.clone(),
         audit: auditor,
         connector: pingora::connectors::http::Connector::new(None),
+        clock,
     };
     let mut proxy_service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "warden proxy");
@@ -184,7 +186,10 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     }
     server.add_service(GenBackgroundService::new(
         "warden provider resolver".to_string(),
-        Arc::new(Resolver::new(Arc::clone(&publisher.policy))),
+        Arc::new(Resolver::new(
+            Arc::clone(&publisher.policy),
+            Arc::new(SystemLookup),
+        )),
     ));
     if let Some(path) = options.reload_from {
         let reloader = Arc::new(Reloader::new(path, publisher, pinned));
@@ -202,6 +207,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
 fn start_audit(
     settings: &AuditSettings,
     metrics: &Arc<Metrics>,
+    clock: &Arc<dyn Clock>,
 ) -> Result<(Arc<Auditor>, Shipper), String> {
     let key = match &settings.signing_key_file {
         Some(path) => Some(audit::keys::read_signing_key(path)?),
@@ -209,7 +215,14 @@ fn start_audit(
     };
     let (queue, events) = std::sync::mpsc::sync_channel(audit::QUEUE_CAPACITY);
     let sink = |instance: &str| audit::sink::build(&settings.sink, instance);
-    let shipper = Shipper::new(settings, events, sink, key, Arc::clone(metrics))?;
+    let shipper = Shipper::new(
+        settings,
+        events,
+        sink,
+        key,
+        Arc::clone(metrics),
+        Arc::clone(clock),
+    )?;
     log::info!("audit trail: instance {}", shipper.instance());
     Ok((Arc::new(Auditor::new(queue, Arc::clone(metrics))), shipper))
 }

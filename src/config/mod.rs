@@ -1,18 +1,19 @@
-//! Policy: where it is read from, what its files look like, how they compile into a snapshot.
+//! Policy: where it is read from and how its sections come together into a snapshot.
 //!
-//! Text enters through [`source`], is parsed into the [`file`] types, and leaves [`compile`] as
-//! an immutable [`snapshot::Snapshot`] or a list of [`problem::Problem`]s.
+//! Text enters through [`source`] (watched by [`watch`], re-read by [`reload`]), is parsed into
+//! a [`file::PolicyFile`] whose sections each domain compiles, and leaves [`compile`] as an
+//! immutable [`snapshot::Snapshot`] or a list of [`Problem`]s. [`resolver`] keeps provider
+//! addresses fresh for the snapshot in force.
 
 pub mod compile;
 pub mod file;
-pub mod problem;
 pub mod reload;
-pub mod resolve;
+pub mod resolver;
+pub mod server;
 pub mod snapshot;
 pub mod source;
-pub mod trust;
 pub mod watch;
 
+pub use crate::problem::Problem;
 pub use compile::{compile, compile_parsed, parse, Compiled, Environment};
-pub use problem::Problem;
 pub use snapshot::Snapshot;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
@@ -17,9 +17,10 @@ use super::file::PolicyFile;
 use super::snapshot::Snapshot;
 use super::source::{self, Sources};
 use super::{compile_parsed, parse, Environment, Problem};
-use crate::admin::Metrics;
 use crate::audit::AuditSettings;
+use crate::clock::Clock;
 use crate::limits::LiveState;
+use crate::metrics::{Metrics, ReloadResult};
 use crate::policy::revocations::RevokedKind;
 
 /// What was set up at start-up and a reload cannot change: the listeners' addresses and the
@@ -37,6 +38,8 @@ pub struct Publisher {
     pub policy: Arc<ArcSwapOption<Snapshot>>,
     pub live: Arc<LiveState>,
     pub metrics: Arc<Metrics>,
+    /// When a publish happened, for `warden_config_last_reload_success_timestamp_seconds`.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Publisher {
@@ -50,11 +53,8 @@ impl Publisher {
                 .iter()
                 .map(|agent| (agent.id.as_str(), &agent.limits)),
         );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.metrics
-            .policy_published(&snapshot.version, now.as_secs_f64());
+        let now = self.clock.now().as_duration().as_secs_f64();
+        self.metrics.policy_published(&snapshot.version, now);
     }
 }
 
@@ -155,11 +155,7 @@ impl Reloader {
             .iter()
             .map(|(path, policy)| (path.as_path(), policy.as_ref()))
             .collect();
-        let env = Environment {
-            live: &self.publisher.live,
-            resolve_hosts: true,
-            read_secrets: true,
-        };
+        let env = Environment::system(&self.publisher.live);
         let compiled = match compile_parsed(&version, &files, &env) {
             Ok(compiled) => compiled,
             Err(problems) => return self.refuse(fingerprint, force, &problems),
@@ -172,11 +168,7 @@ impl Reloader {
         let summary = summary(&snapshot);
         self.publisher.publish(snapshot);
         self.clear_refused();
-        self.publisher
-            .metrics
-            .config_reloads
-            .with_label_values(&["ok"])
-            .inc();
+        self.publisher.metrics.config_reloaded(ReloadResult::Ok);
         let took = started.elapsed();
         log::info!(
             "policy {version} published ({summary}) in {:.1} ms",
@@ -234,7 +226,7 @@ impl Reloader {
             self.path.display()
         );
         let metrics = &self.publisher.metrics;
-        metrics.config_reloads.with_label_values(&["error"]).inc();
+        metrics.config_reloaded(ReloadResult::Error);
         metrics.config_last_reload_successful.set(0);
         Reload::Refused
     }
@@ -297,4 +289,30 @@ fn digests_hex(digests: &[Option<[u8; 32]>]) -> String {
         hasher.update(digest.unwrap_or_default());
     }
     hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::config::{compile, source};
+
+    #[test]
+    fn a_publish_is_stamped_with_the_injected_clock() {
+        let live = Arc::new(LiveState::default());
+        let metrics = Arc::new(Metrics::new(Arc::clone(&live)).unwrap());
+        let at: jiff::Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let publisher = Publisher {
+            policy: Arc::new(ArcSwapOption::empty()),
+            live: Arc::clone(&live),
+            metrics: Arc::clone(&metrics),
+            clock: Arc::new(FixedClock(at)),
+        };
+        let sources = source::from_text("p.yaml", "version: 1\n");
+        let compiled =
+            compile(&sources, &Environment::offline(&live)).unwrap_or_else(|p| panic!("{}", p[0]));
+        publisher.publish(compiled.snapshot);
+        assert_eq!(metrics.config_last_success.get(), 1_893_456_000.0);
+        assert!(publisher.policy.load().is_some());
+    }
 }

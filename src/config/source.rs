@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::problem::Problem;
+use crate::problem::Problem;
 
 /// The raw text of every policy file, in load order, and the version they make together.
 #[derive(Debug, Clone)]

@@ -4,6 +4,8 @@
 //! refusal. Secrets are hashed immediately and never stored, logged or echoed.
 
 pub mod api_key;
+pub mod compile;
+pub mod spec;
 
 use http::HeaderMap;
 

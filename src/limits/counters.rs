@@ -9,6 +9,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use crate::code::Code;
+
 /// Most series one agent keeps; further (model, provider, code) combinations are counted under
 /// [`OVERFLOW_MODEL`], so an agent allowed `*` cannot grow the metrics without bound.
 pub const MAX_SERIES_PER_AGENT: usize = 128;
@@ -29,7 +31,7 @@ pub struct AgentCounters {
 pub struct Series {
     pub model: Box<str>,
     pub provider: Box<str>,
-    pub code: &'static str,
+    pub code: Code,
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -37,13 +39,7 @@ pub struct Series {
 
 impl AgentCounters {
     /// Counts one request and the tokens its provider reported.
-    pub fn record(
-        &self,
-        model: &str,
-        provider: &str,
-        code: &'static str,
-        tokens: Option<(u64, u64)>,
-    ) {
+    pub fn record(&self, model: &str, provider: &str, code: Code, tokens: Option<(u64, u64)>) {
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         let model = if series.len() >= MAX_SERIES_PER_AGENT
             && !series.iter().any(|s| s.matches(model, provider, code))
@@ -117,10 +113,8 @@ impl AgentCounters {
 }
 
 impl Series {
-    fn matches(&self, model: &str, provider: &str, code: &str) -> bool {
-        (std::ptr::eq(self.code, code) || self.code == code)
-            && *self.model == *model
-            && *self.provider == *provider
+    fn matches(&self, model: &str, provider: &str, code: Code) -> bool {
+        self.code == code && *self.model == *model && *self.provider == *provider
     }
 }
 
@@ -131,9 +125,9 @@ mod tests {
     #[test]
     fn counts_by_combination_and_caps_the_series() {
         let counters = AgentCounters::default();
-        counters.record("gpt-4o", "openai", "ok", Some((10, 2)));
-        counters.record("gpt-4o", "openai", "ok", Some((5, 1)));
-        counters.record("gpt-4o", "openai", "rate_limited", None);
+        counters.record("gpt-4o", "openai", Code::Ok, Some((10, 2)));
+        counters.record("gpt-4o", "openai", Code::Ok, Some((5, 1)));
+        counters.record("gpt-4o", "openai", Code::RateLimited, None);
         let series = counters.snapshot();
         assert_eq!(series.len(), 2);
         assert_eq!(
@@ -144,10 +138,10 @@ mod tests {
             ),
             (2, 15, 3)
         );
-        assert_eq!((series[1].code, series[1].requests), ("rate_limited", 1));
+        assert_eq!((series[1].code, series[1].requests), (Code::RateLimited, 1));
 
         for i in 0..MAX_SERIES_PER_AGENT + 10 {
-            counters.record(&format!("m{i}"), "openai", "ok", None);
+            counters.record(&format!("m{i}"), "openai", Code::Ok, None);
         }
         let series = counters.snapshot();
         assert_eq!(series.len(), MAX_SERIES_PER_AGENT + 1);

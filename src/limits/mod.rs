@@ -11,6 +11,7 @@
 pub mod concurrency;
 pub mod counters;
 pub mod rate;
+pub mod spec;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -1,42 +1,54 @@
 //! Authorization: may this agent make this request? Pure functions over the snapshot, no I/O.
 //!
-//! The proxy calls these in order (agent status, endpoint, model) and turns a refusal into the
-//! SPEC error response; nothing here knows about HTTP sessions.
+//! The proxy calls these in order (agent status, endpoint, model) and maps a [`Denial`] to the
+//! SPEC error response; nothing here knows about HTTP sessions or error codes.
 
-pub mod globs;
+pub mod agent;
+pub mod compile;
 pub mod revocations;
+pub mod spec;
 
 use jiff::Timestamp;
 
-use crate::config::snapshot::{Agent, AgentStatus};
-use crate::proxy::error::Refusal;
+pub use agent::{Agent, AgentStatus};
+
+/// Why policy refuses a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// Listed under `revocations.agents`.
+    AgentRevoked,
+    /// `status: suspended`, and any `suspended_until` has not come yet.
+    AgentSuspended,
+    /// The path is outside the agent's `endpoints`.
+    EndpointNotAllowed,
+    /// The model is outside the agent's `models`.
+    ModelNotAllowed,
+}
 
 /// Refuses an agent that may not act at all at `now`: revoked, or suspended (a suspension with
 /// an end lifts by itself when that time comes, without a reload).
-pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Refusal> {
+pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
     match agent.status {
         AgentStatus::Active => Ok(()),
-        AgentStatus::Revoked => Err(Refusal::AgentRevoked),
+        AgentStatus::Revoked => Err(Denial::AgentRevoked),
         AgentStatus::Suspended { until: Some(until) } if until <= now => Ok(()),
-        AgentStatus::Suspended { .. } => Err(Refusal::AgentSuspended),
+        AgentStatus::Suspended { .. } => Err(Denial::AgentSuspended),
     }
 }
 
 /// Refuses a path outside the agent's endpoint allowlist (no allowlist: every path).
-pub fn check_endpoint(agent: &Agent, path: &str) -> Result<(), Refusal> {
+pub fn check_endpoint(agent: &Agent, path: &str) -> Result<(), Denial> {
     match &agent.endpoints {
-        Some(endpoints) if !endpoints.matches(path) => Err(Refusal::EndpointNotAllowed(
-            "this agent may not call this endpoint",
-        )),
+        Some(endpoints) if !endpoints.matches(path) => Err(Denial::EndpointNotAllowed),
         _ => Ok(()),
     }
 }
 
 /// Refuses a model outside the agent's model allowlist.
-pub fn check_model(agent: &Agent, model: &str) -> Result<(), Refusal> {
+pub fn check_model(agent: &Agent, model: &str) -> Result<(), Denial> {
     if agent.models.matches(model) {
         Ok(())
     } else {
-        Err(Refusal::ModelNotAllowed)
+        Err(Denial::ModelNotAllowed)
     }
 }

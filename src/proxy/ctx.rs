@@ -7,6 +7,7 @@ use http::HeaderValue;
 
 use super::error::Refusal;
 use super::usage::UsageMeter;
+use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::limits::{InFlightGuard, RateDecision};
 
@@ -54,10 +55,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new() -> Self {
+    /// A request that has just arrived, by `clock`.
+    pub fn new(clock: &dyn Clock) -> Self {
         RequestCtx {
-            started: Instant::now(),
-            arrived: jiff::Timestamp::now(),
+            started: clock.instant(),
+            arrived: clock.now(),
             snapshot: None,
             request_id: None,
             agent: None,
@@ -70,11 +72,5 @@ impl RequestCtx {
             forward: None,
             upstream: UpstreamLeg::default(),
         }
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }

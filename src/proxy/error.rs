@@ -13,7 +13,10 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
 use super::headers;
+use crate::code::Code;
+use crate::identity::api_key::KeyRejection;
 use crate::limits::RateDecision;
+use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,26 +48,49 @@ pub enum Refusal {
 /// request ends, which Warden cannot predict, so it suggests a short pause.
 const CONCURRENCY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The one place domain decisions become SPEC refusals.
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::AgentRevoked => Refusal::AgentRevoked,
+            Denial::AgentSuspended => Refusal::AgentSuspended,
+            Denial::EndpointNotAllowed => {
+                Refusal::EndpointNotAllowed("this agent may not call this endpoint")
+            }
+            Denial::ModelNotAllowed => Refusal::ModelNotAllowed,
+        }
+    }
+}
+
+impl From<KeyRejection> for Refusal {
+    fn from(rejection: KeyRejection) -> Self {
+        match rejection {
+            KeyRejection::Revoked => Refusal::CredentialRevoked,
+            KeyRejection::Expired => Refusal::ExpiredCredentials,
+        }
+    }
+}
+
 impl Refusal {
     /// The stable SPEC code (also the `code` label of `warden_requests_total`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Refusal::InvalidJson(_) => "invalid_json",
-            Refusal::MissingModel => "missing_model",
-            Refusal::MissingCredentials => "missing_credentials",
-            Refusal::InvalidCredentials => "invalid_credentials",
-            Refusal::ExpiredCredentials => "expired_credentials",
-            Refusal::AgentRevoked => "agent_revoked",
-            Refusal::AgentSuspended => "agent_suspended",
-            Refusal::CredentialRevoked => "credential_revoked",
-            Refusal::ModelNotAllowed => "model_not_allowed",
-            Refusal::EndpointNotAllowed(_) => "endpoint_not_allowed",
-            Refusal::ModelNotFound => "model_not_found",
-            Refusal::BodyTooLarge => "body_too_large",
-            Refusal::RateLimited { .. } => "rate_limited",
-            Refusal::ConcurrencyLimited => "concurrency_limited",
-            Refusal::UpstreamUnavailable(_) => "upstream_unavailable",
-            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::InvalidJson(_) => Code::InvalidJson,
+            Refusal::MissingModel => Code::MissingModel,
+            Refusal::MissingCredentials => Code::MissingCredentials,
+            Refusal::InvalidCredentials => Code::InvalidCredentials,
+            Refusal::ExpiredCredentials => Code::ExpiredCredentials,
+            Refusal::AgentRevoked => Code::AgentRevoked,
+            Refusal::AgentSuspended => Code::AgentSuspended,
+            Refusal::CredentialRevoked => Code::CredentialRevoked,
+            Refusal::ModelNotAllowed => Code::ModelNotAllowed,
+            Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
+            Refusal::ModelNotFound => Code::ModelNotFound,
+            Refusal::BodyTooLarge => Code::BodyTooLarge,
+            Refusal::RateLimited { .. } => Code::RateLimited,
+            Refusal::ConcurrencyLimited => Code::ConcurrencyLimited,
+            Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
+            Refusal::UpstreamTimeout => Code::UpstreamTimeout,
         }
     }
 
@@ -162,7 +188,7 @@ impl Refusal {
             "error": {
                 "message": self.message(),
                 "type": self.kind(),
-                "code": self.code(),
+                "code": self.code().as_str(),
             }
         });
         Bytes::from(body.to_string())
@@ -177,7 +203,7 @@ impl Refusal {
         let mut header = ResponseHeader::build(self.status(), Some(6))?;
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         header.insert_header(http::header::CONTENT_LENGTH, body_len)?;
-        header.insert_header("x-warden-error", self.code())?;
+        header.insert_header("x-warden-error", self.code().as_str())?;
         if let Some(id) = request_id {
             header.insert_header("x-request-id", id.clone())?;
         }

@@ -8,8 +8,8 @@ use http::header::{
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::config::snapshot::UpstreamAuth;
 use crate::limits::RateDecision;
+use crate::providers::UpstreamAuth;
 
 /// Request id header, kept from the client when well-formed, else generated.
 pub const REQUEST_ID: &str = "x-request-id";

@@ -32,12 +32,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::admin::Metrics;
-use crate::audit::{AuditEvent, Auditor, Tokens};
-use crate::config::snapshot::{Upstream, UpstreamAuth};
+use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
+use crate::clock::Clock;
+use crate::code::Code;
 use crate::config::Snapshot;
-use crate::identity::api_key::KeyRejection;
 use crate::limits::RateDecision;
+use crate::metrics::Metrics;
+use crate::providers::Upstream;
 pub use ctx::{Forward, RequestCtx, UpstreamLeg};
 pub use error::Refusal;
 use usage::UsageMeter;
@@ -53,6 +54,8 @@ pub struct WardenProxy {
     pub audit: Option<Arc<Auditor>>,
     /// Provider connections for bodies over Pingora's retry buffer (see [`large_body`]).
     pub connector: Connector,
+    /// A request's arrival time (expiry and suspension are judged at it; audit records it).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What admission decided for a request that is not refused.
@@ -76,7 +79,7 @@ impl ProxyHttp for WardenProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.clock.as_ref())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -258,10 +261,7 @@ impl WardenProxy {
         };
         ctx.agent = Some(key.agent);
         ctx.key = Some(key.hash);
-        key.check(now).map_err(|e| match e {
-            KeyRejection::Revoked => Refusal::CredentialRevoked,
-            KeyRejection::Expired => Refusal::ExpiredCredentials,
-        })?;
+        key.check(now)?;
         let agent = &snapshot.agents[key.agent];
         crate::policy::check_agent(agent, now)?;
 
@@ -284,13 +284,13 @@ impl WardenProxy {
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
         crate::policy::check_model(agent, &fields.model)?;
-        let provider_index = snapshot
-            .providers
-            .iter()
-            .position(|p| p.models.matches(&fields.model))
+        let (provider_index, provider) = snapshot
+            .route(&fields.model)
             .ok_or(Refusal::ModelNotFound)?;
         ctx.provider = Some(provider_index);
-        usable(&snapshot.providers[provider_index])?;
+        if let Some(why) = provider.unusable() {
+            return Err(Refusal::UpstreamUnavailable(why));
+        }
 
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
@@ -324,10 +324,10 @@ impl WardenProxy {
         let status = session.response_written().map(|r| r.status.as_u16());
         let code = match (&ctx.refusal, status) {
             (Some(refusal), _) => refusal.code(),
-            (None, Some(s)) if s < 400 => "ok",
-            (None, Some(s)) if s < 500 => "upstream_4xx",
-            (None, Some(_)) => "upstream_5xx",
-            (None, None) => "client_closed",
+            (None, Some(s)) if s < 400 => Code::Ok,
+            (None, Some(s)) if s < 500 => Code::Upstream4xx,
+            (None, Some(_)) => Code::Upstream5xx,
+            (None, None) => Code::ClientClosed,
         };
         let snapshot = ctx.snapshot.as_deref();
         let agent = snapshot.zip(ctx.agent).map(|(s, a)| &s.agents[a]);
@@ -335,7 +335,9 @@ impl WardenProxy {
             .zip(ctx.provider)
             .map_or("", |(s, p)| s.providers[p].name.as_str());
         let model = match (&ctx.model, agent) {
-            (Some(model), Some(agent)) if agent.models.matches_literally(model) || code == "ok" => {
+            (Some(model), Some(agent))
+                if agent.models.matches_literally(model) || code == Code::Ok =>
+            {
                 model.as_str()
             }
             _ => "",
@@ -367,7 +369,7 @@ impl WardenProxy {
             audit.emit(AuditEvent {
                 arrived: ctx.arrived,
                 request_id: ctx.request_id.clone(),
-                snapshot: ctx.snapshot.clone(),
+                snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: ctx.agent,
                 provider: ctx.provider,
                 key: ctx.key,
@@ -416,25 +418,6 @@ fn admitted(ctx: &RequestCtx) -> Result<(&Snapshot, usize, Forward)> {
             "request was not admitted",
         )),
     }
-}
-
-/// Refuses a routed provider that cannot be used (unresolved host, missing key).
-fn usable(provider: &crate::config::snapshot::Provider) -> Result<(), Refusal> {
-    if let UpstreamAuth::Missing(origin) = &provider.auth {
-        return Err(Refusal::UpstreamUnavailable(format!(
-            "provider `{}` has no API key ({origin})",
-            provider.name
-        )));
-    }
-    if let Upstream::Http(up) = &provider.upstream {
-        if up.addr.get().is_none() {
-            return Err(Refusal::UpstreamUnavailable(format!(
-                "provider `{}` host `{}` is not resolved",
-                provider.name, up.host
-            )));
-        }
-    }
-    Ok(())
 }
 
 async fn answer_json(session: &mut Session, ctx: &RequestCtx, body: Bytes) -> Result<()> {

@@ -4,7 +4,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::error::Refusal;
-use crate::config::snapshot::{Agent, Snapshot};
+use crate::config::Snapshot;
+use crate::policy::Agent;
 
 /// Answers a GET: the model list (or one model) this agent may use; any other GET has no model
 /// to route by.
@@ -30,6 +31,6 @@ pub fn answer(snapshot: &Snapshot, agent: &Agent, path: &str) -> Result<Bytes, R
 }
 
 fn model_object(snapshot: &Snapshot, id: &str) -> serde_json::Value {
-    let owner = snapshot.route(id).map_or("", |p| p.name.as_str());
+    let owner = snapshot.route(id).map_or("", |(_, p)| p.name.as_str());
     json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
 }

@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read_like_the_provider() {
-        let code = |b: &[u8]| body_fields(b).unwrap_err().code();
+        let code = |b: &[u8]| body_fields(b).unwrap_err().code().as_str();
         assert_eq!(code(br#"{"model":"a","model":"b"}"#), "invalid_json");
         assert_eq!(code(br#"{"model":"a"} {"x":1}"#), "invalid_json");
         assert_eq!(code(b"{\"model\":\"a\xff\"}"), "invalid_json");

@@ -1,9 +1,11 @@
 //! Every metric Warden exports, declared in one place with its help text.
 //!
-//! Labels come only from policy (agent ids, provider names), bounded model names and stable
-//! codes — never tokens, keys or request ids.
+//! Labels come only from policy (agent ids, provider names), bounded model names and closed
+//! enums ([`Code`], [`ReloadResult`], [`AuditOutcome`]) — never tokens, keys or request ids.
+//! The registry sits below the domains that count into it (audit, config) and above the live
+//! counters it reads at scrape time; the admin port only serves [`Metrics::render`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use prometheus::{
@@ -11,7 +13,47 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::code::Code;
 use crate::limits::{AgentCounters, LiveState};
+
+/// `result` label of `warden_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// A changed policy was published.
+    Ok,
+    /// A changed policy was refused whole; the last good one stays.
+    Error,
+}
+
+impl ReloadResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Error => "error",
+        }
+    }
+}
+
+/// `outcome` label of `warden_audit_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    /// Acknowledged by the sink.
+    Shipped,
+    /// Written to the on-disk spool (counted again when shipped).
+    Spooled,
+    /// Lost: queue or spool full.
+    Dropped,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Shipped => "shipped",
+            AuditOutcome::Spooled => "spooled",
+            AuditOutcome::Dropped => "dropped",
+        }
+    }
+}
 
 /// Buckets for whole-request latency: from sub-millisecond refusals to multi-minute generations.
 const DURATION_BUCKETS: &[f64] = &[
@@ -29,7 +71,7 @@ pub struct Metrics {
     live: Arc<LiveState>,
     /// `warden_request_duration_seconds{code}`: from the request head to the last response byte.
     pub request_duration: HistogramVec,
-    request_duration_by_code: Handles<Histogram>,
+    request_duration_by_code: [OnceLock<Histogram>; Code::ALL.len()],
     upstream_duration_by_provider: Handles<Histogram>,
     /// `warden_upstream_duration_seconds{provider}`: from asking for a provider connection to the
     /// end of its response (or its failure).
@@ -77,8 +119,8 @@ impl Metrics {
             Opts::new("warden_config_reloads_total", "Policy changes seen after start-up, by result: `ok` (published) or `error` (refused whole; the last good policy stays)."),
             &["result"],
         )?;
-        for result in ["ok", "error"] {
-            config_reloads.with_label_values(&[result]);
+        for result in [ReloadResult::Ok, ReloadResult::Error] {
+            config_reloads.with_label_values(&[result.as_str()]);
         }
         let config_info = IntGaugeVec::new(
             Opts::new(
@@ -99,8 +141,12 @@ impl Metrics {
             Opts::new("warden_audit_events_total", "Audit records (events and signed checkpoints) by outcome: `shipped` (acknowledged by the sink), `spooled` (written to the on-disk spool; counted again when shipped), `dropped` (lost: queue or spool full)."),
             &["outcome"],
         )?;
-        for outcome in ["shipped", "spooled", "dropped"] {
-            audit_events.with_label_values(&[outcome]);
+        for outcome in [
+            AuditOutcome::Shipped,
+            AuditOutcome::Spooled,
+            AuditOutcome::Dropped,
+        ] {
+            audit_events.with_label_values(&[outcome.as_str()]);
         }
         let audit_queue_depth = IntGauge::new(
             "warden_audit_queue_depth",
@@ -125,7 +171,7 @@ impl Metrics {
             anonymous,
             request_duration,
             upstream_duration,
-            request_duration_by_code: Handles::default(),
+            request_duration_by_code: std::array::from_fn(|_| OnceLock::new()),
             upstream_duration_by_provider: Handles::default(),
             config_reloads,
             config_info,
@@ -138,9 +184,9 @@ impl Metrics {
     }
 
     /// `warden_request_duration_seconds{code}`, looked up without hashing once seen.
-    pub fn request_duration(&self, code: &str) -> Histogram {
-        self.request_duration_by_code
-            .get(code, || self.request_duration.with_label_values(&[code]))
+    pub fn request_duration(&self, code: Code) -> &Histogram {
+        self.request_duration_by_code[code.index()]
+            .get_or_init(|| self.request_duration.with_label_values(&[code.as_str()]))
     }
 
     /// `warden_upstream_duration_seconds{provider}`, looked up without hashing once seen.
@@ -150,10 +196,26 @@ impl Metrics {
         })
     }
 
+    /// Counts `n` audit records by what happened to them.
+    pub fn audit_records(&self, outcome: AuditOutcome, n: usize) {
+        self.audit_events
+            .with_label_values(&[outcome.as_str()])
+            .inc_by(n as u64);
+    }
+
+    /// Counts a policy change seen after start-up.
+    pub fn config_reloaded(&self, result: ReloadResult) {
+        self.config_reloads
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
     /// Counts an audit event lost before the shipper saw it, and says so loudly (once a
     /// thousand, so a stalled disk does not also flood the log).
     pub fn audit_dropped(&self) {
-        let dropped = self.audit_events.with_label_values(&["dropped"]);
+        let dropped = self
+            .audit_events
+            .with_label_values(&[AuditOutcome::Dropped.as_str()]);
         if dropped.get().is_multiple_of(1000) {
             log::error!(
                 "audit queue full: events are being dropped ({} so far)",
@@ -199,7 +261,7 @@ fn write_agent_counters(out: &mut Vec<u8>, live: &LiveState, anonymous: &AgentCo
                 "warden_requests_total",
                 &[
                     ("agent", agent),
-                    ("code", series.code),
+                    ("code", series.code.as_str()),
                     ("model", &series.model),
                     ("provider", &series.provider),
                 ],

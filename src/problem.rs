@@ -1,8 +1,12 @@
-//! A problem found while loading policy: where it is and what is wrong.
+//! A problem found while compiling policy: where it is and what is wrong.
+//!
+//! Every domain reports through [`Problems`] and goes on, so `warden check` shows all problems
+//! of a policy at once; any error refuses the whole policy.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use serde_saphyr::{Location, Spanned};
 
 /// How bad a problem is: errors refuse the whole policy, warnings are reported and loaded.
@@ -91,5 +95,42 @@ impl Problems<'_> {
     pub fn warning<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.found
             .push(Problem::warning(self.file, at.referenced, message));
+    }
+
+    /// An RFC 3339 time, or an error naming `field`.
+    pub fn timestamp(&mut self, at: &Spanned<String>, field: &str) -> Option<Timestamp> {
+        let parsed = at.value.parse::<Timestamp>().ok();
+        if parsed.is_none() {
+            let message = format!(
+                "`{field}` must be an RFC 3339 time like 2027-01-31T00:00:00Z, got `{}`",
+                at.value
+            );
+            self.error(at, message);
+        }
+        parsed
+    }
+}
+
+/// Where something was first defined, for "already defined at" errors. Formatted only when
+/// such an error is reported: a 10 000-agent policy should not format 20 000 strings.
+#[derive(Clone, Copy)]
+pub struct Origin<'f> {
+    file: &'f Path,
+    line: u64,
+}
+
+impl Origin<'_> {
+    /// The position of `at` in `file`.
+    pub fn of<'f, T>(file: &'f Path, at: &Spanned<T>) -> Origin<'f> {
+        Origin {
+            file,
+            line: at.referenced.line(),
+        }
+    }
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
     }
 }

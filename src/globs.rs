@@ -1,8 +1,12 @@
 //! Compiled glob lists (`gpt-*`, `claude-sonnet-*`) for model and endpoint allowlists.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use glob::{MatchOptions, Pattern, PatternError};
+use serde_saphyr::Spanned;
+
+use crate::problem::Problems;
 
 /// Matching is case-sensitive and `*` may cross `/` (model ids like `org/model` are opaque).
 const OPTIONS: MatchOptions = MatchOptions {
@@ -53,6 +57,42 @@ impl Globs {
 /// Whether a glob has no wildcard characters and so matches exactly one string.
 pub fn is_literal(pattern: &str) -> bool {
     !pattern.contains(['*', '?', '['])
+}
+
+/// Compiles glob lists from policy, once per distinct list: agents mostly share a few
+/// allowlists, so a 10 000-agent policy compiles a handful of lists, not 10 000.
+///
+/// `'f` is the lifetime of the parsed policy files the patterns are borrowed from.
+#[derive(Default)]
+pub struct GlobCache<'f> {
+    compiled: HashMap<Vec<&'f str>, Globs>,
+}
+
+impl<'f> GlobCache<'f> {
+    /// The compiled list, or `None` with each bad glob reported as "bad `what` glob".
+    pub fn compile(
+        &mut self,
+        p: &mut Problems<'_>,
+        globs: &'f [Spanned<String>],
+        what: &str,
+    ) -> Option<Globs> {
+        let patterns: Vec<&'f str> = globs.iter().map(|g| g.value.as_str()).collect();
+        if let Some(compiled) = self.compiled.get(&patterns) {
+            return Some(compiled.clone());
+        }
+        let mut ok = true;
+        for g in globs {
+            if let Err(e) = Globs::compile([g.value.as_str()]) {
+                p.error(g, format!("bad {what} glob `{}`: {}", g.value, e.msg));
+                ok = false;
+            }
+        }
+        let compiled = ok
+            .then(|| Globs::compile(patterns.iter().copied()).ok())
+            .flatten()?;
+        self.compiled.insert(patterns, compiled.clone());
+        Some(compiled)
+    }
 }
 
 #[cfg(test)]

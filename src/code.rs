@@ -1,0 +1,107 @@
+//! Every outcome code a request can end with, declared once.
+//!
+//! The same values are the SPEC error codes clients see (`X-Warden-Error`, the JSON `code`),
+//! the `code` label of `warden_requests_total` and `warden_request_duration_seconds`, and the
+//! audit record's `code`. An enum keeps the label set closed: no request can mint a new value.
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// Forwarded, and the provider answered 1xx–3xx (or Warden answered, e.g. `GET /v1/models`).
+    Ok,
+    /// The provider answered 4xx.
+    Upstream4xx,
+    /// The provider answered 5xx.
+    Upstream5xx,
+    /// The client went away before a response was sent.
+    ClientClosed,
+    InvalidJson,
+    MissingModel,
+    MissingCredentials,
+    InvalidCredentials,
+    ExpiredCredentials,
+    AgentRevoked,
+    AgentSuspended,
+    CredentialRevoked,
+    ModelNotAllowed,
+    EndpointNotAllowed,
+    ModelNotFound,
+    BodyTooLarge,
+    RateLimited,
+    ConcurrencyLimited,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Code {
+    /// Every code, in declaration order (`ALL[c.index()] == c`).
+    pub const ALL: [Code; 20] = [
+        Code::Ok,
+        Code::Upstream4xx,
+        Code::Upstream5xx,
+        Code::ClientClosed,
+        Code::InvalidJson,
+        Code::MissingModel,
+        Code::MissingCredentials,
+        Code::InvalidCredentials,
+        Code::ExpiredCredentials,
+        Code::AgentRevoked,
+        Code::AgentSuspended,
+        Code::CredentialRevoked,
+        Code::ModelNotAllowed,
+        Code::EndpointNotAllowed,
+        Code::ModelNotFound,
+        Code::BodyTooLarge,
+        Code::RateLimited,
+        Code::ConcurrencyLimited,
+        Code::UpstreamUnavailable,
+        Code::UpstreamTimeout,
+    ];
+
+    /// The code as written on the wire, in metrics and in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::Upstream4xx => "upstream_4xx",
+            Code::Upstream5xx => "upstream_5xx",
+            Code::ClientClosed => "client_closed",
+            Code::InvalidJson => "invalid_json",
+            Code::MissingModel => "missing_model",
+            Code::MissingCredentials => "missing_credentials",
+            Code::InvalidCredentials => "invalid_credentials",
+            Code::ExpiredCredentials => "expired_credentials",
+            Code::AgentRevoked => "agent_revoked",
+            Code::AgentSuspended => "agent_suspended",
+            Code::CredentialRevoked => "credential_revoked",
+            Code::ModelNotAllowed => "model_not_allowed",
+            Code::EndpointNotAllowed => "endpoint_not_allowed",
+            Code::ModelNotFound => "model_not_found",
+            Code::BodyTooLarge => "body_too_large",
+            Code::RateLimited => "rate_limited",
+            Code::ConcurrencyLimited => "concurrency_limited",
+            Code::UpstreamUnavailable => "upstream_unavailable",
+            Code::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// Position in [`Code::ALL`], for per-code tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once_in_order() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code:?}");
+        }
+        let mut names: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+    }
+}

@@ -1,0 +1,48 @@
+//! An agent's `limits:` as written in policy files.
+
+use std::num::NonZeroU32;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::problem::Problems;
+
+/// `limits:` — every limit is optional; absent means unlimited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub requests_per_minute: Option<Spanned<u32>>,
+    pub max_concurrent: Option<Spanned<u32>>,
+}
+
+/// An agent's limits after validation: what [`super::LiveState::bind`] is asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: Option<NonZeroU32>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl LimitsSpec {
+    /// The limits this section sets; a zero limit is an error (suspending is how to stop an
+    /// agent) and is left unset.
+    pub fn compile(&self, p: &mut Problems<'_>) -> Limits {
+        let requests_per_minute = self.requests_per_minute.as_ref().and_then(|rpm| {
+            let n = NonZeroU32::new(rpm.value);
+            if n.is_none() {
+                p.error(rpm, "`requests_per_minute` must be at least 1 (use `status: suspended` to stop an agent)");
+            }
+            n
+        });
+        let max_concurrent = self.max_concurrent.as_ref().and_then(|max| {
+            if max.value == 0 {
+                p.error(max, "`max_concurrent` must be at least 1 (use `status: suspended` to stop an agent)");
+                return None;
+            }
+            Some(max.value)
+        });
+        Limits {
+            requests_per_minute,
+            max_concurrent,
+        }
+    }
+}

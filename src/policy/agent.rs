@@ -1,0 +1,32 @@
+//! An agent's compiled policy: what it may call, whether it may act at all, its limits.
+
+use http::HeaderValue;
+use jiff::Timestamp;
+
+use crate::globs::Globs;
+use crate::limits::AgentLimits;
+
+/// An agent's compiled policy.
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    /// `X-Agent-ID` value, built once.
+    pub id_header: HeaderValue,
+    pub models: Globs,
+    /// `None`: every endpoint.
+    pub endpoints: Option<Globs>,
+    pub status: AgentStatus,
+    pub limits: AgentLimits,
+}
+
+/// Whether an agent may act at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Active,
+    /// Refused until `until` (forever when `None`), then active again without a reload.
+    Suspended {
+        until: Option<Timestamp>,
+    },
+    /// Listed under `revocations.agents`: refused whatever `status` says.
+    Revoked,
+}

@@ -1,0 +1,112 @@
+//! `agents:` and `revocations:` as written in policy files.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::identity::spec::KeySpec;
+use crate::limits::spec::LimitsSpec;
+
+/// `agents.<id>:` — one agent's identity and what it may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<Spanned<KeySpec>>,
+    pub models: Vec<Spanned<String>>,
+    pub endpoints: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    #[serde(default)]
+    pub status: Option<Spanned<StatusSpec>>,
+    /// With `status: suspended`: when the agent becomes active again by itself (RFC 3339).
+    pub suspended_until: Option<Spanned<String>>,
+}
+
+/// `status:` of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusSpec {
+    Active,
+    Suspended,
+}
+
+/// `revocations:` — what must stop working now, whatever the rest of the policy says.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationsSpec {
+    /// Agent ids: every credential of the agent is refused.
+    #[serde(default)]
+    pub agents: Vec<Spanned<RevokedSpec>>,
+    /// API key ids or public key ids: that one credential is refused.
+    #[serde(default)]
+    pub keys: Vec<Spanned<RevokedSpec>>,
+    /// Token ids (JWT `jti`).
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RevokedSpec>>,
+}
+
+/// One revoked id: a bare id, or `{id, reason}`.
+#[derive(Debug)]
+pub enum RevokedSpec {
+    Id(String),
+    Entry(RevokedEntrySpec),
+}
+
+/// `{id, reason}` form of a revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedEntrySpec {
+    pub id: String,
+    pub reason: Option<String>,
+}
+
+impl RevokedSpec {
+    /// The revoked id.
+    pub fn id(&self) -> &str {
+        match self {
+            RevokedSpec::Id(id) => id,
+            RevokedSpec::Entry(entry) => &entry.id,
+        }
+    }
+
+    /// Why it was revoked, if the policy says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            RevokedSpec::Id(_) => None,
+            RevokedSpec::Entry(entry) => entry.reason.as_deref(),
+        }
+    }
+}
+
+/// Hand-written rather than `#[serde(untagged)]`, whose only error is "did not match any
+/// variant": a mapping with a typo should say which field is unknown.
+impl<'de> Deserialize<'de> for RevokedSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RevokedSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id, or a mapping {id, reason}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<RevokedSpec, E> {
+                Ok(RevokedSpec::Id(id.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RevokedSpec, A::Error> {
+                let entry = RevokedEntrySpec::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(RevokedSpec::Entry(entry))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}

@@ -1,0 +1,97 @@
+//! Providers: where models are served, how Warden reaches them and what key it presents.
+//!
+//! A provider section compiles ([`compile`]) into a [`Provider`]: the globs of the models it
+//! serves, its [`Upstream`] (address kept fresh by [`resolve`], trust list from [`trust`]) and
+//! the credential Warden swaps in for the agent's.
+
+pub mod compile;
+pub mod resolve;
+pub mod spec;
+pub mod trust;
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora::protocols::tls::CaType;
+
+use crate::globs::Globs;
+use resolve::ResolvedAddr;
+
+/// A provider ready to receive requests.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub models: Globs,
+    pub upstream: Upstream,
+    pub auth: UpstreamAuth,
+}
+
+/// Where a provider is reached.
+#[derive(Debug)]
+pub enum Upstream {
+    /// A real HTTP(S) endpoint.
+    Http(HttpUpstream),
+    /// Warden's built-in mock provider (served in-process on a private Unix socket).
+    Mock,
+}
+
+/// A real provider endpoint, resolved off the hot path.
+#[derive(Debug)]
+pub struct HttpUpstream {
+    /// Kept fresh by the background resolver; unresolved (requests get 502) until a lookup
+    /// succeeds.
+    pub addr: Arc<ResolvedAddr>,
+    pub tls: bool,
+    /// Host name, for SNI and certificate verification.
+    pub host: String,
+    pub port: u16,
+    /// `ca_file`'s certificates plus the platform's roots; `None`: the platform's roots.
+    pub ca: Option<Arc<CaType>>,
+    /// `Host` header value (with the port when it is not the scheme's default).
+    pub authority: HeaderValue,
+    /// Path prefix of `base_url` without a trailing slash (e.g. `/v1`).
+    pub base_path: String,
+}
+
+/// The credential Warden presents to a provider in place of the agent's.
+#[derive(Debug)]
+pub enum UpstreamAuth {
+    None,
+    /// `Authorization: Bearer <key>` (OpenAI and compatible).
+    Bearer(HeaderValue),
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey(HeaderValue),
+    /// A key is required but was not available at load time; the text says where it was
+    /// expected (never the key). Requests to this provider get 502.
+    Missing(String),
+}
+
+impl Provider {
+    /// Why this provider cannot take a request now (no key, host not resolved), in words
+    /// without secrets; `None` when it can.
+    pub fn unusable(&self) -> Option<String> {
+        if let UpstreamAuth::Missing(origin) = &self.auth {
+            return Some(format!(
+                "provider `{}` has no API key ({origin})",
+                self.name
+            ));
+        }
+        if let Upstream::Http(up) = &self.upstream {
+            if up.addr.get().is_none() {
+                return Some(format!(
+                    "provider `{}` host `{}` is not resolved",
+                    self.name, up.host
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The first of `providers` whose globs match `model`: policy order decides.
+pub fn route<'p>(providers: &'p [Provider], model: &str) -> Option<(usize, &'p Provider)> {
+    providers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.models.matches(model))
+}
