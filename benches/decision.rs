@@ -47,7 +47,7 @@ fn decision(c: &mut Criterion) {
                 let agent = &snapshot.agents[key.agent];
                 policy::check_agent(agent, now).ok()?;
                 proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;
-                policy::check_endpoint(agent, "/v1/chat/completions").ok()?;
+                policy::check_endpoint(agent, &http::Method::POST, "/v1/chat/completions").ok()?;
                 let fields = proxy::request::body_fields(black_box(body)).ok()?;
                 policy::check_model(agent, &fields.model).ok()?;
                 let (_, provider) = snapshot.route(&fields.model)?;

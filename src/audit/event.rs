@@ -35,6 +35,8 @@ pub trait Directory: Send + Sync + fmt::Debug {
 pub struct AuditEvent {
     pub arrived: Timestamp,
     pub request_id: Option<HeaderValue>,
+    /// The provider's own request id (its `x-request-id`), for support cases with it.
+    pub provider_request_id: Option<HeaderValue>,
     /// The policy the decision was made under; agent and provider are indexes into it.
     pub snapshot: Option<Arc<dyn Directory>>,
     pub agent: Option<usize>,
@@ -97,6 +99,7 @@ pub struct RequestRecord<'a> {
     pub path: &'a str,
     pub prev: &'a str,
     pub provider: &'a str,
+    pub provider_request_id: Option<&'a str>,
     pub request_id: &'a str,
     pub seq: u64,
     pub status: u16,
@@ -150,6 +153,10 @@ impl AuditEvent {
             path: &self.path,
             prev: link.prev,
             provider,
+            provider_request_id: self
+                .provider_request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok()),
             request_id: self
                 .request_id
                 .as_ref()

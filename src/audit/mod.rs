@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod instance;
 pub mod keys;
 pub mod service;
 pub mod settings;

@@ -12,6 +12,7 @@ use ed25519_dalek::SigningKey;
 
 use super::chain::{to_json, ChainState};
 use super::event::AuditEvent;
+use super::instance;
 use super::sink::Sink;
 use super::spool::Spool;
 use super::AuditSettings;
@@ -75,14 +76,7 @@ impl Shipper {
         let restored = spool
             .load_chain()
             .map_err(|e| format!("cannot read the audit chain state: {e}"))?;
-        let chain = match (restored, &settings.instance) {
-            (Some(state), Some(wanted)) if &state.instance != wanted => {
-                ChainState::new(wanted.clone())
-            }
-            (Some(state), _) => state,
-            (None, Some(wanted)) => ChainState::new(wanted.clone()),
-            (None, None) => ChainState::new(default_instance()),
-        };
+        let chain = instance::chain_to_continue(restored, settings, clock.as_ref());
         spool
             .save_chain(&chain)
             .map_err(|e| format!("cannot write the audit chain state: {e}"))?;
@@ -322,17 +316,6 @@ fn jitter_fraction() -> f64 {
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// `<host name>-<8 hex>`: stable for the spool directory's life, unique across pods.
-fn default_instance() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "warden".into());
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}", &suffix[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +354,7 @@ mod tests {
         AuditEvent {
             arrived: Timestamp::now(),
             request_id: None,
+            provider_request_id: None,
             snapshot: None,
             agent: None,
             provider: None,
@@ -445,6 +429,9 @@ mod tests {
         let last: serde_json::Value = serde_json::from_str(&sink.0.lock().unwrap().3).unwrap();
         assert_eq!(last["type"], "checkpoint");
         assert_eq!(last["ts"], "2031-02-03T04:05:06Z");
+        // The configured instance had no chain state: its chain starts at the time in µs.
+        let start = at.as_microsecond() as u64;
+        assert_eq!(sink.0.lock().unwrap().2, [start, start + 1]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -473,9 +460,14 @@ mod tests {
         run_shipper(&settings, rx, &sink, &metrics, Arc::new(SystemClock));
         let state = sink.0.lock().unwrap();
         assert!(state.1.iter().all(|&n| n <= BATCH_MAX), "{:?}", state.1);
+        let first = state.2[0];
+        assert!(
+            first > 1_700_000_000_000_000,
+            "a named chain starts at the time"
+        );
         assert_eq!(
             state.2,
-            (1..=9_001).collect::<Vec<u64>>(),
+            (first..first + 9_001).collect::<Vec<u64>>(),
             "9000 events and a checkpoint"
         );
         assert_eq!(metrics.audit_spool_bytes.get(), 0);

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use serde::de::{Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::chain::{canonical_hash, GENESIS};
@@ -67,8 +69,7 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<Report, F
             if line.is_empty() {
                 continue;
             }
-            let record: Map<String, Value> = serde_json::from_str(&line)
-                .map_err(|e| at(None, format!("not a JSON object: {e}")))?;
+            let record = parse_strict(&line).map_err(|e| at(None, e))?;
             let seq = record.get("seq").and_then(Value::as_u64);
             check_record(&record, &mut previous, &mut report, key)
                 .map_err(|reason| at(seq, reason))?;
@@ -83,6 +84,88 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<Report, F
         });
     }
     Ok(report)
+}
+
+/// One record as a JSON object, refusing a key that appears twice in any object: readers
+/// disagree on which of the two counts (most keep the first, `serde_json` the last), so a
+/// record with duplicates could show a reader one value and the hash another.
+pub fn parse_strict(line: &str) -> Result<Map<String, Value>, String> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let value = Strict::deserialize(&mut de).map_err(|e| format!("not a JSON object: {e}"))?;
+    de.end().map_err(|e| format!("not a JSON object: {e}"))?;
+    match value.0 {
+        Value::Object(map) => Ok(map),
+        _ => Err("not a JSON object".into()),
+    }
+}
+
+/// A JSON value whose objects have unique keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "duplicate key `{key}` (tampering: readers disagree on its value)"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn check_record(
@@ -185,4 +268,20 @@ fn rotation(path: &Path) -> u32 {
         .and_then(|e| e.to_str())
         .and_then(|e| e.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_twice_in_any_object_is_refused() {
+        assert!(parse_strict(r#"{"a":1,"b":[{"c":2}]}"#).is_ok());
+        let top = parse_strict(r#"{"agent":"a","agent":"b"}"#).unwrap_err();
+        assert!(top.contains("duplicate key `agent`"), "{top}");
+        assert!(parse_strict(r#"{"tokens":{"input":1,"input":2}}"#).is_err());
+        assert!(parse_strict(r#"{"a":[{"x":1,"x":1}]}"#).is_err());
+        assert!(parse_strict(r#"[1]"#).is_err());
+        assert!(parse_strict(r#"{"a":1} x"#).is_err());
+    }
 }

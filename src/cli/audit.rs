@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use crate::audit::{keys, verify};
 
-/// Exit 0 when intact, 1 when tampered or incomplete (naming the first bad record), 2 when the
-/// key argument is unusable.
+/// Exit 0 when intact, 1 when tampered or incomplete (naming the first bad record) or, with
+/// `--key`, when records are not covered by a signed checkpoint; 2 when the key argument is
+/// unusable.
 pub fn verify(key: Option<&str>, paths: &[PathBuf]) -> ExitCode {
     let key = match key.map(read_key).transpose() {
         Ok(key) => key,
@@ -18,23 +19,32 @@ pub fn verify(key: Option<&str>, paths: &[PathBuf]) -> ExitCode {
     let files = verify::expand(paths);
     match verify::verify(&files, key.as_ref()) {
         Ok(report) => {
-            println!(
-                "intact: instance {}, {} records (seq {}..{}), {} checkpoints{}",
+            let summary = format!(
+                "instance {}, {} records (seq {}..{}), {} checkpoints",
                 report.instance,
                 report.records,
                 report.first_seq,
                 report.last_seq,
-                report.checkpoints,
-                if key.is_some() {
-                    ", signatures valid"
-                } else {
-                    "; signatures not checked (no --key)"
-                }
+                report.checkpoints
             );
+            let first_unsigned = report.last_seq + 1 - report.unsigned_tail;
+            if key.is_some() && report.unsigned_tail > 0 {
+                // What no signature covers could have been written by anyone who can write the
+                // file (a log with its checkpoints removed and its chain recomputed looks intact).
+                println!(
+                    "unsigned: {summary}; {} records (seq {first_unsigned}..{}) are not covered by any signed checkpoint (a live log's newest records are signed at its next checkpoint)",
+                    report.unsigned_tail, report.last_seq
+                );
+                return ExitCode::from(1);
+            }
+            match key {
+                Some(_) => println!("intact: {summary}, signatures valid"),
+                None => println!("intact: {summary}; signatures not checked (no --key)"),
+            }
             if report.unsigned_tail > 0 {
                 println!(
-                    "note: the last {} records come after the last checkpoint and are not signed yet",
-                    report.unsigned_tail
+                    "note: the last {} records (seq {first_unsigned}..{}) come after the last checkpoint and are not signed yet",
+                    report.unsigned_tail, report.last_seq
                 );
             }
             ExitCode::SUCCESS

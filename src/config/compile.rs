@@ -26,6 +26,7 @@ use crate::globs::{is_literal, GlobCache, Globs};
 use crate::identity::compile::Keys;
 use crate::limits::LiveState;
 use crate::policy::compile::AgentContext;
+use crate::policy::endpoints::EndpointCache;
 use crate::policy::revocations::Revocations;
 use crate::policy::Agent;
 use crate::problem::{Origin, Problem, Problems};
@@ -125,6 +126,7 @@ pub fn compile_parsed(
         keys: Keys::default(),
         revocations: Revocations::default(),
         globs: GlobCache::default(),
+        endpoints: EndpointCache::default(),
         served: HashMap::new(),
     };
     for (path, policy) in files {
@@ -237,6 +239,7 @@ struct Builder<'a, 'f> {
     keys: Keys<'f>,
     revocations: Revocations,
     globs: GlobCache<'f>,
+    endpoints: EndpointCache<'f>,
     /// Whether some provider serves a model allowlist entry, by entry.
     served: HashMap<&'f str, bool>,
 }
@@ -308,6 +311,7 @@ impl<'f> Builder<'_, 'f> {
         };
         let mut cx = AgentContext {
             globs: &mut self.globs,
+            endpoints: &mut self.endpoints,
             keys: &mut self.keys,
             revocations: &self.revocations,
             live: self.live,

@@ -42,6 +42,17 @@ impl Snapshot {
         crate::providers::route(&self.providers, model)
     }
 
+    /// Whether the policy names `model` exactly (in the agent's allowlist or a provider's model
+    /// list): only such models get their own metrics label, so an agent allowed a wildcard
+    /// cannot mint a series per invented name.
+    pub fn names_model(&self, agent: &Agent, model: &str) -> bool {
+        agent.models.matches_literally(model)
+            || self
+                .providers
+                .iter()
+                .any(|p| p.models.matches_literally(model))
+    }
+
     /// Models an agent may use that some provider serves, for `GET /v1/models`.
     ///
     /// Wildcards cannot be listed, so the candidates are the exact names in the agent's

@@ -3,6 +3,7 @@
 use http::HeaderValue;
 use jiff::Timestamp;
 
+use super::endpoints::Endpoints;
 use crate::globs::Globs;
 use crate::limits::AgentLimits;
 
@@ -13,8 +14,8 @@ pub struct Agent {
     /// `X-Agent-ID` value, built once.
     pub id_header: HeaderValue,
     pub models: Globs,
-    /// `None`: every endpoint.
-    pub endpoints: Option<Globs>,
+    /// The methods and paths it may call (the inference endpoints unless policy lists others).
+    pub endpoints: Endpoints,
     pub status: AgentStatus,
     pub limits: AgentLimits,
 }

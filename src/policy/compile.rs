@@ -11,6 +11,7 @@ use http::HeaderValue;
 use serde_saphyr::Spanned;
 
 use super::agent::{Agent, AgentStatus};
+use super::endpoints::{EndpointCache, Endpoints};
 use super::revocations::{Revocations, RevokedKind};
 use super::spec::{AgentSpec, RevocationsSpec, RevokedSpec, StatusSpec};
 use crate::globs::GlobCache;
@@ -21,6 +22,7 @@ use crate::problem::Problems;
 /// What compiling an agent draws on besides its own section.
 pub struct AgentContext<'a, 'f> {
     pub globs: &'a mut GlobCache<'f>,
+    pub endpoints: &'a mut EndpointCache<'f>,
     pub keys: &'a mut Keys<'f>,
     pub revocations: &'a Revocations,
     pub live: &'a LiveState,
@@ -57,13 +59,8 @@ impl AgentSpec {
             self.warn_unserved(p, id, cx.served);
         }
         let endpoints = match &self.endpoints {
-            Some(endpoints) => {
-                for e in endpoints.iter().filter(|e| !e.value.starts_with('/')) {
-                    p.error(e, format!("endpoint `{}` must start with /", e.value));
-                }
-                Some(cx.globs.compile(p, endpoints, "endpoint")?)
-            }
-            None => None,
+            Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
+            None => Endpoints::inference(),
         };
         let limits = self.limits.compile(p);
         let status = self.status(p, id, cx.revocations);

@@ -5,9 +5,11 @@
 
 pub mod agent;
 pub mod compile;
+pub mod endpoints;
 pub mod revocations;
 pub mod spec;
 
+use http::Method;
 use jiff::Timestamp;
 
 pub use agent::{Agent, AgentStatus};
@@ -19,7 +21,7 @@ pub enum Denial {
     AgentRevoked,
     /// `status: suspended`, and any `suspended_until` has not come yet.
     AgentSuspended,
-    /// The path is outside the agent's `endpoints`.
+    /// The method and path are outside the agent's `endpoints`.
     EndpointNotAllowed,
     /// The model is outside the agent's `models`.
     ModelNotAllowed,
@@ -36,11 +38,13 @@ pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
     }
 }
 
-/// Refuses a path outside the agent's endpoint allowlist (no allowlist: every path).
-pub fn check_endpoint(agent: &Agent, path: &str) -> Result<(), Denial> {
-    match &agent.endpoints {
-        Some(endpoints) if !endpoints.matches(path) => Err(Denial::EndpointNotAllowed),
-        _ => Ok(()),
+/// Refuses a method and path outside the agent's endpoint allowlist (none listed: the
+/// inference endpoints).
+pub fn check_endpoint(agent: &Agent, method: &Method, path: &str) -> Result<(), Denial> {
+    if agent.endpoints.allows(method, path) {
+        Ok(())
+    } else {
+        Err(Denial::EndpointNotAllowed)
     }
 }
 

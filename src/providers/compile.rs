@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use pingora::protocols::tls::CaType;
 use serde_saphyr::Spanned;
 
@@ -61,12 +61,46 @@ impl ProviderSpec {
             },
         };
         let auth = self.upstream_auth(p, name, kind, outside.secrets);
+        let headers = self.extra_headers(p);
         Some(Provider {
             name: name.value.clone(),
             models: models?,
             upstream,
             auth,
+            headers,
         })
+    }
+
+    /// `headers:`, each a valid header that Warden does not manage itself.
+    fn extra_headers(&self, p: &mut Problems<'_>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            let Ok(header) = HeaderName::from_bytes(name.value.as_bytes()) else {
+                p.error(name, format!("`{}` is not a valid header name", name.value));
+                continue;
+            };
+            if MANAGED_HEADERS.contains(&header.as_str()) || header.as_str().starts_with("x-agent-")
+            {
+                p.error(
+                    name,
+                    format!(
+                        "`{}` is set by Warden itself and cannot be configured",
+                        name.value
+                    ),
+                );
+                continue;
+            }
+            let Ok(mut value) = HeaderValue::from_str(&value.value) else {
+                p.error(
+                    value,
+                    "this value has characters not allowed in an HTTP header",
+                );
+                continue;
+            };
+            value.set_sensitive(true);
+            headers.push((header, value));
+        }
+        headers
     }
 
     fn upstream_auth(
@@ -240,6 +274,19 @@ fn trust_list(
         }
     }
 }
+
+/// Headers Warden sets or strips on every upstream request.
+const MANAGED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "expect",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-request-id",
+];
 
 fn auth_name(auth: AuthSpec) -> &'static str {
     match auth {

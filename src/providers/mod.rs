@@ -11,7 +11,7 @@ pub mod trust;
 
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::protocols::tls::CaType;
 
 use crate::globs::Globs;
@@ -24,6 +24,8 @@ pub struct Provider {
     pub models: Globs,
     pub upstream: Upstream,
     pub auth: UpstreamAuth,
+    /// `headers:` from policy, set on every request after the agent's copies are removed.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Where a provider is reached.

@@ -116,6 +116,7 @@ mod tests {
                 base_path: String::new(),
             }),
             auth: UpstreamAuth::None,
+            headers: Vec::new(),
         }
     }
 

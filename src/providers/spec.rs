@@ -1,5 +1,6 @@
 //! `providers:` as written in policy files.
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -14,6 +15,10 @@ pub struct ProviderSpec {
     pub api_key_env: Option<Spanned<String>>,
     pub api_key_file: Option<Spanned<String>>,
     pub auth: Option<Spanned<AuthSpec>>,
+    /// Headers sent to this provider on every request (`OpenAI-Organization`,
+    /// `OpenAI-Project`, …): the operator chooses the account, never the agent.
+    #[serde(default)]
+    pub headers: IndexMap<Spanned<String>, Spanned<String>>,
     /// PEM file of CA certificates trusted for this provider, on top of the platform's roots
     /// (a private gateway's CA).
     pub ca_file: Option<Spanned<String>>,

@@ -53,7 +53,7 @@ pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
             (None, _) => first = Some(chunk),
             (Some(head), None) => {
                 let mut joined =
-                    BytesMut::with_capacity(declared.map_or(head.len() * 2, |l| l as usize));
+                    BytesMut::with_capacity(joined_capacity(head.len() + chunk.len(), declared));
                 joined.extend_from_slice(head);
                 joined.extend_from_slice(&chunk);
                 rest = Some(joined);
@@ -66,4 +66,28 @@ pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
         (Some(only), None) => only,
         (None, None) => Bytes::new(),
     })
+}
+
+/// Room for a body once its second chunk arrives: twice what has been received, then growing
+/// as more arrives. A declared `Content-Length` only caps it: a client that declares 10 MB
+/// and sends a few bytes must not pin 10 MB per connection.
+fn joined_capacity(received: usize, declared: Option<u64>) -> usize {
+    let room = received.saturating_mul(2);
+    declared.map_or(room, |len| {
+        room.min(usize::try_from(len).unwrap_or(usize::MAX))
+            .max(received)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_follows_what_arrived_not_what_was_declared() {
+        assert_eq!(joined_capacity(2_000, Some(10_000_000)), 4_000);
+        assert_eq!(joined_capacity(2_000, Some(3_000)), 3_000);
+        assert_eq!(joined_capacity(2_000, None), 4_000);
+        assert_eq!(joined_capacity(2_000, Some(10)), 2_000);
+    }
 }

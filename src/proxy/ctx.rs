@@ -28,6 +28,8 @@ pub struct UpstreamLeg {
     pub first_byte: Option<Instant>,
     /// Reads token usage from the response body as it passes.
     pub meter: UsageMeter,
+    /// The provider's own `x-request-id`, when it sent one other than Warden's.
+    pub provider_request_id: Option<HeaderValue>,
 }
 
 /// One request's context (Pingora's `CTX`).

@@ -26,6 +26,8 @@ pub enum Refusal {
     MissingModel,
     MissingCredentials,
     InvalidCredentials,
+    /// Two credentials that disagree, or one credential header sent twice.
+    AmbiguousCredentials,
     ExpiredCredentials,
     AgentRevoked,
     AgentSuspended,
@@ -78,7 +80,7 @@ impl Refusal {
             Refusal::InvalidJson(_) => Code::InvalidJson,
             Refusal::MissingModel => Code::MissingModel,
             Refusal::MissingCredentials => Code::MissingCredentials,
-            Refusal::InvalidCredentials => Code::InvalidCredentials,
+            Refusal::InvalidCredentials | Refusal::AmbiguousCredentials => Code::InvalidCredentials,
             Refusal::ExpiredCredentials => Code::ExpiredCredentials,
             Refusal::AgentRevoked => Code::AgentRevoked,
             Refusal::AgentSuspended => Code::AgentSuspended,
@@ -99,6 +101,7 @@ impl Refusal {
             Refusal::InvalidJson(_) | Refusal::MissingModel => StatusCode::BAD_REQUEST,
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials
+            | Refusal::AmbiguousCredentials
             | Refusal::ExpiredCredentials => StatusCode::UNAUTHORIZED,
             Refusal::AgentRevoked
             | Refusal::AgentSuspended
@@ -123,6 +126,7 @@ impl Refusal {
             }
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials
+            | Refusal::AmbiguousCredentials
             | Refusal::ExpiredCredentials => "authentication_error",
             Refusal::AgentRevoked
             | Refusal::AgentSuspended
@@ -145,6 +149,7 @@ impl Refusal {
                 "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`".into()
             }
             Refusal::InvalidCredentials => "the API key is not valid".into(),
+            Refusal::AmbiguousCredentials => "more than one credential was sent (a header twice, or `Authorization` and `x-api-key` that differ): send exactly one".into(),
             Refusal::ExpiredCredentials => "the API key has expired".into(),
             Refusal::AgentRevoked => "this agent's access has been revoked".into(),
             Refusal::AgentSuspended => "this agent is suspended".into(),

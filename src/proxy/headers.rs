@@ -15,6 +15,22 @@ use crate::providers::UpstreamAuth;
 pub const REQUEST_ID: &str = "x-request-id";
 /// Agent identity header set for the provider; any client-sent `X-Agent-*` is removed first.
 pub const AGENT_ID: &str = "x-agent-id";
+/// Where the client finds the provider's own `x-request-id` (SDKs and provider support ask for
+/// it), since `X-Request-ID` carries Warden's id (SPEC).
+pub const PROVIDER_REQUEST_ID: &str = "x-provider-request-id";
+
+/// Headers that choose the provider account, project or billing, or carry a provider
+/// credential. They are the operator's to set (`providers.<name>.headers`), never the agent's:
+/// an agent sending `OpenAI-Organization` could bill another organization on the shared key.
+pub const OPERATOR_HEADERS: &[&str] = &[
+    "openai-organization",
+    "openai-project",
+    // Azure OpenAI's key header.
+    "api-key",
+    // Google's key and billing-project headers.
+    "x-goog-api-key",
+    "x-goog-user-project",
+];
 
 /// Longest client request id Warden keeps (longer ones are replaced).
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -51,6 +67,8 @@ pub struct UpstreamIdentity<'a> {
     pub agent_id: &'a HeaderValue,
     pub request_id: Option<&'a HeaderValue>,
     pub body_len: usize,
+    /// Headers the provider's policy sets (`OpenAI-Organization`, …).
+    pub provider_headers: &'a [(HeaderName, HeaderValue)],
 }
 
 /// Rewrites the upstream request: origin-form path, provider `Host`, provider key in place of
@@ -73,8 +91,11 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
     ] {
         req.remove_header(&name);
     }
-    for name in ["x-api-key", "proxy-connection", REQUEST_ID] {
-        req.remove_header(name);
+    for name in ["x-api-key", "proxy-connection", REQUEST_ID]
+        .iter()
+        .chain(OPERATOR_HEADERS)
+    {
+        req.remove_header(*name);
     }
     remove_agent_headers(req);
     req.insert_header(HOST, up.authority.clone())?;
@@ -87,6 +108,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
     req.insert_header(AGENT_ID, up.agent_id.clone())?;
     if let Some(id) = up.request_id {
         req.insert_header(REQUEST_ID, id.clone())?;
+    }
+    for (name, value) in up.provider_headers {
+        req.insert_header(name.clone(), value.clone())?;
     }
     Ok(())
 }
@@ -159,6 +183,9 @@ mod tests {
             ("expect", "100-continue"),
             ("accept-encoding", "gzip"),
             ("anthropic-version", "2023-06-01"),
+            ("openai-organization", "org-someone-else"),
+            ("OpenAI-Project", "proj-x"),
+            ("api-key", "agent-secret"),
         ] {
             req.insert_header(k, v).unwrap();
         }
@@ -170,6 +197,10 @@ mod tests {
             agent_id: &HeaderValue::from_static("bot"),
             request_id: Some(&HeaderValue::from_static("rid")),
             body_len: 42,
+            provider_headers: &[(
+                HeaderName::from_static("openai-organization"),
+                HeaderValue::from_static("org-operator"),
+            )],
         };
         rewrite_upstream(&mut req, up).unwrap();
         let h = &req.headers;
@@ -184,5 +215,7 @@ mod tests {
         assert_eq!(h["anthropic-version"], "2023-06-01");
         assert_eq!(h["host"], "api.example");
         assert_eq!(h["x-request-id"], "rid");
+        assert_eq!(h["openai-organization"], "org-operator");
+        assert!(h.get("openai-project").is_none() && h.get("api-key").is_none());
     }
 }

@@ -36,6 +36,7 @@ use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
 use crate::clock::Clock;
 use crate::code::Code;
 use crate::config::Snapshot;
+use crate::limits::counters::OVERFLOW_MODEL;
 use crate::limits::RateDecision;
 use crate::metrics::Metrics;
 use crate::providers::Upstream;
@@ -156,6 +157,7 @@ impl ProxyHttp for WardenProxy {
                 agent_id: &agent.id_header,
                 request_id: ctx.request_id.as_ref(),
                 body_len: forward.body_len,
+                provider_headers: &provider.headers,
             },
         )
     }
@@ -177,6 +179,12 @@ impl ProxyHttp for WardenProxy {
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes());
             upstream.meter = UsageMeter::for_content_type(content_type);
+        }
+        if let Some(theirs) = response.headers.get(headers::REQUEST_ID) {
+            if ctx.request_id.as_ref() != Some(theirs) {
+                upstream.provider_request_id = Some(theirs.clone());
+                response.insert_header(headers::PROVIDER_REQUEST_ID, theirs.clone())?;
+            }
         }
         if let Some(id) = &ctx.request_id {
             response.insert_header(headers::REQUEST_ID, id.clone())?;
@@ -231,8 +239,8 @@ impl ProxyHttp for WardenProxy {
         matches!(e.esource(), ErrorSource::Downstream)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        self.record(session, ctx);
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.record(session, e, ctx);
     }
 }
 
@@ -253,6 +261,7 @@ impl WardenProxy {
         let now = ctx.arrived;
         let key = {
             let presented = crate::identity::presented(&session.req_header().headers)
+                .map_err(|_| Refusal::AmbiguousCredentials)?
                 .ok_or(Refusal::MissingCredentials)?;
             snapshot
                 .keys
@@ -267,7 +276,7 @@ impl WardenProxy {
 
         let path = session.req_header().uri.path();
         request::check_path(path)?;
-        crate::policy::check_endpoint(agent, path)?;
+        crate::policy::check_endpoint(agent, &session.req_header().method, path)?;
         if session.req_header().method == http::Method::GET {
             return models::answer(&snapshot, agent, path).map(Admitted::Answer);
         }
@@ -292,19 +301,22 @@ impl WardenProxy {
             return Err(Refusal::UpstreamUnavailable(why));
         }
 
-        if let Some(rate) = &agent.limits.requests_per_minute {
-            let decision = rate.check();
-            ctx.rate = Some(decision);
-            if let RateDecision::Limited { retry_after, .. } = decision {
-                return Err(Refusal::RateLimited { retry_after });
-            }
-        }
+        // A refused request spends no limit: the concurrency slot is taken first (and given
+        // back if the rate refuses), because a rate token once taken cannot be returned.
         if let Some((max, in_flight)) = &agent.limits.max_concurrent {
             ctx.in_flight = Some(
                 in_flight
                     .try_acquire(*max)
                     .ok_or(Refusal::ConcurrencyLimited)?,
             );
+        }
+        if let Some(rate) = &agent.limits.requests_per_minute {
+            let decision = rate.check();
+            ctx.rate = Some(decision);
+            if let RateDecision::Limited { retry_after, .. } = decision {
+                ctx.in_flight = None;
+                return Err(Refusal::RateLimited { retry_after });
+            }
         }
 
         ctx.forward = Some(Forward {
@@ -320,25 +332,34 @@ impl WardenProxy {
     }
 
     /// Emits the request's metrics and audit event, once per request.
-    fn record(&self, session: &Session, ctx: &mut RequestCtx) {
+    ///
+    /// A response that started but did not finish is not `ok`: `error` says who broke it (the
+    /// client hanging up: `client_closed`; the provider failing mid-body: its upstream code).
+    fn record(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
-        let code = match (&ctx.refusal, status) {
-            (Some(refusal), _) => refusal.code(),
-            (None, Some(s)) if s < 400 => Code::Ok,
-            (None, Some(s)) if s < 500 => Code::Upstream4xx,
-            (None, Some(_)) => Code::Upstream5xx,
-            (None, None) => Code::ClientClosed,
+        let code = match (&ctx.refusal, status, error) {
+            (Some(refusal), _, _) => refusal.code(),
+            (None, None, _) => Code::ClientClosed,
+            (None, Some(_), Some(e)) if matches!(e.esource(), ErrorSource::Downstream) => {
+                Code::ClientClosed
+            }
+            (None, Some(_), Some(e)) => Refusal::from_upstream_error(e).code(),
+            (None, Some(s), None) if s < 400 => Code::Ok,
+            (None, Some(s), None) if s < 500 => Code::Upstream4xx,
+            (None, Some(_), None) => Code::Upstream5xx,
         };
         let snapshot = ctx.snapshot.as_deref();
         let agent = snapshot.zip(ctx.agent).map(|(s, a)| &s.agents[a]);
         let provider = snapshot
             .zip(ctx.provider)
             .map_or("", |(s, p)| s.providers[p].name.as_str());
-        let model = match (&ctx.model, agent) {
-            (Some(model), Some(agent))
-                if agent.models.matches_literally(model) || code == Code::Ok =>
-            {
-                model.as_str()
+        let model = match (&ctx.model, snapshot, agent) {
+            (Some(model), Some(snapshot), Some(agent)) => {
+                if snapshot.names_model(agent, model) {
+                    model.as_str()
+                } else {
+                    OVERFLOW_MODEL
+                }
             }
             _ => "",
         };
@@ -369,6 +390,7 @@ impl WardenProxy {
             audit.emit(AuditEvent {
                 arrived: ctx.arrived,
                 request_id: ctx.request_id.clone(),
+                provider_request_id: upstream.provider_request_id.clone(),
                 snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: ctx.agent,
                 provider: ctx.provider,

@@ -35,6 +35,13 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
     }
     let probe: Probe<'_> =
         serde_json::from_slice(body).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+    // serde_json checks UTF-8 and escapes only in the values it decodes; the fields it skips
+    // are checked here, so the provider never reads text Warden could not.
+    if let Err(e) = std::str::from_utf8(body) {
+        let at = e.valid_up_to();
+        return Err(Refusal::InvalidJson(format!("invalid UTF-8 at byte {at}")));
+    }
+    check_escapes(body)?;
     match probe.model {
         Some(model) if !model.is_empty() => Ok(BodyFields {
             model,
@@ -42,6 +49,44 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
         }),
         _ => Err(Refusal::MissingModel),
     }
+}
+
+/// Refuses `\\u` escapes that encode a lone UTF-16 surrogate (`"\\ud800"`): JSON parsers disagree
+/// on them (some refuse, some keep them, some substitute U+FFFD), so Warden cannot know what a
+/// provider reads. Called on a body that already parsed as JSON, where every backslash is the
+/// start of an escape inside a string.
+fn check_escapes(body: &[u8]) -> Result<(), Refusal> {
+    let lone = || Refusal::InvalidJson("a \\u escape encodes a lone UTF-16 surrogate".into());
+    let mut at = 0;
+    while let Some(found) = body.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        let escape = at + found;
+        if body.get(escape + 1) != Some(&b'u') {
+            at = escape + 2;
+            continue;
+        }
+        let unit = hex4(body, escape + 2);
+        at = escape + 6;
+        match unit {
+            Some(0xD800..=0xDBFF) => {
+                let low = (body.get(at..at + 2) == Some(b"\\u"))
+                    .then(|| hex4(body, at + 2))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return Err(lone());
+                }
+                at += 6;
+            }
+            Some(0xDC00..=0xDFFF) => return Err(lone()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The four hex digits at `at`, as a number.
+fn hex4(body: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(body.get(at..at + 4)?).ok()?;
+    u16::from_str_radix(digits, 16).ok()
 }
 
 /// Checks that a request path is in the one form Warden and the provider read the same way.
@@ -87,7 +132,7 @@ mod tests {
         let f = body_fields(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#).unwrap();
         assert_eq!(f.model, "gpt-4o");
         assert!(f.stream);
-        let f = body_fields(br#"{"model":"gpt\u002d4o"}"#).unwrap();
+        let f = body_fields(br#"{"model":"gpt\u002d4o","x":"\\ud800 \ud83d\ude00"}"#).unwrap();
         assert_eq!(f.model, "gpt-4o");
         assert!(!f.stream);
     }
@@ -104,6 +149,10 @@ mod tests {
         assert_eq!(code(br#"{"messages":[]}"#), "missing_model");
         assert_eq!(code(br#"{"model":""}"#), "missing_model");
         assert_eq!(code(br#"{"model":null}"#), "missing_model");
+        assert_eq!(code(b"{\"model\":\"a\",\"x\":\"\xff\"}"), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","x":"\ud800"}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","x":"\udc00\ud800"}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","x":"\ud800\u0041"}"#), "invalid_json");
     }
 
     #[test]

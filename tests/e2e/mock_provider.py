@@ -4,6 +4,8 @@ OpenAI-shaped JSON and SSE for /v1/chat/completions and /v1/embeddings, Anthropi
 and SSE for /v1/messages. Models steer behaviour so tests can provoke each case:
   slow-*      waits `slow_seconds` before answering (upstream timeout tests)
   error-*     answers 500
+  broken-*    starts an SSE stream, sends two events, then drops the connection mid-body
+Every answer carries the provider's own `x-request-id` (`req_mock_N`).
 Streams send one event every `stream_interval` seconds so tests can see them arrive apart.
 """
 
@@ -36,6 +38,7 @@ class MockProvider:
         """`tls`: an `ssl.SSLContext` with the server certificate, to serve HTTPS.
         `idle_timeout`: seconds after which an idle keep-alive connection is closed."""
         self.requests = []
+        self.answered = 0
         self.lock = threading.Lock()
         self.stream_interval = stream_interval
         self.slow_seconds = slow_seconds
@@ -106,6 +109,9 @@ class MockProvider:
             time.sleep(self.slow_seconds)
         if model.startswith("error-"):
             return self._send_json(h, 500, {"error": {"message": "provider exploded"}})
+        if model.startswith("broken-"):
+            events = openai_events(model, include_usage=False)[:2]
+            return self._send_sse(h, events, anthropic=False, complete=False)
         if rec.path.startswith("/v1/embeddings"):
             return self._send_json(h, 200, {
                 "object": "list", "model": model,
@@ -130,16 +136,24 @@ class MockProvider:
             "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18},
         })
 
+    def _provider_request_id(self, h):
+        with self.lock:
+            self.answered += 1
+            n = self.answered
+        h.send_header("x-request-id", f"req_mock_{n}")
+
     def _send_json(self, h, status, obj):
         data = json.dumps(obj).encode()
         h.send_response(status)
+        self._provider_request_id(h)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
 
-    def _send_sse(self, h, events, anthropic):
+    def _send_sse(self, h, events, anthropic, complete=True):
         h.send_response(200)
+        self._provider_request_id(h)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
@@ -150,6 +164,9 @@ class MockProvider:
             text += f"data: {json.dumps(event)}\n\n"
             self._chunk(h, text.encode())
             time.sleep(self.stream_interval)
+        if not complete:
+            h.close_connection = True
+            return
         if not anthropic:
             self._chunk(h, b"data: [DONE]\n\n")
         h.wfile.write(b"0\r\n\r\n")

@@ -29,7 +29,7 @@ def post(warden, payload, key=AGENT_KEY, headers=None):
 def limited(provider):
     extra = f"""  limited:
     keys: [{{id: lim-1, sha256: {sha256_hex("sk-limited")}}}]
-    models: ["gpt-*"]
+    models: ["gpt-4o", "gpt-4o-mini"]
     limits: {{requests_per_minute: 100}}
 """
     w = Warden(standard_policy(provider.base_url, extra_agents=extra),

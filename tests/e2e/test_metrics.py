@@ -33,18 +33,21 @@ def test_counts_by_agent_model_provider_and_code(warden):
 def check_counts(warden, odd):
     f = families(warden)
     requests = f["warden_requests"]
-    [odd_ok] = samples(requests, "warden_requests_total", agent="app", model=odd, code="ok")
+    # The odd name is allowed by a wildcard only: no label of its own (an agent could invent
+    # one per request), it shares `_other`.
+    assert not samples(requests, "warden_requests_total", model=odd)
+    [odd_ok] = samples(requests, "warden_requests_total", agent="app", model="_other", code="ok")
     assert odd_ok.value == 2 and odd_ok.labels["provider"] == "anthropic"
     [ok] = samples(requests, "warden_requests_total", agent="app", model="gpt-4o", code="ok")
     assert ok.value == 1 and ok.labels["provider"] == "openai"
     [denied] = samples(requests, "warden_requests_total", agent="narrow", code="model_not_allowed")
-    assert denied.value == 1 and denied.labels["model"] == ""
+    assert denied.value == 1 and denied.labels["model"] == "_other"
     [anonymous] = samples(requests, "warden_requests_total", agent="", code="invalid_credentials")
     assert anonymous.value == 1
 
     tokens = f["warden_tokens"]
-    [odd_in] = samples(tokens, "warden_tokens_total", agent="app", model=odd, direction="input")
-    [odd_out] = samples(tokens, "warden_tokens_total", agent="app", model=odd, direction="output")
+    [odd_in] = samples(tokens, "warden_tokens_total", agent="app", model="_other", direction="input")
+    [odd_out] = samples(tokens, "warden_tokens_total", agent="app", model="_other", direction="output")
     assert (odd_in.value, odd_out.value) == (22, 8)  # the mock reports 11 in / 4 out per message
 
     upstream = f["warden_upstream_duration_seconds"]

@@ -1,0 +1,42 @@
+//! The shipper's bytes and the verifier's reading agree on any record: the hash the shipper
+//! writes is the hash the verifier recomputes from the parsed line, whatever the strings hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use warden::audit::chain::{canonical_hash, to_json, ChainState};
+use warden::audit::verify::parse_strict;
+use warden::audit::{AuditEvent, Tokens};
+use warden::code::Code;
+
+fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
+    let (path, model, instance, seq, latency, tokens) = input;
+    let event = AuditEvent {
+        arrived: jiff::Timestamp::UNIX_EPOCH,
+        request_id: http::HeaderValue::from_str(model).ok(),
+        provider_request_id: None,
+        snapshot: None,
+        agent: None,
+        provider: None,
+        key: None,
+        method: http::Method::POST,
+        path: path.to_string(),
+        model: Some(model.to_string()),
+        denied: seq % 2 == 0,
+        code: Code::ALL[(seq % Code::ALL.len() as u64) as usize],
+        status: 200,
+        latency_ms: latency,
+        upstream_ms: None,
+        ttfb_ms: Some(latency / 2.0),
+        tokens: tokens.map(|(input, output)| Tokens { input, output }),
+    };
+    let mut chain = ChainState::new(instance.to_string());
+    chain.seq = seq % (1 << 53);
+    let line = chain.seal(|link| to_json(&event.record(link)));
+    let Ok(record) = parse_strict(&line) else {
+        // Only a record serde_json could not write (a non-finite float is written as null and
+        // still parses), so a refusal here is a real disagreement.
+        panic!("the verifier cannot read the shipper's line: {line}");
+    };
+    let written = record["hash"].as_str().unwrap_or_default();
+    assert_eq!(canonical_hash(&record), written, "{line}");
+});

@@ -1,0 +1,20 @@
+//! Differential: whenever Warden accepts a body, a standard JSON reader (serde_json's `Value`,
+//! last duplicate wins like most provider stacks) reads the same `model` and `stream`, and the
+//! body is valid UTF-8 without lone surrogates.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use warden::proxy::request::body_fields;
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(fields) = body_fields(body) else {
+        return;
+    };
+    assert!(std::str::from_utf8(body).is_ok(), "accepted invalid UTF-8");
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => panic!("accepted a body a JSON reader refuses: {e}"),
+    };
+    assert_eq!(value["model"].as_str(), Some(&*fields.model));
+    assert_eq!(value["stream"].as_bool().unwrap_or(false), fields.stream);
+});
