@@ -50,7 +50,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         snapshot: Some(Arc::clone(snapshot) as Arc<dyn Directory>),
         agent: Some(0),
         provider: Some(0),
-        key: Some([7; 32]),
+        credential: Some(warden::identity::Credential::ApiKey([7; 32])),
         method: http::Method::POST,
         path: "/v1/chat/completions".to_string(),
         model: Some("gpt-4o-mini".to_string()),

@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::Timestamp;
 use warden::config::{self, source, Environment};
 use warden::limits::LiveState;
-use warden::{policy, proxy};
+use warden::{identity, policy, proxy};
 
 const AGENTS: usize = 1000;
 
@@ -35,21 +35,28 @@ fn decision(c: &mut Criterion) {
         Err(problems) => panic!("bench policy invalid: {problems:?}"),
     };
     let body = br#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Summarise the incident report in three bullet points, please."}]}"#;
-    let secret = b"key-500";
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_static("Bearer key-500"),
+    );
 
     c.bench_function(
         "decision: key + allowlists + body model + route + limits",
         |b| {
             b.iter(|| {
                 let now = Timestamp::now();
-                let key = snapshot.keys.find(black_box(secret))?;
-                key.check(now).ok()?;
-                let agent = &snapshot.agents[key.agent];
+                let principal =
+                    identity::authenticate(&snapshot.identity, black_box(&headers), now, &|_| {
+                        false
+                    })
+                    .ok()?;
+                let agent = &snapshot.agents[principal.agent];
                 policy::check_agent(agent, now).ok()?;
                 proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;
                 policy::check_endpoint(agent, &http::Method::POST, "/v1/chat/completions").ok()?;
                 let fields = proxy::request::body_fields(black_box(body)).ok()?;
-                policy::check_model(agent, &fields.model).ok()?;
+                policy::check_model(agent, principal.credential.narrowing(), &fields.model).ok()?;
                 let (_, provider) = snapshot.route(&fields.model)?;
                 let rate = agent.limits.requests_per_minute.as_ref()?.check();
                 let (max, in_flight) = agent.limits.max_concurrent.as_ref()?;

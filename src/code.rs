@@ -20,6 +20,8 @@ pub enum Code {
     MissingCredentials,
     InvalidCredentials,
     ExpiredCredentials,
+    InvalidSignature,
+    ReplayedRequest,
     AgentRevoked,
     AgentSuspended,
     CredentialRevoked,
@@ -35,7 +37,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 22] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -45,6 +47,8 @@ impl Code {
         Code::MissingCredentials,
         Code::InvalidCredentials,
         Code::ExpiredCredentials,
+        Code::InvalidSignature,
+        Code::ReplayedRequest,
         Code::AgentRevoked,
         Code::AgentSuspended,
         Code::CredentialRevoked,
@@ -70,6 +74,8 @@ impl Code {
             Code::MissingCredentials => "missing_credentials",
             Code::InvalidCredentials => "invalid_credentials",
             Code::ExpiredCredentials => "expired_credentials",
+            Code::InvalidSignature => "invalid_signature",
+            Code::ReplayedRequest => "replayed_request",
             Code::AgentRevoked => "agent_revoked",
             Code::AgentSuspended => "agent_suspended",
             Code::CredentialRevoked => "credential_revoked",

@@ -17,7 +17,7 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
         snapshot: None,
         agent: None,
         provider: None,
-        key: None,
+        credential: None,
         method: http::Method::POST,
         path: path.to_string(),
         model: Some(model.to_string()),

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::chain::Link;
 use crate::code::Code;
-use crate::identity::api_key::KeyHash;
+use crate::identity::Credential as Presented;
 
 /// The names an event refers to by index: the policy snapshot the decision was made under.
 ///
@@ -26,8 +26,9 @@ pub trait Directory: Send + Sync + fmt::Debug {
     fn version(&self) -> &str;
     fn agent_id(&self, agent: usize) -> Option<&str>;
     fn provider_name(&self, provider: usize) -> Option<&str>;
-    /// The id of the API key stored under `hash`.
-    fn key_id(&self, hash: &KeyHash) -> Option<&str>;
+    /// The id of the key behind `credential`: the API key's or public key's id, or the
+    /// token issuer's name.
+    fn credential_id(&self, credential: &Presented) -> Option<&str>;
 }
 
 /// An event as the proxy produces it (before chaining).
@@ -41,9 +42,9 @@ pub struct AuditEvent {
     pub snapshot: Option<Arc<dyn Directory>>,
     pub agent: Option<usize>,
     pub provider: Option<usize>,
-    /// The API key presented, by the hash the snapshot stores it under (never the secret);
-    /// `None` when none was recognised. The shipper looks its id up.
-    pub key: Option<KeyHash>,
+    /// The credential the agent was identified by (never the secret); `None` when none was
+    /// presented or recognised. The shipper looks its id up.
+    pub credential: Option<Presented>,
     pub method: Method,
     pub path: String,
     /// The model, when it is bounded (see the metrics' `model` label).
@@ -73,8 +74,12 @@ pub struct Tokens {
 #[derive(Debug, Serialize)]
 pub struct Credential<'a> {
     pub key_id: Option<&'a str>,
-    /// `api_key`, or `none` when no credential was presented or recognised.
+    /// `api_key`, `jwt`, `http_signature`, or `none` when no credential was presented or
+    /// recognised.
     pub kind: &'static str,
+    /// A token's `jti` (JWT credentials only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<&'a str>,
 }
 
 /// A request event as written (SPEC "Audit events").
@@ -134,8 +139,8 @@ impl AuditEvent {
             .and_then(|(s, p)| s.provider_name(p))
             .unwrap_or_default();
         let key_id = snapshot
-            .zip(self.key.as_ref())
-            .and_then(|(s, hash)| s.key_id(hash));
+            .zip(self.credential.as_ref())
+            .and_then(|(s, credential)| s.credential_id(credential));
         RequestRecord {
             agent,
             code: self.code.as_str(),
@@ -143,7 +148,11 @@ impl AuditEvent {
             cost_usd: None,
             credential: Credential {
                 key_id,
-                kind: if key_id.is_some() { "api_key" } else { "none" },
+                kind: self.credential.as_ref().map_or("none", Presented::kind),
+                token_id: match &self.credential {
+                    Some(Presented::Jwt(token)) => token.token_id.as_deref(),
+                    _ => None,
+                },
             },
             decision: if self.denied { "deny" } else { "allow" },
             instance: link.instance,

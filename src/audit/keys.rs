@@ -27,9 +27,14 @@ pub fn generate() -> Result<SigningKey, getrandom::Error> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// The private key as PKCS#8 PEM.
+/// The private key as PKCS#8 v1 PEM (the private key alone, as `openssl genpkey` writes it):
+/// the v2 form with the public key inside is refused by some readers (Python's `cryptography`).
 pub fn signing_key_pem(key: &SigningKey) -> Result<String, String> {
-    key.to_pkcs8_pem(Default::default())
+    let pair = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    pair.to_pkcs8_pem(Default::default())
         .map(|pem| pem.to_string())
         .map_err(|e| format!("cannot encode the key: {e}"))
 }

@@ -358,7 +358,7 @@ mod tests {
             snapshot: None,
             agent: None,
             provider: None,
-            key: None,
+            credential: None,
             method: http::Method::POST,
             path: "/v1/chat/completions".into(),
             model: None,

@@ -31,7 +31,7 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
                     s.version,
                     s.agents.len(),
                     s.providers.len(),
-                    s.keys.len()
+                    s.identity.keys.len()
                 );
             }
             Err(problems) => {

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod keygen;
 pub mod keys;
 pub mod serve;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,11 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Agent tokens (EdDSA JWTs).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -74,6 +80,35 @@ pub enum AuditCommand {
         /// Log files in chain order, or directories (rotated files oldest first)
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a JWT for an agent, signed with an issuer's key (verifies with PyJWT and Warden).
+    Mint {
+        /// The issuer's private key (PKCS#8 PEM, e.g. from `warden keygen`)
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// Agent id (`sub`)
+        #[arg(long)]
+        agent: String,
+        /// Audience (`aud`): the issuer's `audience` in Warden's policy
+        #[arg(long)]
+        audience: String,
+        /// Lifetime, like 5m, 300s or 1h
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+        /// Issuer name (`iss`): the key under `issuers:` in policy [default: none; Warden then
+        /// finds the issuer whose key verifies]
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Models the token narrows the agent to (comma-separated globs)
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Token id (`jti`), for revocation [default: a random UUID]
+        #[arg(long)]
+        jti: Option<String>,
     },
 }
 
@@ -101,6 +136,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { key, files },
         } => audit::verify(key.as_deref(), &files),
+        Command::Token {
+            command:
+                TokenCommand::Mint {
+                    issuer_key,
+                    agent,
+                    audience,
+                    ttl,
+                    issuer,
+                    models,
+                    jti,
+                },
+        } => token::mint(&token::Mint {
+            issuer_key: &issuer_key,
+            agent: &agent,
+            audience: &audience,
+            ttl: &ttl,
+            issuer: issuer.as_deref(),
+            models: &models,
+            jti: jti.as_deref(),
+        }),
     }
 }
 

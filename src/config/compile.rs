@@ -11,19 +11,18 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
+pub use super::env::Environment;
+use super::env::RecordingSecrets;
 use super::file::PolicyFile;
 use super::server::ServerSettings;
-use super::snapshot::{ReferencedFile, Snapshot};
+use super::snapshot::Snapshot;
 use super::source::Sources;
 use crate::audit::AuditSettings;
-use crate::environment::{Lookup, Offline, Secrets, Skipped, SystemLookup, SystemSecrets};
 use crate::globs::{is_literal, GlobCache, Globs};
 use crate::identity::compile::Keys;
+use crate::identity::jwt::Issuer;
 use crate::limits::LiveState;
 use crate::policy::compile::AgentContext;
 use crate::policy::endpoints::EndpointCache;
@@ -32,36 +31,6 @@ use crate::policy::Agent;
 use crate::problem::{Origin, Problem, Problems};
 use crate::providers::compile::Outside;
 use crate::providers::Provider;
-
-/// What compiling may touch outside the policy text.
-pub struct Environment<'a> {
-    /// Live limit state to bind agents to (shared across reloads).
-    pub live: &'a LiveState,
-    /// Provider keys and mounted files.
-    pub secrets: &'a dyn Secrets,
-    /// Provider host names.
-    pub lookup: &'a dyn Lookup,
-}
-
-impl<'a> Environment<'a> {
-    /// Real secrets and DNS: `warden serve` and reloads.
-    pub fn system(live: &'a LiveState) -> Self {
-        Environment {
-            live,
-            secrets: &SystemSecrets,
-            lookup: &SystemLookup,
-        }
-    }
-
-    /// Neither secrets nor DNS: `warden check` (CI has no production secrets) and tests.
-    pub fn offline(live: &'a LiveState) -> Self {
-        Environment {
-            live,
-            secrets: &Offline,
-            lookup: &Offline,
-        }
-    }
-}
 
 /// A compiled snapshot with the warnings found on the way.
 pub struct Compiled {
@@ -124,6 +93,8 @@ pub fn compile_parsed(
         agents: Vec::new(),
         agent_ids: HashMap::new(),
         keys: Keys::default(),
+        issuers: Vec::new(),
+        issuer_names: HashMap::new(),
         revocations: Revocations::default(),
         globs: GlobCache::default(),
         endpoints: EndpointCache::default(),
@@ -144,6 +115,7 @@ pub fn compile_parsed(
         providers,
         agents,
         keys,
+        issuers,
         revocations,
         ..
     } = builder;
@@ -156,7 +128,7 @@ pub fn compile_parsed(
         server: server.map(|(_, s)| s).unwrap_or_default(),
         providers,
         agents,
-        keys: keys.finish(),
+        identity: keys.finish(issuers),
         revocations,
         referenced_files: secrets.read.into_inner(),
         audit: audit.map(|(_, a)| a),
@@ -203,28 +175,6 @@ fn first_line(message: &str) -> String {
     }
 }
 
-/// Records every file read through it: a change to a provider's key file or CA file is a
-/// policy change too, so the reloader watches them.
-struct RecordingSecrets<'a> {
-    inner: &'a dyn Secrets,
-    read: RefCell<Vec<ReferencedFile>>,
-}
-
-impl Secrets for RecordingSecrets<'_> {
-    fn env_var(&self, name: &str) -> Result<Option<String>, Skipped> {
-        self.inner.env_var(name)
-    }
-
-    fn file(&self, path: &Path) -> Result<io::Result<Vec<u8>>, Skipped> {
-        let bytes = self.inner.file(path)?;
-        self.read.borrow_mut().push(ReferencedFile {
-            path: path.to_path_buf(),
-            digest: bytes.as_deref().ok().map(|b| Sha256::digest(b).into()),
-        });
-        Ok(bytes)
-    }
-}
-
 /// Compiling state; `'f` is the lifetime of the parsed files, which ids and origins borrow.
 struct Builder<'a, 'f> {
     live: &'a LiveState,
@@ -237,6 +187,8 @@ struct Builder<'a, 'f> {
     agents: Vec<Agent>,
     agent_ids: HashMap<&'f str, Origin<'f>>,
     keys: Keys<'f>,
+    issuers: Vec<Issuer>,
+    issuer_names: HashMap<&'f str, Origin<'f>>,
     revocations: Revocations,
     globs: GlobCache<'f>,
     endpoints: EndpointCache<'f>,
@@ -281,6 +233,18 @@ impl<'f> Builder<'_, 'f> {
                 .insert(&name.value, Origin::of(path, name));
             if let Some(provider) = spec.compile(name, &mut p, &mut self.globs, &self.outside) {
                 self.providers.push(provider);
+            }
+        }
+        for (name, spec) in &policy.issuers {
+            if let Some(first) = self.issuer_names.get(name.value.as_str()) {
+                let message = format!("issuer `{}` is already defined at {first}", name.value);
+                p.error(name, message);
+                continue;
+            }
+            self.issuer_names
+                .insert(&name.value, Origin::of(path, name));
+            if let Some(issuer) = spec.compile(name, &mut p) {
+                self.issuers.push(issuer);
             }
         }
         if let Some(revocations) = &policy.revocations {
@@ -356,8 +320,11 @@ fn is_served(providers: &[Provider], model: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
     use crate::config::source;
+    use crate::environment::{Offline, Secrets, Skipped};
     use crate::policy::revocations::RevokedKind;
     use crate::policy::AgentStatus;
 
@@ -409,7 +376,7 @@ revocations:
             AgentStatus::Revoked,
             "revocation wins over suspension"
         );
-        assert!(s.keys.find(b"test").is_some_and(|k| k.revoked));
+        assert!(s.identity.keys.find(b"test").is_some_and(|k| k.revoked));
         let reason = s.revocations.get(RevokedKind::Agent, "b");
         assert_eq!(reason.map(|r| r.reason.as_str()), Some("compromised"));
         assert!(s.revocations.get(RevokedKind::Token, "jti-9").is_some());

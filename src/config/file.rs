@@ -14,6 +14,7 @@ use serde_saphyr::Spanned;
 
 use super::server::ServerSpec;
 use crate::audit::spec::AuditSpec;
+use crate::identity::spec::IssuerSpec;
 use crate::policy::spec::{AgentSpec, RevocationsSpec};
 use crate::providers::spec::ProviderSpec;
 
@@ -32,6 +33,9 @@ pub struct PolicyFile {
     /// May appear in several files (e.g. a `revocations.yaml` of its own); the lists are merged.
     #[serde(default)]
     pub revocations: Option<RevocationsSpec>,
+    /// Trusted JWT issuers, by the name their tokens' `iss` carries.
+    #[serde(default)]
+    pub issuers: IndexMap<Spanned<String>, IssuerSpec>,
     /// Where audit events go; one file of a directory may define it.
     #[serde(default)]
     pub audit: Option<Spanned<AuditSpec>>,

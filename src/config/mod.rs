@@ -6,6 +6,7 @@
 //! addresses fresh for the snapshot in force.
 
 pub mod compile;
+mod env;
 pub mod file;
 pub mod reload;
 pub mod resolver;

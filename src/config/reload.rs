@@ -270,7 +270,7 @@ pub fn summary(snapshot: &Snapshot) -> String {
         "{} agents, {} providers, {} keys; revoked: {} agents, {} keys, {} tokens",
         snapshot.agents.len(),
         snapshot.providers.len(),
-        snapshot.keys.len(),
+        snapshot.identity.keys.len(),
         r.count(RevokedKind::Agent),
         r.count(RevokedKind::Credential),
         r.count(RevokedKind::Token)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::server::ServerSettings;
 use crate::audit::{AuditSettings, Directory};
 use crate::globs::is_literal;
-use crate::identity::api_key::{KeyHash, KeyIndex};
+use crate::identity::{Credential, Identities};
 use crate::policy::revocations::Revocations;
 use crate::policy::Agent;
 use crate::providers::Provider;
@@ -19,7 +19,8 @@ pub struct Snapshot {
     /// In policy order: the first provider whose globs match a model serves it.
     pub providers: Vec<Provider>,
     pub agents: Vec<Agent>,
-    pub keys: KeyIndex,
+    /// API keys, public keys, trusted issuers.
+    pub identity: Identities,
     pub revocations: Revocations,
     /// Files the policy points at (provider key files, CA files) and what they held when
     /// compiled: a change to one of them is a policy change too.
@@ -91,7 +92,15 @@ impl Directory for Snapshot {
         self.providers.get(provider).map(|p| p.name.as_str())
     }
 
-    fn key_id(&self, hash: &KeyHash) -> Option<&str> {
-        self.keys.by_hash(hash).map(|k| k.key_id.as_str())
+    fn credential_id(&self, credential: &Credential) -> Option<&str> {
+        match credential {
+            Credential::ApiKey(hash) => self.identity.keys.by_hash(hash).map(|k| k.key_id.as_str()),
+            Credential::Jwt(token) => self
+                .identity
+                .issuers
+                .get(token.issuer)
+                .map(|i| i.name.as_str()),
+            Credential::Signature(key) => self.identity.public_keys.get(*key).map(|k| &*k.id),
+        }
     }
 }

@@ -5,17 +5,26 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ed25519_dalek::VerifyingKey;
+
 use super::api_key::{parse_hash, KeyIndex};
-use super::spec::KeySpec;
+use super::jwt::{Issuer, Issuers, DEFAULT_CLOCK_SKEW_SECS};
+use super::spec::{IssuerSpec, KeySpec, PublicKeySpec};
+use super::{Identities, PublicKey, PublicKeys};
 use crate::problem::{Origin, Problems};
 
-/// Gathers every agent's API keys, checking that ids and hashes are unique across the policy.
+/// Gathers every agent's API keys and public keys, checking that key ids (of both kinds) and
+/// hashes are unique across the policy.
 ///
 /// `'f` is the lifetime of the parsed policy files the ids are borrowed from.
 #[derive(Default)]
 pub struct Keys<'f> {
     ids: HashMap<&'f str, Origin<'f>>,
     index: KeyIndex,
+    public: PublicKeys,
+    agents: HashMap<Box<str>, usize>,
 }
 
 impl<'f> Keys<'f> {
@@ -59,13 +68,101 @@ impl<'f> Keys<'f> {
         }
     }
 
-    /// Whether some agent declares a key with this id.
+    /// Adds the public keys of agent number `agent` (`id`).
+    pub fn add_public(
+        &mut self,
+        path: &'f Path,
+        p: &mut Problems<'_>,
+        agent: usize,
+        keys: &'f [Spanned<PublicKeySpec>],
+        revoked: &dyn Fn(&str) -> bool,
+    ) {
+        for key in keys {
+            let key_id = &key.value.id;
+            if let Some(first) = self.ids.get(key_id.value.as_str()) {
+                let message = format!("key id `{}` is already used at {first}", key_id.value);
+                p.error(key_id, message);
+                continue;
+            }
+            self.ids.insert(&key_id.value, Origin::of(path, key_id));
+            let Some(public) = ed25519_key(p, &key.value.ed25519) else {
+                continue;
+            };
+            self.public.insert(PublicKey {
+                id: key_id.value.as_str().into(),
+                agent,
+                key: public,
+                revoked: revoked(&key_id.value),
+            });
+        }
+    }
+
+    /// Records that agent number `index` has id `id` (tokens name agents by id).
+    pub fn agent(&mut self, id: &str, index: usize) {
+        self.agents.insert(id.into(), index);
+    }
+
+    /// Whether some agent declares a key (API or public) with this id.
     pub fn defines(&self, id: &str) -> bool {
         self.ids.contains_key(id)
     }
 
-    /// The index of every key added.
-    pub fn finish(self) -> KeyIndex {
-        self.index
+    /// Every credential of the policy, with the issuers it trusts.
+    pub fn finish(self, issuers: Vec<Issuer>) -> Identities {
+        Identities {
+            keys: self.index,
+            public_keys: self.public,
+            issuers: Issuers::new(issuers),
+            agents: self.agents,
+        }
     }
+}
+
+impl IssuerSpec {
+    /// The issuer `name`, or `None` with the problems reported.
+    pub fn compile(&self, name: &Spanned<String>, p: &mut Problems<'_>) -> Option<Issuer> {
+        let key = ed25519_key(p, &self.ed25519);
+        if self.audience.value.trim().is_empty() {
+            p.error(&self.audience, "`audience` must not be empty");
+            return None;
+        }
+        let skew = self
+            .clock_skew_secs
+            .as_ref()
+            .map_or(DEFAULT_CLOCK_SKEW_SECS, |s| s.value);
+        Some(Issuer::new(
+            name.value.clone(),
+            &key?.to_bytes(),
+            &self.audience.value,
+            skew,
+        ))
+    }
+}
+
+/// A raw Ed25519 public key in base64 (standard or URL-safe, padded or not), checked to be a
+/// valid curve point.
+fn ed25519_key(p: &mut Problems<'_>, text: &Spanned<String>) -> Option<VerifyingKey> {
+    let value = text.value.trim();
+    let bytes = [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(value).ok());
+    let Some(bytes) = bytes else {
+        p.error(
+            text,
+            "`ed25519` must be base64 of a 32-byte Ed25519 public key",
+        );
+        return None;
+    };
+    let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        p.error(
+            text,
+            format!("`ed25519` must be 32 bytes, got {}", bytes.len()),
+        );
+        return None;
+    };
+    let key = VerifyingKey::from_bytes(&raw).ok();
+    if key.is_none() {
+        p.error(text, "`ed25519` is not a valid Ed25519 public key");
+    }
+    key
 }

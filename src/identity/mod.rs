@@ -1,13 +1,144 @@
-//! Who is calling: credential extraction and API-key lookup.
+//! Who is calling: one [`authenticate`] step over every credential kind Warden accepts.
 //!
-//! Requests enter as header values; they leave as an [`Identity`] (agent index and key id) or a
-//! refusal. Secrets are hashed immediately and never stored, logged or echoed.
+//! Requests enter as header values; they leave as a [`Principal`] (the agent, the credential
+//! kind and id, what the credential narrows) or a [`Rejection`]. Secrets are hashed or verified
+//! at once and never stored, logged or echoed.
 
 pub mod api_key;
 pub mod compile;
+pub mod jwt;
+pub mod principal;
 pub mod spec;
 
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
+use jiff::Timestamp;
+
+use api_key::{KeyIndex, KeyRejection};
+use jwt::{Issuers, TokenError};
+pub use principal::{Credential, Principal, Rejection};
+
+/// Every credential a snapshot accepts.
+#[derive(Debug, Default)]
+pub struct Identities {
+    pub keys: KeyIndex,
+    pub public_keys: PublicKeys,
+    pub issuers: Issuers,
+    /// Agent index by id (a token's `sub`).
+    pub agents: HashMap<Box<str>, usize>,
+}
+
+/// An agent's Ed25519 public key (HTTP message signatures).
+#[derive(Debug)]
+pub struct PublicKey {
+    pub id: Box<str>,
+    pub agent: usize,
+    pub key: VerifyingKey,
+    /// Listed under `revocations.keys`.
+    pub revoked: bool,
+}
+
+/// Every public key of a snapshot, by index and by key id.
+#[derive(Debug, Default)]
+pub struct PublicKeys {
+    list: Vec<PublicKey>,
+    by_id: HashMap<Box<str>, usize>,
+}
+
+impl PublicKeys {
+    pub fn insert(&mut self, key: PublicKey) {
+        self.by_id.insert(key.id.clone(), self.list.len());
+        self.list.push(key);
+    }
+
+    /// The key with id `id`, with its index.
+    pub fn find(&self, id: &str) -> Option<(usize, &PublicKey)> {
+        let index = *self.by_id.get(id)?;
+        Some((index, &self.list[index]))
+    }
+
+    pub fn get(&self, index: usize) -> Option<&PublicKey> {
+        self.list.get(index)
+    }
+
+    /// The keys of agent number `agent`, in policy order.
+    pub fn of_agent(&self, agent: usize) -> impl Iterator<Item = &PublicKey> {
+        self.list.iter().filter(move |k| k.agent == agent)
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Identifies the caller from its request headers, at `now`.
+///
+/// A refused credential that still names an agent (revoked, expired) comes back with that
+/// principal, so metrics and audit can say whose credential it was. `token_revoked` says
+/// whether a JWT id is listed under `revocations.tokens`.
+pub fn authenticate(
+    ids: &Identities,
+    headers: &HeaderMap,
+    now: Timestamp,
+    token_revoked: &dyn Fn(&str) -> bool,
+) -> Result<Principal, (Rejection, Option<Principal>)> {
+    let presented = presented(headers)
+        .map_err(|_| (Rejection::Ambiguous, None))?
+        .ok_or((Rejection::Missing, None))?;
+    if jwt::looks_like_jwt(presented.secret) {
+        return from_token(ids, presented.secret, now, token_revoked);
+    }
+    let key = ids
+        .keys
+        .find(presented.secret)
+        .ok_or((Rejection::Invalid("the API key is not valid"), None))?;
+    let principal = Principal {
+        agent: key.agent,
+        credential: Credential::ApiKey(key.hash),
+    };
+    match key.check(now) {
+        Ok(()) => Ok(principal),
+        Err(KeyRejection::Revoked) => Err((Rejection::Revoked, Some(principal))),
+        Err(KeyRejection::Expired) => Err((Rejection::Expired, Some(principal))),
+    }
+}
+
+fn from_token(
+    ids: &Identities,
+    token: &[u8],
+    now: Timestamp,
+    token_revoked: &dyn Fn(&str) -> bool,
+) -> Result<Principal, (Rejection, Option<Principal>)> {
+    let verified = ids.issuers.verify(token, now.as_second()).map_err(|e| {
+        let rejection = match e {
+            TokenError::Invalid(why) => Rejection::Invalid(why),
+            TokenError::BadSignature => {
+                Rejection::BadSignature("the token's signature does not verify")
+            }
+            TokenError::Expired => Rejection::Expired,
+        };
+        (rejection, None)
+    })?;
+    let agent = *ids.agents.get(&verified.subject).ok_or((
+        Rejection::Invalid("the token's subject is not an agent"),
+        None,
+    ))?;
+    let revoked = verified.token_id.as_deref().is_some_and(token_revoked);
+    let principal = Principal {
+        agent,
+        credential: Credential::Jwt(verified),
+    };
+    if revoked {
+        return Err((Rejection::Revoked, Some(principal)));
+    }
+    Ok(principal)
+}
 
 /// Where the credential was found; later kinds (JWT, HTTP signatures) add variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

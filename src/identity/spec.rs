@@ -11,3 +11,24 @@ pub struct KeySpec {
     pub sha256: Spanned<String>,
     pub expires_at: Option<Spanned<String>>,
 }
+
+/// One Ed25519 public key an agent signs requests with (RFC 9421), by key id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeySpec {
+    pub id: Spanned<String>,
+    /// The raw 32-byte public key, base64 (standard or URL-safe, padding optional).
+    pub ed25519: Spanned<String>,
+}
+
+/// `issuers.<name>:` — a trusted issuer of EdDSA JWTs; `iss` names it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSpec {
+    /// The issuer's raw 32-byte Ed25519 public key, base64.
+    pub ed25519: Spanned<String>,
+    /// The `aud` its tokens must carry for this Warden.
+    pub audience: Spanned<String>,
+    /// Allowance for clocks that disagree, on `exp`, `nbf` and `iat` (default 60 s).
+    pub clock_skew_secs: Option<Spanned<u64>>,
+}

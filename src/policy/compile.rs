@@ -54,6 +54,8 @@ impl AgentSpec {
         let revocations = cx.revocations;
         let key_revoked = |key: &str| revocations.get(RevokedKind::Credential, key).is_some();
         cx.keys.add(path, p, index, &self.keys, &key_revoked);
+        cx.keys
+            .add_public(path, p, index, &self.public_keys, &key_revoked);
         let models = cx.globs.compile(p, &self.models, "model");
         if models.is_some() {
             self.warn_unserved(p, id, cx.served);
@@ -68,6 +70,7 @@ impl AgentSpec {
         if !valid_id {
             return None;
         }
+        cx.keys.agent(&id.value, index);
         Some(Agent {
             id: id.value.clone(),
             id_header,

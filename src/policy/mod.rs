@@ -10,6 +10,8 @@ pub mod revocations;
 pub mod spec;
 
 use http::Method;
+
+use crate::globs::Globs;
 use jiff::Timestamp;
 
 pub use agent::{Agent, AgentStatus};
@@ -48,9 +50,10 @@ pub fn check_endpoint(agent: &Agent, method: &Method, path: &str) -> Result<(), 
     }
 }
 
-/// Refuses a model outside the agent's model allowlist.
-pub fn check_model(agent: &Agent, model: &str) -> Result<(), Denial> {
-    if agent.models.matches(model) {
+/// Refuses a model outside the agent's model allowlist, or outside what the credential narrows
+/// it to (a token's `models` claim never widens the allowlist).
+pub fn check_model(agent: &Agent, narrowing: Option<&Globs>, model: &str) -> Result<(), Denial> {
+    if agent.models.matches(model) && narrowing.is_none_or(|n| n.matches(model)) {
         Ok(())
     } else {
         Err(Denial::ModelNotAllowed)

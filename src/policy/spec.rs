@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::identity::spec::KeySpec;
+use crate::identity::spec::{KeySpec, PublicKeySpec};
 use crate::limits::spec::LimitsSpec;
 
 /// `agents.<id>:` — one agent's identity and what it may do.
@@ -13,6 +13,9 @@ pub struct AgentSpec {
     pub owner: Option<String>,
     #[serde(default)]
     pub keys: Vec<Spanned<KeySpec>>,
+    /// Ed25519 keys the agent signs requests with (HTTP Message Signatures).
+    #[serde(default)]
+    pub public_keys: Vec<Spanned<PublicKeySpec>>,
     pub models: Vec<Spanned<String>>,
     pub endpoints: Option<Vec<Spanned<String>>>,
     #[serde(default)]

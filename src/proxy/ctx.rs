@@ -42,8 +42,8 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     pub request_id: Option<HeaderValue>,
     pub agent: Option<usize>,
-    /// Hash of the API key the agent presented, as stored in the snapshot (never the secret).
-    pub key: Option<crate::identity::api_key::KeyHash>,
+    /// The credential the agent was identified by (kind and id, never the secret).
+    pub credential: Option<crate::identity::Credential>,
     pub model: Option<String>,
     pub provider: Option<usize>,
     pub rate: Option<RateDecision>,
@@ -65,7 +65,7 @@ impl RequestCtx {
             snapshot: None,
             request_id: None,
             agent: None,
-            key: None,
+            credential: None,
             model: None,
             provider: None,
             rate: None,

@@ -14,7 +14,7 @@ use pingora::{Error, ErrorType};
 
 use super::headers;
 use crate::code::Code;
-use crate::identity::api_key::KeyRejection;
+use crate::identity::Rejection;
 use crate::limits::RateDecision;
 use crate::policy::Denial;
 
@@ -25,7 +25,12 @@ pub enum Refusal {
     InvalidJson(String),
     MissingModel,
     MissingCredentials,
-    InvalidCredentials,
+    /// The credential is not valid; the text says how, without secrets.
+    InvalidCredentials(&'static str),
+    /// A signature (token or HTTP message) that does not verify or covers too little.
+    InvalidSignature(&'static str),
+    /// An HTTP message signature's nonce seen before.
+    ReplayedRequest,
     /// Two credentials that disagree, or one credential header sent twice.
     AmbiguousCredentials,
     ExpiredCredentials,
@@ -64,11 +69,16 @@ impl From<Denial> for Refusal {
     }
 }
 
-impl From<KeyRejection> for Refusal {
-    fn from(rejection: KeyRejection) -> Self {
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
         match rejection {
-            KeyRejection::Revoked => Refusal::CredentialRevoked,
-            KeyRejection::Expired => Refusal::ExpiredCredentials,
+            Rejection::Missing => Refusal::MissingCredentials,
+            Rejection::Ambiguous => Refusal::AmbiguousCredentials,
+            Rejection::Invalid(why) => Refusal::InvalidCredentials(why),
+            Rejection::Expired => Refusal::ExpiredCredentials,
+            Rejection::BadSignature(why) => Refusal::InvalidSignature(why),
+            Rejection::Replayed => Refusal::ReplayedRequest,
+            Rejection::Revoked => Refusal::CredentialRevoked,
         }
     }
 }
@@ -80,7 +90,11 @@ impl Refusal {
             Refusal::InvalidJson(_) => Code::InvalidJson,
             Refusal::MissingModel => Code::MissingModel,
             Refusal::MissingCredentials => Code::MissingCredentials,
-            Refusal::InvalidCredentials | Refusal::AmbiguousCredentials => Code::InvalidCredentials,
+            Refusal::InvalidCredentials(_) | Refusal::AmbiguousCredentials => {
+                Code::InvalidCredentials
+            }
+            Refusal::InvalidSignature(_) => Code::InvalidSignature,
+            Refusal::ReplayedRequest => Code::ReplayedRequest,
             Refusal::ExpiredCredentials => Code::ExpiredCredentials,
             Refusal::AgentRevoked => Code::AgentRevoked,
             Refusal::AgentSuspended => Code::AgentSuspended,
@@ -100,7 +114,9 @@ impl Refusal {
         match self {
             Refusal::InvalidJson(_) | Refusal::MissingModel => StatusCode::BAD_REQUEST,
             Refusal::MissingCredentials
-            | Refusal::InvalidCredentials
+            | Refusal::InvalidCredentials(_)
+            | Refusal::InvalidSignature(_)
+            | Refusal::ReplayedRequest
             | Refusal::AmbiguousCredentials
             | Refusal::ExpiredCredentials => StatusCode::UNAUTHORIZED,
             Refusal::AgentRevoked
@@ -125,7 +141,9 @@ impl Refusal {
                 "invalid_request_error"
             }
             Refusal::MissingCredentials
-            | Refusal::InvalidCredentials
+            | Refusal::InvalidCredentials(_)
+            | Refusal::InvalidSignature(_)
+            | Refusal::ReplayedRequest
             | Refusal::AmbiguousCredentials
             | Refusal::ExpiredCredentials => "authentication_error",
             Refusal::AgentRevoked
@@ -148,9 +166,13 @@ impl Refusal {
             Refusal::MissingCredentials => {
                 "no API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`".into()
             }
-            Refusal::InvalidCredentials => "the API key is not valid".into(),
+            Refusal::InvalidCredentials(why) => (*why).into(),
+            Refusal::InvalidSignature(why) => (*why).into(),
+            Refusal::ReplayedRequest => {
+                "this request's signature nonce was already used: sign each request anew".into()
+            }
             Refusal::AmbiguousCredentials => "more than one credential was sent (a header twice, or `Authorization` and `x-api-key` that differ): send exactly one".into(),
-            Refusal::ExpiredCredentials => "the API key has expired".into(),
+            Refusal::ExpiredCredentials => "the credential has expired".into(),
             Refusal::AgentRevoked => "this agent's access has been revoked".into(),
             Refusal::AgentSuspended => "this agent is suspended".into(),
             Refusal::CredentialRevoked => "this credential has been revoked".into(),

@@ -36,9 +36,11 @@ use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
 use crate::clock::Clock;
 use crate::code::Code;
 use crate::config::Snapshot;
+use crate::identity::Credential;
 use crate::limits::counters::OVERFLOW_MODEL;
 use crate::limits::RateDecision;
 use crate::metrics::Metrics;
+use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
 pub use ctx::{Forward, RequestCtx, UpstreamLeg};
 pub use error::Refusal;
@@ -259,26 +261,35 @@ impl WardenProxy {
         ctx.snapshot = Some(Arc::clone(&snapshot));
 
         let now = ctx.arrived;
-        let key = {
-            let presented = crate::identity::presented(&session.req_header().headers)
-                .map_err(|_| Refusal::AmbiguousCredentials)?
-                .ok_or(Refusal::MissingCredentials)?;
-            snapshot
-                .keys
-                .find(presented.secret)
-                .ok_or(Refusal::InvalidCredentials)?
+        let revocations = &snapshot.revocations;
+        let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
+        let identified = crate::identity::authenticate(
+            &snapshot.identity,
+            &session.req_header().headers,
+            now,
+            &token_revoked,
+        );
+        let principal = match identified {
+            Ok(principal) => principal,
+            Err((rejection, known)) => {
+                if let Some(known) = known {
+                    ctx.agent = Some(known.agent);
+                    ctx.credential = Some(known.credential);
+                }
+                return Err(rejection.into());
+            }
         };
-        ctx.agent = Some(key.agent);
-        ctx.key = Some(key.hash);
-        key.check(now)?;
-        let agent = &snapshot.agents[key.agent];
+        ctx.agent = Some(principal.agent);
+        let agent = &snapshot.agents[principal.agent];
+        ctx.credential = Some(principal.credential);
         crate::policy::check_agent(agent, now)?;
+        let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
 
         let path = session.req_header().uri.path();
         request::check_path(path)?;
         crate::policy::check_endpoint(agent, &session.req_header().method, path)?;
         if session.req_header().method == http::Method::GET {
-            return models::answer(&snapshot, agent, path).map(Admitted::Answer);
+            return models::answer(&snapshot, agent, narrowing, path).map(Admitted::Answer);
         }
 
         // Pingora replays a body of up to 64 KiB read here from its retry buffer (one pass). A
@@ -292,7 +303,7 @@ impl WardenProxy {
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
-        crate::policy::check_model(agent, &fields.model)?;
+        crate::policy::check_model(agent, narrowing, &fields.model)?;
         let (provider_index, provider) = snapshot
             .route(&fields.model)
             .ok_or(Refusal::ModelNotFound)?;
@@ -394,7 +405,7 @@ impl WardenProxy {
                 snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: ctx.agent,
                 provider: ctx.provider,
-                key: ctx.key,
+                credential: ctx.credential.take(),
                 method: request.method.clone(),
                 path: capped(request.uri.path().to_string(), MAX_AUDITED_PATH),
                 model: ctx.model.take().map(|m| capped(m, MAX_AUDITED_MODEL)),

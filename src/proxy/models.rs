@@ -5,15 +5,22 @@ use serde_json::json;
 
 use super::error::Refusal;
 use crate::config::Snapshot;
+use crate::globs::Globs;
 use crate::policy::Agent;
 
 /// Answers a GET: the model list (or one model) this agent may use; any other GET has no model
 /// to route by.
-pub fn answer(snapshot: &Snapshot, agent: &Agent, path: &str) -> Result<Bytes, Refusal> {
+pub fn answer(
+    snapshot: &Snapshot,
+    agent: &Agent,
+    narrowing: Option<&Globs>,
+    path: &str,
+) -> Result<Bytes, Refusal> {
     if path == "/v1/models" {
         let data: Vec<_> = snapshot
             .listable_models(agent)
             .into_iter()
+            .filter(|id| narrowing.is_none_or(|n| n.matches(id)))
             .map(|id| model_object(snapshot, id))
             .collect();
         return Ok(Bytes::from(
@@ -23,7 +30,7 @@ pub fn answer(snapshot: &Snapshot, agent: &Agent, path: &str) -> Result<Bytes, R
     let Some(id) = path.strip_prefix("/v1/models/") else {
         return Err(Refusal::MissingModel);
     };
-    crate::policy::check_model(agent, id)?;
+    crate::policy::check_model(agent, narrowing, id)?;
     if snapshot.route(id).is_none() {
         return Err(Refusal::ModelNotFound);
     }
