@@ -35,6 +35,8 @@ fn decision(c: &mut Criterion) {
         Err(problems) => panic!("bench policy invalid: {problems:?}"),
     };
     let body = br#"{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Summarise the incident report in three bullet points, please."}]}"#;
+    let nonces = identity::NonceCache::default();
+    let uri = http::Uri::from_static("/v1/chat/completions");
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::AUTHORIZATION,
@@ -46,11 +48,18 @@ fn decision(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let now = Timestamp::now();
+                let target = identity::Target {
+                    method: &http::Method::POST,
+                    uri: &uri,
+                    headers: black_box(&headers),
+                };
+                let checks = identity::Checks {
+                    now,
+                    token_revoked: &|_| false,
+                    nonces: &nonces,
+                };
                 let principal =
-                    identity::authenticate(&snapshot.identity, black_box(&headers), now, &|_| {
-                        false
-                    })
-                    .ok()?;
+                    identity::authenticate(&snapshot.identity, &target, &checks).ok()?;
                 let agent = &snapshot.agents[principal.agent];
                 policy::check_agent(agent, now).ok()?;
                 proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;

@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use jiff::Timestamp;
 use warden::config::{self, source, Environment};
 use warden::identity::jwt::{mint, NewToken};
+use warden::identity::{Checks, NonceCache, Target};
 use warden::limits::LiveState;
 
 fn identity(c: &mut Criterion) {
@@ -49,21 +50,29 @@ fn identity(c: &mut Criterion) {
         },
     );
 
+    let nonces = NonceCache::default();
+    let uri = http::Uri::from_static("/v1/chat/completions");
+    let target = Target {
+        method: &http::Method::POST,
+        uri: &uri,
+        headers: &headers,
+    };
+    let checks = Checks {
+        now,
+        token_revoked: &|_| false,
+        nonces: &nonces,
+    };
     let snapshot = compile();
     c.bench_function("jwt: cached", |b| {
         b.iter(|| {
-            warden::identity::authenticate(&snapshot.identity, black_box(&headers), now, &|_| false)
-                .is_ok()
+            warden::identity::authenticate(&snapshot.identity, black_box(&target), &checks).is_ok()
         })
     });
     c.bench_function("jwt: cold (signature verified)", |b| {
         b.iter_batched(
             compile,
             |fresh| {
-                warden::identity::authenticate(&fresh.identity, black_box(&headers), now, &|_| {
-                    false
-                })
-                .is_ok()
+                warden::identity::authenticate(&fresh.identity, black_box(&target), &checks).is_ok()
             },
             BatchSize::PerIteration,
         )

@@ -158,6 +158,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         audit: auditor,
         connector: pingora::connectors::http::Connector::new(None),
         clock,
+        nonces: crate::identity::NonceCache::default(),
     };
     let mut proxy_service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "warden proxy");

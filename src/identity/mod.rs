@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod compile;
 pub mod jwt;
 pub mod principal;
+pub mod signature;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use jiff::Timestamp;
 use api_key::{KeyIndex, KeyRejection};
 use jwt::{Issuers, TokenError};
 pub use principal::{Credential, Principal, Rejection};
+pub use signature::{NonceCache, Target};
 
 /// Every credential a snapshot accepts.
 #[derive(Debug, Default)]
@@ -77,20 +79,36 @@ impl PublicKeys {
     }
 }
 
-/// Identifies the caller from its request headers, at `now`.
+/// What identity reads besides the request: the time, revoked token ids, seen nonces.
+pub struct Checks<'a> {
+    pub now: Timestamp,
+    /// Whether a JWT id is listed under `revocations.tokens`.
+    pub token_revoked: &'a dyn Fn(&str) -> bool,
+    pub nonces: &'a NonceCache,
+}
+
+/// Identifies the caller from its request: an HTTP message signature, else the bearer
+/// credential (a JWT or an API key).
 ///
-/// A refused credential that still names an agent (revoked, expired) comes back with that
-/// principal, so metrics and audit can say whose credential it was. `token_revoked` says
-/// whether a JWT id is listed under `revocations.tokens`.
+/// A refused credential that still names an agent (revoked, expired, replayed) comes back with
+/// that principal, so metrics and audit can say whose credential it was. A signed request that
+/// also carries a bearer credential is ambiguous.
 pub fn authenticate(
     ids: &Identities,
-    headers: &HeaderMap,
-    now: Timestamp,
-    token_revoked: &dyn Fn(&str) -> bool,
+    request: &Target<'_>,
+    checks: &Checks<'_>,
 ) -> Result<Principal, (Rejection, Option<Principal>)> {
-    let presented = presented(headers)
-        .map_err(|_| (Rejection::Ambiguous, None))?
-        .ok_or((Rejection::Missing, None))?;
+    let headers = request.headers;
+    let now = checks.now;
+    let token_revoked = checks.token_revoked;
+    let presented = presented(headers).map_err(|_| (Rejection::Ambiguous, None))?;
+    if signature::is_signed(headers) {
+        if presented.is_some() {
+            return Err((Rejection::Ambiguous, None));
+        }
+        return signature::verify(&ids.public_keys, request, now.as_second(), checks.nonces);
+    }
+    let presented = presented.ok_or((Rejection::Missing, None))?;
     if jwt::looks_like_jwt(presented.secret) {
         return from_token(ids, presented.secret, now, token_revoked);
     }

@@ -91,9 +91,15 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
     ] {
         req.remove_header(&name);
     }
-    for name in ["x-api-key", "proxy-connection", REQUEST_ID]
-        .iter()
-        .chain(OPERATOR_HEADERS)
+    for name in [
+        "x-api-key",
+        "proxy-connection",
+        REQUEST_ID,
+        "signature",
+        "signature-input",
+    ]
+    .iter()
+    .chain(OPERATOR_HEADERS)
     {
         req.remove_header(*name);
     }

@@ -36,7 +36,7 @@ use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
 use crate::clock::Clock;
 use crate::code::Code;
 use crate::config::Snapshot;
-use crate::identity::Credential;
+use crate::identity::{Checks, Credential, Target};
 use crate::limits::counters::OVERFLOW_MODEL;
 use crate::limits::RateDecision;
 use crate::metrics::Metrics;
@@ -59,6 +59,8 @@ pub struct WardenProxy {
     pub connector: Connector,
     /// A request's arrival time (expiry and suspension are judged at it; audit records it).
     pub clock: Arc<dyn Clock>,
+    /// Signature nonces seen recently: live state, kept across policy reloads.
+    pub nonces: crate::identity::NonceCache,
 }
 
 /// What admission decided for a request that is not refused.
@@ -263,11 +265,19 @@ impl WardenProxy {
         let now = ctx.arrived;
         let revocations = &snapshot.revocations;
         let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
+        let request = session.req_header();
         let identified = crate::identity::authenticate(
             &snapshot.identity,
-            &session.req_header().headers,
-            now,
-            &token_revoked,
+            &Target {
+                method: &request.method,
+                uri: &request.uri,
+                headers: &request.headers,
+            },
+            &Checks {
+                now,
+                token_revoked: &token_revoked,
+                nonces: &self.nonces,
+            },
         );
         let principal = match identified {
             Ok(principal) => principal,
@@ -301,6 +311,10 @@ impl WardenProxy {
             session.enable_retry_buffering();
         }
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
+        if let Some(Credential::Signature(_)) = &ctx.credential {
+            crate::identity::signature::check_content_digest(&session.req_header().headers, &body)
+                .map_err(Refusal::from)?;
+        }
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
         crate::policy::check_model(agent, narrowing, &fields.model)?;
