@@ -1,4 +1,6 @@
-//! The admin port: `/healthz`, `/readyz` and `/metrics`.
+//! The admin port: `/healthz`, `/readyz`, `/metrics`, and the public identity endpoints:
+//! `/.well-known/jwks.json` (Warden's key for `X-Agent-Identity`) and `/v1/agents/{id}` (an
+//! agent's id, owner, status and public keys — never secrets or key hashes).
 
 use std::sync::Arc;
 
@@ -8,8 +10,13 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::json;
+
 use crate::config::Snapshot;
 use crate::metrics::Metrics;
+use crate::policy::AgentStatus;
 
 /// Serves the admin endpoints from the live policy and the metrics registry.
 pub struct AdminApp {
@@ -40,7 +47,69 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics.render(),
             ),
-            _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+            "/.well-known/jwks.json" => {
+                let jwks = self
+                    .policy
+                    .load()
+                    .as_ref()
+                    .and_then(|s| s.identity.voucher.as_ref().map(|v| v.jwks()))
+                    .unwrap_or_else(|| json!({"keys": []}));
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    jwks.to_string().into_bytes(),
+                )
+            }
+            _ => match path.strip_prefix("/v1/agents/") {
+                Some(id) => self.agent(id),
+                None => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+            },
+        }
+    }
+}
+
+impl AdminApp {
+    /// `GET /v1/agents/{id}`: the agent's public identity.
+    fn agent(&self, id: &str) -> Response<Vec<u8>> {
+        let policy = self.policy.load();
+        let found = policy.as_ref().and_then(|snapshot| {
+            let index = *snapshot.identity.agents.get(id)?;
+            let agent = snapshot.agents.get(index)?;
+            let status = match agent.status {
+                AgentStatus::Active => "active",
+                AgentStatus::Suspended { .. } => "suspended",
+                AgentStatus::Revoked => "revoked",
+            };
+            let keys: Vec<_> = snapshot
+                .identity
+                .public_keys
+                .of_agent(index)
+                .map(|k| {
+                    json!({
+                        "id": &*k.id,
+                        "ed25519": STANDARD.encode(k.key.as_bytes()),
+                        "algorithm": "ed25519",
+                        "revoked": k.revoked,
+                    })
+                })
+                .collect();
+            Some(json!({
+                "id": agent.id,
+                "owner": agent.owner,
+                "status": status,
+                "algorithm": "ed25519",
+                "public_keys": keys,
+            }))
+        });
+        match found {
+            Some(body) => text(StatusCode::OK, "application/json", body.to_string().into_bytes()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                json!({"error": {"message": "no such agent", "type": "not_found_error", "code": "agent_not_found"}})
+                    .to_string()
+                    .into_bytes(),
+            ),
         }
     }
 }

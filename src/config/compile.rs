@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use super::env::Environment;
+use serde_saphyr::Spanned;
+
 use super::env::RecordingSecrets;
 use super::file::PolicyFile;
 use super::server::ServerSettings;
@@ -21,8 +23,9 @@ use super::snapshot::Snapshot;
 use super::source::Sources;
 use crate::audit::AuditSettings;
 use crate::globs::{is_literal, GlobCache, Globs};
-use crate::identity::compile::Keys;
+use crate::identity::compile::{voucher, Keys};
 use crate::identity::jwt::Issuer;
+use crate::identity::vouch::Voucher;
 use crate::limits::LiveState;
 use crate::policy::compile::AgentContext;
 use crate::policy::endpoints::EndpointCache;
@@ -95,6 +98,9 @@ pub fn compile_parsed(
         keys: Keys::default(),
         issuers: Vec::new(),
         issuer_names: HashMap::new(),
+        identity_key_file: false,
+        voucher: None,
+        vouching: Vec::new(),
         revocations: Revocations::default(),
         globs: GlobCache::default(),
         endpoints: EndpointCache::default(),
@@ -109,6 +115,7 @@ pub fn compile_parsed(
     for (path, policy) in files {
         builder.warn_unmatched_revocations(path, policy);
     }
+    builder.check_vouching();
     let Builder {
         server,
         audit,
@@ -116,6 +123,7 @@ pub fn compile_parsed(
         agents,
         keys,
         issuers,
+        voucher,
         revocations,
         ..
     } = builder;
@@ -128,7 +136,7 @@ pub fn compile_parsed(
         server: server.map(|(_, s)| s).unwrap_or_default(),
         providers,
         agents,
-        identity: keys.finish(issuers),
+        identity: keys.finish(issuers, voucher),
         revocations,
         referenced_files: secrets.read.into_inner(),
         audit: audit.map(|(_, a)| a),
@@ -189,6 +197,11 @@ struct Builder<'a, 'f> {
     keys: Keys<'f>,
     issuers: Vec<Issuer>,
     issuer_names: HashMap<&'f str, Origin<'f>>,
+    /// `server.identity_key_file` is set (whether or not it was read here).
+    identity_key_file: bool,
+    voucher: Option<Voucher>,
+    /// Providers with `identity_header: true`, which need the identity key.
+    vouching: Vec<(&'f Path, &'f Spanned<bool>)>,
     revocations: Revocations,
     globs: GlobCache<'f>,
     endpoints: EndpointCache<'f>,
@@ -220,7 +233,14 @@ impl<'f> Builder<'_, 'f> {
                 Some((first, _)) => {
                     p.error(server, format!("`server` is already defined at {first}"));
                 }
-                None => self.server = Some((Origin::of(path, server), settings)),
+                None => {
+                    self.server = Some((Origin::of(path, server), settings));
+                    if let Some(file) = &server.value.identity_key_file {
+                        self.identity_key_file = true;
+                        let secrets = self.outside.secrets;
+                        self.voucher = voucher(&mut p, file, secrets).ok().flatten();
+                    }
+                }
             }
         }
         for (name, spec) in &policy.providers {
@@ -233,6 +253,9 @@ impl<'f> Builder<'_, 'f> {
                 .insert(&name.value, Origin::of(path, name));
             if let Some(provider) = spec.compile(name, &mut p, &mut self.globs, &self.outside) {
                 self.providers.push(provider);
+            }
+            if let Some(wanted) = spec.identity_header.as_ref().filter(|h| h.value) {
+                self.vouching.push((path, wanted));
             }
         }
         for (name, spec) in &policy.issuers {
@@ -291,6 +314,19 @@ impl<'f> Builder<'_, 'f> {
             if let Some(agent) = spec.compile(path, id, self.agents.len(), &mut p, &mut cx) {
                 self.agents.push(agent);
             }
+        }
+    }
+
+    /// `identity_header: true` needs Warden's identity key to sign with.
+    fn check_vouching(&mut self) {
+        if self.identity_key_file {
+            return;
+        }
+        for (path, at) in &self.vouching {
+            Self::at(self.problems, path).error(
+                *at,
+                "`identity_header: true` needs `server.identity_key_file` (Warden's key to sign X-Agent-Identity with)",
+            );
         }
     }
 

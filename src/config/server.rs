@@ -37,6 +37,8 @@ pub struct ServerSpec {
     pub read_timeout_secs: Option<Spanned<f64>>,
     /// Seconds between two background lookups of the providers' host names (default 30).
     pub resolve_interval_secs: Option<Spanned<f64>>,
+    /// Warden's own Ed25519 key (PKCS#8 PEM), for `X-Agent-Identity` tokens.
+    pub identity_key_file: Option<Spanned<String>>,
 }
 
 /// `server:` after defaults are applied.

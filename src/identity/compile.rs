@@ -7,12 +7,15 @@ use serde_saphyr::Spanned;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use super::api_key::{parse_hash, KeyIndex};
 use super::jwt::{Issuer, Issuers, DEFAULT_CLOCK_SKEW_SECS};
 use super::spec::{IssuerSpec, KeySpec, PublicKeySpec};
+use super::vouch::Voucher;
 use super::{Identities, PublicKey, PublicKeys};
+use crate::environment::Secrets;
 use crate::problem::{Origin, Problems};
 
 /// Gathers every agent's API keys and public keys, checking that key ids (of both kinds) and
@@ -107,13 +110,53 @@ impl<'f> Keys<'f> {
         self.ids.contains_key(id)
     }
 
-    /// Every credential of the policy, with the issuers it trusts.
-    pub fn finish(self, issuers: Vec<Issuer>) -> Identities {
+    /// Every credential of the policy, with the issuers it trusts and Warden's own key.
+    pub fn finish(self, issuers: Vec<Issuer>, voucher: Option<Voucher>) -> Identities {
         Identities {
             keys: self.index,
             public_keys: self.public,
             issuers: Issuers::new(issuers),
             agents: self.agents,
+            voucher,
+        }
+    }
+}
+
+/// Warden's identity key from `server.identity_key_file`: `Ok(None)` where files are not read
+/// (`warden check`), `Err(())` when it cannot be used (reported).
+#[allow(clippy::result_unit_err)]
+pub fn voucher(
+    p: &mut Problems<'_>,
+    file: &Spanned<String>,
+    secrets: &dyn Secrets,
+) -> Result<Option<Voucher>, ()> {
+    let Ok(read) = secrets.file(file.value.as_ref()) else {
+        return Ok(None);
+    };
+    let pem = read
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not text".to_string()))
+        .and_then(|text| {
+            SigningKey::from_pkcs8_pem(&text).map_err(|_| {
+                "not a PKCS#8 PEM Ed25519 private key (`warden keygen` writes one)".to_string()
+            })
+        });
+    match pem {
+        Ok(key) => {
+            let host = secrets
+                .env_var("HOSTNAME")
+                .ok()
+                .flatten()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "warden".into());
+            Ok(Some(Voucher::new(key, format!("warden/{host}"))))
+        }
+        Err(e) => {
+            p.error(
+                file,
+                format!("cannot use `identity_key_file` {}: {e}", file.value),
+            );
+            Err(())
         }
     }
 }

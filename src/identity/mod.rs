@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod principal;
 pub mod signature;
 pub mod spec;
+pub mod vouch;
 
 use std::collections::HashMap;
 
@@ -30,6 +31,8 @@ pub struct Identities {
     pub issuers: Issuers,
     /// Agent index by id (a token's `sub`).
     pub agents: HashMap<Box<str>, usize>,
+    /// Warden's own key, when `server.identity_key_file` is set (and read).
+    pub voucher: Option<vouch::Voucher>,
 }
 
 /// An agent's Ed25519 public key (HTTP message signatures).

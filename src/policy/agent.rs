@@ -11,6 +11,8 @@ use crate::limits::AgentLimits;
 #[derive(Debug)]
 pub struct Agent {
     pub id: String,
+    /// The team or person responsible (`owner`), for identity lookups and vouching tokens.
+    pub owner: Option<String>,
     /// `X-Agent-ID` value, built once.
     pub id_header: HeaderValue,
     pub models: Globs,

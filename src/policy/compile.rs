@@ -73,6 +73,7 @@ impl AgentSpec {
         cx.keys.agent(&id.value, index);
         Some(Agent {
             id: id.value.clone(),
+            owner: self.owner.clone(),
             id_header,
             models: models?,
             endpoints,

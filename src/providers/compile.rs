@@ -68,6 +68,7 @@ impl ProviderSpec {
             upstream,
             auth,
             headers,
+            identity_header: self.identity_header.as_ref().is_some_and(|h| h.value),
         })
     }
 

@@ -26,6 +26,8 @@ pub struct Provider {
     pub auth: UpstreamAuth,
     /// `headers:` from policy, set on every request after the agent's copies are removed.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Send `X-Agent-Identity` to this provider.
+    pub identity_header: bool,
 }
 
 /// Where a provider is reached.

@@ -117,6 +117,7 @@ mod tests {
             }),
             auth: UpstreamAuth::None,
             headers: Vec::new(),
+            identity_header: false,
         }
     }
 

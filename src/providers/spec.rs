@@ -19,6 +19,9 @@ pub struct ProviderSpec {
     /// `OpenAI-Project`, …): the operator chooses the account, never the agent.
     #[serde(default)]
     pub headers: IndexMap<Spanned<String>, Spanned<String>>,
+    /// Send `X-Agent-Identity` (a short-lived JWT by Warden's `server.identity_key_file`) to
+    /// this provider.
+    pub identity_header: Option<Spanned<bool>>,
     /// PEM file of CA certificates trusted for this provider, on top of the platform's roots
     /// (a private gateway's CA).
     pub ca_file: Option<Spanned<String>>,

@@ -15,6 +15,8 @@ use crate::providers::UpstreamAuth;
 pub const REQUEST_ID: &str = "x-request-id";
 /// Agent identity header set for the provider; any client-sent `X-Agent-*` is removed first.
 pub const AGENT_ID: &str = "x-agent-id";
+/// Warden's signed statement of the agent's identity, for providers with `identity_header`.
+pub const AGENT_IDENTITY: &str = "x-agent-identity";
 /// Where the client finds the provider's own `x-request-id` (SDKs and provider support ask for
 /// it), since `X-Request-ID` carries Warden's id (SPEC).
 pub const PROVIDER_REQUEST_ID: &str = "x-provider-request-id";
@@ -69,6 +71,8 @@ pub struct UpstreamIdentity<'a> {
     pub body_len: usize,
     /// Headers the provider's policy sets (`OpenAI-Organization`, …).
     pub provider_headers: &'a [(HeaderName, HeaderValue)],
+    /// `X-Agent-Identity`, for a provider that asks Warden to vouch for the agent.
+    pub vouch: Option<HeaderValue>,
 }
 
 /// Rewrites the upstream request: origin-form path, provider `Host`, provider key in place of
@@ -117,6 +121,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
     }
     for (name, value) in up.provider_headers {
         req.insert_header(name.clone(), value.clone())?;
+    }
+    if let Some(vouch) = up.vouch {
+        req.insert_header(AGENT_IDENTITY, vouch)?;
     }
     Ok(())
 }
@@ -207,6 +214,7 @@ mod tests {
                 HeaderName::from_static("openai-organization"),
                 HeaderValue::from_static("org-operator"),
             )],
+            vouch: None,
         };
         rewrite_upstream(&mut req, up).unwrap();
         let h = &req.headers;

@@ -36,6 +36,7 @@ use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
 use crate::clock::Clock;
 use crate::code::Code;
 use crate::config::Snapshot;
+use crate::identity::vouch::Subject;
 use crate::identity::{Checks, Credential, Target};
 use crate::limits::counters::OVERFLOW_MODEL;
 use crate::limits::RateDecision;
@@ -139,16 +140,32 @@ impl ProxyHttp for WardenProxy {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (snapshot, provider, forward) = admitted(ctx)?;
-        let agent = ctx
+        let (snapshot, provider_index, forward) = admitted(ctx)?;
+        let agent_index = ctx
             .agent
-            .and_then(|a| snapshot.agents.get(a))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no agent"))?;
-        let provider = &snapshot.providers[provider];
+        let agent = snapshot
+            .agents
+            .get(agent_index)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no agent"))?;
+        let provider = &snapshot.providers[provider_index];
         let mock_authority = http::HeaderValue::from_static("warden-mock");
         let (authority, base_path) = match &provider.upstream {
             Upstream::Http(up) => (&up.authority, up.base_path.as_str()),
             Upstream::Mock => (&mock_authority, "/v1"),
+        };
+        let vouch = match (&snapshot.identity.voucher, provider.identity_header) {
+            (Some(voucher), true) => voucher.header(
+                &Subject {
+                    agent: agent_index,
+                    agent_id: &agent.id,
+                    owner: agent.owner.as_deref(),
+                    provider: provider_index,
+                    provider_name: &provider.name,
+                },
+                ctx.arrived.as_second(),
+            ),
+            _ => None,
         };
         let uri = &upstream_request.uri;
         let path_and_query = request::upstream_path(base_path, uri.path(), uri.query());
@@ -162,6 +179,7 @@ impl ProxyHttp for WardenProxy {
                 request_id: ctx.request_id.as_ref(),
                 body_len: forward.body_len,
                 provider_headers: &provider.headers,
+                vouch,
             },
         )
     }
