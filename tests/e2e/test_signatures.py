@@ -30,7 +30,7 @@ def env(tmp_path_factory):
     other, other_public = keygen(tmp / "other.key")
     provider = MockProvider()
     log = tmp / "audit.jsonl"
-    w = Warden(f"""version: 1
+    text = f"""version: 1
 providers:
   openai:
     base_url: {provider.base_url}
@@ -46,8 +46,9 @@ revocations:
 audit:
   sink: {{file: {{path: {log}}}}}
   spool_dir: {tmp / "spool"}
-""", env=PROVIDER_ENV)
-    w.key, w.other, w.provider, w.audit_log = key, other, provider, log
+"""
+    w = Warden(text, env=PROVIDER_ENV)
+    w.key, w.other, w.provider, w.audit_log, w.text = key, other, provider, log, text
     yield w
     w.stop()
     provider.close()
@@ -96,9 +97,16 @@ def test_a_signed_request_is_accepted_and_audited(env):
     assert match[0]["credential"] == {"kind": "http_signature", "key_id": "signer-1"}
 
 
-def test_a_replayed_request_is_refused(env):
+def test_a_replayed_request_is_refused_even_after_a_reload(env):
     request = signed(env)
     assert send(request).status_code == 200
+    refused(send(request), 401, "replayed_request")
+    before = env.metric("warden_config_reloads_total", 'result="ok"')
+    env.update({"warden.yaml": env.text + "# a change\n"})
+    deadline = time.time() + 5
+    while env.metric("warden_config_reloads_total", 'result="ok"') == before:
+        assert time.time() < deadline, "no reload"
+        time.sleep(0.05)
     refused(send(request), 401, "replayed_request")
 
 
