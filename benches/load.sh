@@ -196,5 +196,9 @@ for w in names:
               f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}")
 print(f"\nWarden RSS (audit off): idle {int(sys.argv[2]) / 1024:.1f} MiB, after load {int(sys.argv[3]) / 1024:.1f} MiB")
 PY
+# Stop the audited Warden the way Kubernetes does (SIGTERM): it signs what it wrote with a final
+# checkpoint, so `verify --key` covers every record.
+kill -TERM "$audited_pid" 2>/dev/null || true
+wait "$audited_pid" 2>/dev/null || true
 audit_lines=$(cat "$work"/audit/audit.jsonl* | wc -l)
 echo "audit records written: $audit_lines; $(target/release/warden audit verify --key "$work/audit.key.pub" "$work/audit")"
