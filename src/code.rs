@@ -31,13 +31,14 @@ pub enum Code {
     BodyTooLarge,
     RateLimited,
     ConcurrencyLimited,
+    TokenBudgetExhausted,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -58,6 +59,7 @@ impl Code {
         Code::BodyTooLarge,
         Code::RateLimited,
         Code::ConcurrencyLimited,
+        Code::TokenBudgetExhausted,
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
     ];
@@ -85,6 +87,7 @@ impl Code {
             Code::BodyTooLarge => "body_too_large",
             Code::RateLimited => "rate_limited",
             Code::ConcurrencyLimited => "concurrency_limited",
+            Code::TokenBudgetExhausted => "token_budget_exhausted",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
         }

@@ -8,25 +8,29 @@
 //! the new snapshot. The registry's mutex is only taken while compiling and publishing, never on
 //! the hot path.
 
+pub mod budget;
 pub mod concurrency;
 pub mod counters;
 pub mod rate;
 pub mod spec;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use budget::{Exhausted, Reservation, TokenBudget};
 pub use concurrency::{InFlight, InFlightGuard};
 pub use counters::AgentCounters;
 pub use rate::{RateDecision, RequestRate};
+pub use spec::Limits;
 
 /// The compiled limits of one agent, pointing at live state.
 #[derive(Debug, Clone, Default)]
 pub struct AgentLimits {
     pub requests_per_minute: Option<Arc<RequestRate>>,
     pub max_concurrent: Option<(u32, Arc<InFlight>)>,
+    /// `tokens_per_minute` / `tokens_per_day`.
+    pub tokens: Option<Arc<TokenBudget>>,
     /// Not a limit: the agent's request and token counts, kept with its limit state so a
     /// reload keeps them too.
     pub counters: Arc<AgentCounters>,
@@ -52,6 +56,7 @@ struct AgentCells {
     in_flight: Arc<InFlight>,
     counters: Arc<AgentCounters>,
     rate: Option<Arc<RequestRate>>,
+    tokens: Option<Arc<TokenBudget>>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -62,14 +67,22 @@ impl LiveState {
     /// A request-rate bucket is kept while the configured rate stays the same; a changed rate
     /// starts a new bucket (the old one measured a different quota). The in-flight count is
     /// always kept: requests admitted under the old snapshot still hold slots.
-    pub fn bind(
-        &self,
-        agent: &str,
-        requests_per_minute: Option<NonZeroU32>,
-        max_concurrent: Option<u32>,
-    ) -> AgentLimits {
+    pub fn bind(&self, agent: &str, limits: &Limits) -> AgentLimits {
+        let Limits {
+            requests_per_minute,
+            max_concurrent,
+            tokens_per_minute,
+            tokens_per_day,
+        } = *limits;
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         let cells = agents.get(agent);
+        let budgeted = tokens_per_minute.is_some() || tokens_per_day.is_some();
+        let tokens = budgeted.then(|| match cells.and_then(|c| c.tokens.as_ref()) {
+            Some(budget) if budget.has_limits(tokens_per_minute, tokens_per_day) => {
+                Arc::clone(budget)
+            }
+            _ => Arc::new(TokenBudget::new(tokens_per_minute, tokens_per_day)),
+        });
         let rate = requests_per_minute.map(|rpm| match cells.and_then(|c| c.rate.as_ref()) {
             Some(rate) if rate.limit() == rpm.get() => Arc::clone(rate),
             _ => Arc::new(RequestRate::per_minute(rpm)),
@@ -78,6 +91,7 @@ impl LiveState {
         AgentLimits {
             requests_per_minute: rate,
             max_concurrent: max_concurrent.map(|max| (max, in_flight)),
+            tokens,
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
         }
     }
@@ -115,6 +129,7 @@ impl LiveState {
             };
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
+            cells.tokens = limits.tokens.clone();
             cells.counters = Arc::clone(&limits.counters);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
@@ -130,10 +145,20 @@ impl LiveState {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
 
     fn rpm(n: u32) -> Option<NonZeroU32> {
         NonZeroU32::new(n)
+    }
+
+    fn configured(requests_per_minute: Option<NonZeroU32>, max_concurrent: Option<u32>) -> Limits {
+        Limits {
+            requests_per_minute,
+            max_concurrent,
+            ..Limits::default()
+        }
     }
 
     fn publish(live: &LiveState, agents: &[(&str, &AgentLimits)]) {
@@ -143,21 +168,21 @@ mod tests {
     #[test]
     fn rebinding_keeps_state_while_the_rate_is_unchanged() {
         let live = LiveState::default();
-        let first = live.bind("a", rpm(2), Some(4));
+        let first = live.bind("a", &configured(rpm(2), Some(4)));
         publish(&live, &[("a", &first)]);
         let rate = first.requests_per_minute.clone().unwrap();
         assert!(rate.check().is_allowed());
         assert!(rate.check().is_allowed());
         assert!(!rate.check().is_allowed());
 
-        let second = live.bind("a", rpm(2), Some(4));
+        let second = live.bind("a", &configured(rpm(2), Some(4)));
         assert!(Arc::ptr_eq(
             &rate,
             second.requests_per_minute.as_ref().unwrap()
         ));
         assert!(!second.requests_per_minute.unwrap().check().is_allowed());
 
-        let changed = live.bind("a", rpm(3), Some(4));
+        let changed = live.bind("a", &configured(rpm(3), Some(4)));
         assert!(changed.requests_per_minute.unwrap().check().is_allowed());
         let (_, a) = first.max_concurrent.unwrap();
         let (_, b) = changed.max_concurrent.unwrap();
@@ -167,7 +192,7 @@ mod tests {
     #[test]
     fn binding_without_publishing_changes_nothing() {
         let live = LiveState::default();
-        let published = live.bind("a", rpm(1), None);
+        let published = live.bind("a", &configured(rpm(1), None));
         publish(&live, &[("a", &published)]);
         assert!(published
             .requests_per_minute
@@ -176,26 +201,26 @@ mod tests {
             .check()
             .is_allowed());
         // A policy that changes the rate but fails to compile is never published...
-        let _rejected = live.bind("a", rpm(5), None);
+        let _rejected = live.bind("a", &configured(rpm(5), None));
         // ...so the next good policy with the old rate still finds the exhausted bucket.
-        let next = live.bind("a", rpm(1), None);
+        let next = live.bind("a", &configured(rpm(1), None));
         assert!(!next.requests_per_minute.unwrap().check().is_allowed());
     }
 
     #[test]
     fn removed_agents_keep_state_until_the_ttl() {
         let live = LiveState::default();
-        let limits = live.bind("gone", rpm(1), None);
+        let limits = live.bind("gone", &configured(rpm(1), None));
         let start = Instant::now();
         live.publish_at([("gone", &limits)], start);
         assert!(limits.requests_per_minute.unwrap().check().is_allowed());
 
         live.publish_at([], start);
-        let back = live.bind("gone", rpm(1), None);
+        let back = live.bind("gone", &configured(rpm(1), None));
         assert!(!back.requests_per_minute.unwrap().check().is_allowed());
 
         live.publish_at([], start + REMOVED_AGENT_STATE_TTL);
-        let fresh = live.bind("gone", rpm(1), None);
+        let fresh = live.bind("gone", &configured(rpm(1), None));
         assert!(fresh.requests_per_minute.unwrap().check().is_allowed());
     }
 }

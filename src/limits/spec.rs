@@ -13,6 +13,10 @@ use crate::problem::Problems;
 pub struct LimitsSpec {
     pub requests_per_minute: Option<Spanned<u32>>,
     pub max_concurrent: Option<Spanned<u32>>,
+    /// LLM tokens (input + output) per minute, reserved before forwarding.
+    pub tokens_per_minute: Option<Spanned<u64>>,
+    /// LLM tokens per calendar day (UTC).
+    pub tokens_per_day: Option<Spanned<u64>>,
 }
 
 /// An agent's limits after validation: what [`super::LiveState::bind`] is asked for.
@@ -20,6 +24,8 @@ pub struct LimitsSpec {
 pub struct Limits {
     pub requests_per_minute: Option<NonZeroU32>,
     pub max_concurrent: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -40,9 +46,22 @@ impl LimitsSpec {
             }
             Some(max.value)
         });
+        let mut tokens = |value: &Option<Spanned<u64>>, field: &str| {
+            value.as_ref().and_then(|n| {
+                if n.value == 0 {
+                    p.error(n, format!("`{field}` must be at least 1 (use `status: suspended` to stop an agent)"));
+                    return None;
+                }
+                Some(n.value)
+            })
+        };
+        let tokens_per_minute = tokens(&self.tokens_per_minute, "tokens_per_minute");
+        let tokens_per_day = tokens(&self.tokens_per_day, "tokens_per_day");
         Limits {
             requests_per_minute,
             max_concurrent,
+            tokens_per_minute,
+            tokens_per_day,
         }
     }
 }

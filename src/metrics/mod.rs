@@ -92,6 +92,8 @@ pub struct Metrics {
     pub audit_queue_depth: IntGauge,
     /// `warden_audit_spool_bytes`: size of the on-disk spool.
     pub audit_spool_bytes: IntGauge,
+    /// `warden_budget_rejections_total{agent,code}`: requests refused by a token budget.
+    pub budget_rejections: IntCounterVec,
 }
 
 impl Metrics {
@@ -156,6 +158,14 @@ impl Metrics {
             "warden_audit_spool_bytes",
             "Bytes of audit records waiting in the on-disk spool.",
         )?;
+        let budget_rejections = IntCounterVec::new(
+            Opts::new(
+                "warden_budget_rejections_total",
+                "Requests refused because their estimated tokens did not fit the agent's token budget, by agent and code.",
+            ),
+            &["agent", "code"],
+        )?;
+        registry.register(Box::new(budget_rejections.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
@@ -180,6 +190,7 @@ impl Metrics {
             audit_events,
             audit_queue_depth,
             audit_spool_bytes,
+            budget_rejections,
         })
     }
 
@@ -201,6 +212,13 @@ impl Metrics {
         self.audit_events
             .with_label_values(&[outcome.as_str()])
             .inc_by(n as u64);
+    }
+
+    /// Counts a request refused by `agent`'s token budget (`agent` is a policy id: bounded).
+    pub fn budget_rejected(&self, agent: &str, code: Code) {
+        self.budget_rejections
+            .with_label_values(&[agent, code.as_str()])
+            .inc();
     }
 
     /// Counts a policy change seen after start-up.

@@ -78,9 +78,7 @@ impl AgentSpec {
             models: models?,
             endpoints,
             status,
-            limits: cx
-                .live
-                .bind(&id.value, limits.requests_per_minute, limits.max_concurrent),
+            limits: cx.live.bind(&id.value, &limits),
         })
     }
 

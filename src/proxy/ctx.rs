@@ -9,7 +9,7 @@ use super::error::Refusal;
 use super::usage::UsageMeter;
 use crate::clock::Clock;
 use crate::config::Snapshot;
-use crate::limits::{InFlightGuard, RateDecision};
+use crate::limits::{InFlightGuard, RateDecision, Reservation};
 
 /// What the upstream phases need to forward an admitted request, beyond the ctx's snapshot,
 /// agent and provider.
@@ -47,6 +47,8 @@ pub struct RequestCtx {
     pub model: Option<String>,
     pub provider: Option<usize>,
     pub rate: Option<RateDecision>,
+    /// Tokens reserved against the agent's token budget, settled when the request ends.
+    pub reservation: Option<Reservation>,
     /// Set when Warden answered with an error instead of the provider's response.
     pub refusal: Option<Refusal>,
     /// Held until the request ends, whatever the outcome.
@@ -69,6 +71,7 @@ impl RequestCtx {
             model: None,
             provider: None,
             rate: None,
+            reservation: None,
             refusal: None,
             in_flight: None,
             forward: None,

@@ -46,6 +46,10 @@ pub enum Refusal {
         retry_after: Duration,
     },
     ConcurrencyLimited,
+    /// The request's estimated tokens do not fit the agent's token budget.
+    TokenBudgetExhausted {
+        retry_after: Duration,
+    },
     /// The provider could not be reached (or cannot be used); the text says why, without secrets.
     UpstreamUnavailable(String),
     UpstreamTimeout,
@@ -105,6 +109,7 @@ impl Refusal {
             Refusal::BodyTooLarge => Code::BodyTooLarge,
             Refusal::RateLimited { .. } => Code::RateLimited,
             Refusal::ConcurrencyLimited => Code::ConcurrencyLimited,
+            Refusal::TokenBudgetExhausted { .. } => Code::TokenBudgetExhausted,
             Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
             Refusal::UpstreamTimeout => Code::UpstreamTimeout,
         }
@@ -126,9 +131,9 @@ impl Refusal {
             | Refusal::EndpointNotAllowed(_) => StatusCode::FORBIDDEN,
             Refusal::ModelNotFound => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Refusal::RateLimited { .. }
+            | Refusal::ConcurrencyLimited
+            | Refusal::TokenBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -152,7 +157,9 @@ impl Refusal {
             | Refusal::ModelNotAllowed
             | Refusal::EndpointNotAllowed(_) => "permission_error",
             Refusal::ModelNotFound => "not_found_error",
-            Refusal::RateLimited { .. } | Refusal::ConcurrencyLimited => "rate_limit_error",
+            Refusal::RateLimited { .. }
+            | Refusal::ConcurrencyLimited
+            | Refusal::TokenBudgetExhausted { .. } => "rate_limit_error",
             Refusal::UpstreamUnavailable(_) | Refusal::UpstreamTimeout => "api_error",
         }
     }
@@ -182,6 +189,7 @@ impl Refusal {
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),
             Refusal::ConcurrencyLimited => "too many concurrent requests for this agent".into(),
+            Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its max_tokens, or 1024, plus its prompt) do not fit what is left".into(),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
         }
@@ -189,7 +197,8 @@ impl Refusal {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Refusal::RateLimited { retry_after } => Some(*retry_after),
+            Refusal::RateLimited { retry_after }
+            | Refusal::TokenBudgetExhausted { retry_after } => Some(*retry_after),
             Refusal::ConcurrencyLimited => Some(CONCURRENCY_RETRY_AFTER),
             _ => None,
         }

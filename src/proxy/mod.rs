@@ -17,6 +17,7 @@ pub mod error;
 pub mod headers;
 pub mod large_body;
 pub mod models;
+mod record;
 pub mod request;
 pub mod usage;
 
@@ -32,14 +33,12 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::audit::{AuditEvent, Auditor, Directory, Tokens};
+use crate::audit::Auditor;
 use crate::clock::Clock;
-use crate::code::Code;
 use crate::config::Snapshot;
 use crate::identity::vouch::Subject;
 use crate::identity::{Checks, Credential, Target};
-use crate::limits::counters::OVERFLOW_MODEL;
-use crate::limits::RateDecision;
+use crate::limits::{budget, RateDecision};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
@@ -344,8 +343,9 @@ impl WardenProxy {
             return Err(Refusal::UpstreamUnavailable(why));
         }
 
-        // A refused request spends no limit: the concurrency slot is taken first (and given
-        // back if the rate refuses), because a rate token once taken cannot be returned.
+        // A refused request spends no limit: the concurrency slot and the token reservation are
+        // taken first (and given back if a later limit refuses), because a rate token once
+        // taken cannot be returned.
         if let Some((max, in_flight)) = &agent.limits.max_concurrent {
             ctx.in_flight = Some(
                 in_flight
@@ -353,11 +353,28 @@ impl WardenProxy {
                     .ok_or(Refusal::ConcurrencyLimited)?,
             );
         }
+        if let Some(budget) = &agent.limits.tokens {
+            let estimate = budget::estimate(fields.output_cap, body.len());
+            match budget.reserve(estimate, now.as_second()) {
+                Ok(reservation) => ctx.reservation = Some(reservation),
+                Err(exhausted) => {
+                    ctx.in_flight = None;
+                    return Err(Refusal::TokenBudgetExhausted {
+                        retry_after: exhausted.retry_after,
+                    });
+                }
+            }
+        }
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
             ctx.rate = Some(decision);
             if let RateDecision::Limited { retry_after, .. } = decision {
                 ctx.in_flight = None;
+                if let (Some(budget), Some(reservation)) =
+                    (&agent.limits.tokens, ctx.reservation.take())
+                {
+                    budget.settle(reservation, 0);
+                }
                 return Err(Refusal::RateLimited { retry_after });
             }
         }
@@ -373,105 +390,6 @@ impl WardenProxy {
             },
         ))
     }
-
-    /// Emits the request's metrics and audit event, once per request.
-    ///
-    /// A response that started but did not finish is not `ok`: `error` says who broke it (the
-    /// client hanging up: `client_closed`; the provider failing mid-body: its upstream code).
-    fn record(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map(|r| r.status.as_u16());
-        let code = match (&ctx.refusal, status, error) {
-            (Some(refusal), _, _) => refusal.code(),
-            (None, None, _) => Code::ClientClosed,
-            (None, Some(_), Some(e)) if matches!(e.esource(), ErrorSource::Downstream) => {
-                Code::ClientClosed
-            }
-            (None, Some(_), Some(e)) => Refusal::from_upstream_error(e).code(),
-            (None, Some(s), None) if s < 400 => Code::Ok,
-            (None, Some(s), None) if s < 500 => Code::Upstream4xx,
-            (None, Some(_), None) => Code::Upstream5xx,
-        };
-        let snapshot = ctx.snapshot.as_deref();
-        let agent = snapshot.zip(ctx.agent).map(|(s, a)| &s.agents[a]);
-        let provider = snapshot
-            .zip(ctx.provider)
-            .map_or("", |(s, p)| s.providers[p].name.as_str());
-        let model = match (&ctx.model, snapshot, agent) {
-            (Some(model), Some(snapshot), Some(agent)) => {
-                if snapshot.names_model(agent, model) {
-                    model.as_str()
-                } else {
-                    OVERFLOW_MODEL
-                }
-            }
-            _ => "",
-        };
-        let usage = ctx.upstream.meter.finish();
-        let counters = agent.map_or(&self.metrics.anonymous, |a| &a.limits.counters);
-        counters.record(
-            model,
-            provider,
-            code,
-            usage.map(|u| (u.input_tokens, u.output_tokens)),
-        );
-        let now = Instant::now();
-        self.metrics
-            .request_duration(code)
-            .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
-        // The response has just ended (or failed): `logging` runs right after its last byte.
-        let upstream = &ctx.upstream;
-        if let Some(started) = upstream.started {
-            self.metrics
-                .upstream_duration(provider)
-                .observe(now.saturating_duration_since(started).as_secs_f64());
-        }
-        if let Some(audit) = &self.audit {
-            let request = session.req_header();
-            let millis = |from: Instant, to: Instant| {
-                to.saturating_duration_since(from).as_secs_f64() * 1000.0
-            };
-            audit.emit(AuditEvent {
-                arrived: ctx.arrived,
-                request_id: ctx.request_id.clone(),
-                provider_request_id: upstream.provider_request_id.clone(),
-                snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
-                agent: ctx.agent,
-                provider: ctx.provider,
-                credential: ctx.credential.take(),
-                method: request.method.clone(),
-                path: capped(request.uri.path().to_string(), MAX_AUDITED_PATH),
-                model: ctx.model.take().map(|m| capped(m, MAX_AUDITED_MODEL)),
-                denied: ctx.refusal.is_some() && ctx.forward.is_none(),
-                code,
-                status: status.unwrap_or(0),
-                latency_ms: millis(ctx.started, now),
-                upstream_ms: upstream.started.map(|start| millis(start, now)),
-                ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
-                tokens: usage.map(|u| Tokens {
-                    input: u.input_tokens,
-                    output: u.output_tokens,
-                }),
-            });
-        }
-    }
-}
-
-/// Longest request path and model name written to an audit event: a hostile agent cannot
-/// make events huge.
-const MAX_AUDITED_PATH: usize = 2048;
-const MAX_AUDITED_MODEL: usize = 256;
-
-/// `text`, cut to at most `max` bytes (on a character boundary) and marked with `…` if cut.
-fn capped(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
 }
 
 /// The snapshot, provider index and forwarding plan of an admitted request.

@@ -16,6 +16,9 @@ use super::error::Refusal;
 pub struct BodyFields<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// The request's cap on output tokens (`max_completion_tokens`, `max_tokens` or
+    /// `max_output_tokens`, the first present), for token budgets.
+    pub output_cap: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -24,6 +27,12 @@ struct Probe<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
 }
 
 /// Extracts `model` and `stream` from a JSON body (an object; other fields are validated as JSON
@@ -46,6 +55,10 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
         Some(model) if !model.is_empty() => Ok(BodyFields {
             model,
             stream: probe.stream.unwrap_or(false),
+            output_cap: probe
+                .max_completion_tokens
+                .or(probe.max_tokens)
+                .or(probe.max_output_tokens),
         }),
         _ => Err(Refusal::MissingModel),
     }

@@ -1,0 +1,197 @@
+//! Token budgets per minute and per calendar day (UTC): reserve before forwarding, settle after.
+//!
+//! A request reserves its estimate (its output cap plus its prompt, estimated) against every
+//! window of the agent at once, under the agent's own lock: concurrent requests cannot all pass
+//! before any is charged, and a check cannot race its increment. When the response is done the
+//! reservation is settled to the tokens the provider reported, releasing the difference. A
+//! window that rolled over while the request ran is not charged again.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Output tokens reserved for a request that sets no cap (`max_tokens` and the like).
+pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
+/// Prompt bytes per token assumed when estimating (a generous average for English and code).
+const BYTES_PER_TOKEN: u64 = 4;
+
+const MINUTE: i64 = 60;
+const DAY: i64 = 86_400;
+
+/// One agent's token windows; live state (kept across reloads while its limits stay the same).
+#[derive(Debug)]
+pub struct TokenBudget {
+    per_minute: Option<u64>,
+    per_day: Option<u64>,
+    state: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    minute: Window,
+    day: Window,
+}
+
+/// A fixed window: which one (its start divided by its length) and the tokens charged in it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    id: i64,
+    used: u64,
+}
+
+impl Window {
+    fn at(&mut self, id: i64) -> &mut Self {
+        if self.id != id {
+            *self = Window { id, used: 0 };
+        }
+        self
+    }
+}
+
+/// Tokens held for one request until it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub tokens: u64,
+    minute: i64,
+    day: i64,
+}
+
+/// A reservation that does not fit: which window, and when it resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted {
+    pub retry_after: Duration,
+    pub limit: u64,
+}
+
+/// The tokens to reserve for a request: its output cap (or [`DEFAULT_OUTPUT_ESTIMATE`]) plus
+/// its prompt, estimated from the body's size.
+pub fn estimate(output_cap: Option<u64>, body_len: usize) -> u64 {
+    let prompt = u64::try_from(body_len).unwrap_or(u64::MAX) / BYTES_PER_TOKEN;
+    output_cap
+        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
+        .saturating_add(prompt.max(1))
+}
+
+impl TokenBudget {
+    pub fn new(per_minute: Option<u64>, per_day: Option<u64>) -> Self {
+        TokenBudget {
+            per_minute,
+            per_day,
+            state: Mutex::new(Windows::default()),
+        }
+    }
+
+    /// Whether this budget is for these limits (a reload with other limits starts afresh).
+    pub fn has_limits(&self, per_minute: Option<u64>, per_day: Option<u64>) -> bool {
+        self.per_minute == per_minute && self.per_day == per_day
+    }
+
+    /// Reserves `tokens` in every window at `now` (Unix seconds), or says which does not fit.
+    pub fn reserve(&self, tokens: u64, now: i64) -> Result<Reservation, Exhausted> {
+        let (minute, day) = (now.div_euclid(MINUTE), now.div_euclid(DAY));
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        for (limit, window, id, length) in [
+            (self.per_minute, &mut state.minute, minute, MINUTE),
+            (self.per_day, &mut state.day, day, DAY),
+        ] {
+            if let Some(limit) = limit {
+                let window = window.at(id);
+                if window.used.saturating_add(tokens) > limit {
+                    let reset = (id + 1) * length - now;
+                    return Err(Exhausted {
+                        retry_after: Duration::from_secs(u64::try_from(reset).unwrap_or(1).max(1)),
+                        limit,
+                    });
+                }
+            }
+        }
+        state.minute.at(minute).used += tokens;
+        state.day.at(day).used += tokens;
+        Ok(Reservation {
+            tokens,
+            minute,
+            day,
+        })
+    }
+
+    /// Settles `reservation` to the `actual` tokens used: the difference is released (or, when
+    /// the estimate was short, charged) in the windows it was reserved in, if they are current.
+    pub fn settle(&self, reservation: Reservation, actual: u64) {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        for (window, id) in [
+            (&mut state.minute, reservation.minute),
+            (&mut state.day, reservation.day),
+        ] {
+            if window.id == id {
+                window.used = window
+                    .used
+                    .saturating_sub(reservation.tokens)
+                    .saturating_add(actual);
+            }
+        }
+    }
+
+    /// Tokens charged in the current minute and day at `now` (settled and still reserved).
+    pub fn used(&self, now: i64) -> (u64, u64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let minute = state.minute.at(now.div_euclid(MINUTE)).used;
+        let day = state.day.at(now.div_euclid(DAY)).used;
+        (minute, day)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOON: i64 = 1_800_000_000 - 1_800_000_000 % DAY + DAY / 2;
+
+    #[test]
+    fn reservations_fit_or_say_when_the_window_resets() {
+        let budget = TokenBudget::new(Some(1000), None);
+        let a = budget.reserve(600, NOON).unwrap();
+        let refused = budget.reserve(500, NOON + 10).unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_secs(50));
+        assert_eq!(refused.limit, 1000);
+        budget.settle(a, 100);
+        assert!(
+            budget.reserve(500, NOON + 10).is_ok(),
+            "the settle released 500"
+        );
+        assert_eq!(
+            budget.used(NOON + 10),
+            (600, 600),
+            "100 settled + 500 reserved"
+        );
+        assert!(budget.reserve(1000, NOON + 60).is_ok(), "a new minute");
+    }
+
+    #[test]
+    fn the_day_rolls_over_at_midnight_utc_and_late_settles_do_not_leak() {
+        let budget = TokenBudget::new(None, Some(10_000));
+        let late = budget.reserve(9_000, NOON + DAY / 2 - 1).unwrap();
+        assert!(budget.reserve(2_000, NOON + DAY / 2 - 1).is_err());
+        assert!(budget.reserve(9_500, NOON + DAY / 2).is_ok(), "a new day");
+        budget.settle(late, 9_000);
+        assert_eq!(budget.used(NOON + DAY / 2).1, 9_500);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_limit_together() {
+        let budget = std::sync::Arc::new(TokenBudget::new(Some(1000), Some(5000)));
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                let budget = std::sync::Arc::clone(&budget);
+                std::thread::spawn(move || budget.reserve(100, NOON).is_ok())
+            })
+            .collect();
+        let passed = handles
+            .into_iter()
+            .map(|h| h.join())
+            .filter(|passed| matches!(passed, Ok(true)))
+            .count();
+        assert_eq!(passed, 10);
+        assert_eq!(budget.used(NOON), (1000, 1000));
+    }
+}

@@ -1,0 +1,131 @@
+//! What a request leaves behind, once, when it ends: its budget settled, its counts and
+//! durations in the metrics, its audit event on the queue.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource};
+
+use super::{Refusal, RequestCtx, WardenProxy};
+use crate::audit::{AuditEvent, Directory, Tokens};
+use crate::code::Code;
+use crate::limits::counters::OVERFLOW_MODEL;
+
+impl WardenProxy {
+    /// Emits the request's metrics and audit event, once per request.
+    ///
+    /// A response that started but did not finish is not `ok`: `error` says who broke it (the
+    /// client hanging up: `client_closed`; the provider failing mid-body: its upstream code).
+    pub(super) fn record(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map(|r| r.status.as_u16());
+        let code = match (&ctx.refusal, status, error) {
+            (Some(refusal), _, _) => refusal.code(),
+            (None, None, _) => Code::ClientClosed,
+            (None, Some(_), Some(e)) if matches!(e.esource(), ErrorSource::Downstream) => {
+                Code::ClientClosed
+            }
+            (None, Some(_), Some(e)) => Refusal::from_upstream_error(e).code(),
+            (None, Some(s), None) if s < 400 => Code::Ok,
+            (None, Some(s), None) if s < 500 => Code::Upstream4xx,
+            (None, Some(_), None) => Code::Upstream5xx,
+        };
+        let snapshot = ctx.snapshot.as_deref();
+        let agent = snapshot.zip(ctx.agent).map(|(s, a)| &s.agents[a]);
+        let provider = snapshot
+            .zip(ctx.provider)
+            .map_or("", |(s, p)| s.providers[p].name.as_str());
+        let model = match (&ctx.model, snapshot, agent) {
+            (Some(model), Some(snapshot), Some(agent)) => {
+                if snapshot.names_model(agent, model) {
+                    model.as_str()
+                } else {
+                    OVERFLOW_MODEL
+                }
+            }
+            _ => "",
+        };
+        let usage = ctx.upstream.meter.finish();
+        if let (Some(reservation), Some(agent)) = (ctx.reservation.take(), agent) {
+            if let Some(budget) = &agent.limits.tokens {
+                // Tokens the provider reported; without a report, a forwarded request keeps its
+                // reservation (it may have been billed), a refused or failed one releases it.
+                let actual = match usage {
+                    Some(u) => u.input_tokens + u.output_tokens,
+                    None if ctx.forward.is_some() && code == Code::Ok => reservation.tokens,
+                    None => 0,
+                };
+                budget.settle(reservation, actual);
+            }
+        }
+        if code == Code::TokenBudgetExhausted {
+            if let Some(agent) = agent {
+                self.metrics.budget_rejected(&agent.id, code);
+            }
+        }
+        let counters = agent.map_or(&self.metrics.anonymous, |a| &a.limits.counters);
+        counters.record(
+            model,
+            provider,
+            code,
+            usage.map(|u| (u.input_tokens, u.output_tokens)),
+        );
+        let now = Instant::now();
+        self.metrics
+            .request_duration(code)
+            .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
+        // The response has just ended (or failed): `logging` runs right after its last byte.
+        let upstream = &ctx.upstream;
+        if let Some(started) = upstream.started {
+            self.metrics
+                .upstream_duration(provider)
+                .observe(now.saturating_duration_since(started).as_secs_f64());
+        }
+        if let Some(audit) = &self.audit {
+            let request = session.req_header();
+            let millis = |from: Instant, to: Instant| {
+                to.saturating_duration_since(from).as_secs_f64() * 1000.0
+            };
+            audit.emit(AuditEvent {
+                arrived: ctx.arrived,
+                request_id: ctx.request_id.clone(),
+                provider_request_id: upstream.provider_request_id.clone(),
+                snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
+                agent: ctx.agent,
+                provider: ctx.provider,
+                credential: ctx.credential.take(),
+                method: request.method.clone(),
+                path: capped(request.uri.path().to_string(), MAX_AUDITED_PATH),
+                model: ctx.model.take().map(|m| capped(m, MAX_AUDITED_MODEL)),
+                denied: ctx.refusal.is_some() && ctx.forward.is_none(),
+                code,
+                status: status.unwrap_or(0),
+                latency_ms: millis(ctx.started, now),
+                upstream_ms: upstream.started.map(|start| millis(start, now)),
+                ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
+                tokens: usage.map(|u| Tokens {
+                    input: u.input_tokens,
+                    output: u.output_tokens,
+                }),
+            });
+        }
+    }
+}
+
+/// Longest request path and model name written to an audit event: a hostile agent cannot
+/// make events huge.
+const MAX_AUDITED_PATH: usize = 2048;
+const MAX_AUDITED_MODEL: usize = 256;
+
+/// `text`, cut to at most `max` bytes (on a character boundary) and marked with `…` if cut.
+fn capped(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
