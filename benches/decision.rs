@@ -76,6 +76,17 @@ fn decision(c: &mut Criterion) {
         },
     );
 
+    let budget = warden::limits::TokenBudget::new(Some(u64::MAX / 4), Some(u64::MAX / 4));
+    c.bench_function("token budget: reserve + settle", |b| {
+        b.iter(|| {
+            let now = Timestamp::now().as_second();
+            let estimate = warden::limits::budget::estimate(black_box(Some(256)), black_box(900));
+            if let Ok(reservation) = budget.reserve(estimate, now) {
+                budget.settle(reservation, black_box(300));
+            }
+        })
+    });
+
     let mut long_prompt =
         br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":""#.to_vec();
     long_prompt.extend(std::iter::repeat_n(b'a', 100_000));
