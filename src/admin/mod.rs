@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::metrics::Metrics;
 use crate::policy::AgentStatus;
@@ -22,6 +23,8 @@ use crate::policy::AgentStatus;
 pub struct AdminApp {
     pub policy: Arc<ArcSwapOption<Snapshot>>,
     pub metrics: Arc<Metrics>,
+    /// The time usage windows are reported at.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -61,7 +64,10 @@ impl ServeHttp for AdminApp {
                 )
             }
             _ => match path.strip_prefix("/v1/agents/") {
-                Some(id) => self.agent(id),
+                Some(rest) => match rest.strip_suffix("/usage") {
+                    Some(id) => self.usage(id),
+                    None => self.agent(rest),
+                },
                 None => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
             },
         }
@@ -69,6 +75,45 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
+    /// `GET /v1/agents/{id}/usage`: the agent's requests and tokens, with its limits, what is
+    /// left and when each window resets.
+    fn usage(&self, id: &str) -> Response<Vec<u8>> {
+        let policy = self.policy.load();
+        let now = self.clock.now().as_second();
+        let found = policy.as_ref().and_then(|snapshot| {
+            let agent = snapshot.agents.get(*snapshot.identity.agents.get(id)?)?;
+            let limits = &agent.limits;
+            let (mut requests, mut input, mut output) = (0u64, 0u64, 0u64);
+            limits.counters.for_each(|series| {
+                requests += series.requests;
+                input += series.input_tokens;
+                output += series.output_tokens;
+            });
+            let [minute, day] = limits
+                .tokens
+                .as_ref()
+                .map_or([None, None], |budget| budget.status(now));
+            Some(json!({
+                "agent": agent.id,
+                "requests": {
+                    "total": requests,
+                    "limit_per_minute": limits.requests_per_minute.as_ref().map(|r| r.limit()),
+                    "max_concurrent": limits.max_concurrent.as_ref().map(|(max, _)| max),
+                },
+                "tokens": {"input": input, "output": output, "minute": minute, "day": day},
+                "spend": {"usd": null, "limit": null},
+            }))
+        });
+        match found {
+            Some(body) => text(
+                StatusCode::OK,
+                "application/json",
+                body.to_string().into_bytes(),
+            ),
+            None => not_found_agent(),
+        }
+    }
+
     /// `GET /v1/agents/{id}`: the agent's public identity.
     fn agent(&self, id: &str) -> Response<Vec<u8>> {
         let policy = self.policy.load();
@@ -102,16 +147,24 @@ impl AdminApp {
             }))
         });
         match found {
-            Some(body) => text(StatusCode::OK, "application/json", body.to_string().into_bytes()),
-            None => text(
-                StatusCode::NOT_FOUND,
+            Some(body) => text(
+                StatusCode::OK,
                 "application/json",
-                json!({"error": {"message": "no such agent", "type": "not_found_error", "code": "agent_not_found"}})
-                    .to_string()
-                    .into_bytes(),
+                body.to_string().into_bytes(),
             ),
+            None => not_found_agent(),
         }
     }
+}
+
+fn not_found_agent() -> Response<Vec<u8>> {
+    text(
+        StatusCode::NOT_FOUND,
+        "application/json",
+        json!({"error": {"message": "no such agent", "type": "not_found_error", "code": "agent_not_found"}})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

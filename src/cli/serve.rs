@@ -157,7 +157,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         mock_socket: mock_socket.clone(),
         audit: auditor,
         connector: pingora::connectors::http::Connector::new(None),
-        clock,
+        clock: Arc::clone(&clock),
         nonces: crate::identity::NonceCache::default(),
     };
     let mut proxy_service =
@@ -166,7 +166,11 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
 
     let mut admin_service = Service::new(
         "warden admin".to_string(),
-        HttpServer::new_app(AdminApp { policy, metrics }),
+        HttpServer::new_app(AdminApp {
+            policy,
+            metrics,
+            clock,
+        }),
     );
     admin_service.add_tcp(&admin);
 

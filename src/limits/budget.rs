@@ -47,6 +47,15 @@ impl Window {
     }
 }
 
+/// One window's state, as the usage endpoint reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WindowStatus {
+    pub used: u64,
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_secs: i64,
+}
+
 /// Tokens held for one request until it settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
@@ -130,6 +139,24 @@ impl TokenBudget {
                     .saturating_add(actual);
             }
         }
+    }
+
+    /// Each configured window at `now`: tokens charged (settled and reserved), its limit, and
+    /// seconds until it resets — for the usage endpoint.
+    pub fn status(&self, now: i64) -> [Option<WindowStatus>; 2] {
+        let (minute, day) = self.used(now);
+        let window = |limit: Option<u64>, used: u64, length: i64| {
+            limit.map(|limit| WindowStatus {
+                used,
+                limit,
+                remaining: limit.saturating_sub(used),
+                reset_secs: length - now.rem_euclid(length),
+            })
+        };
+        [
+            window(self.per_minute, minute, MINUTE),
+            window(self.per_day, day, DAY),
+        ]
     }
 
     /// Tokens charged in the current minute and day at `now` (settled and still reserved).

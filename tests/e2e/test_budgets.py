@@ -72,3 +72,23 @@ def test_settling_releases_what_was_not_used(env):
     # That one settled to 18 as well; 990 + its prompt no longer fits (in this minute or a new one).
     refused = call(env, max_tokens=990)
     assert refused.status_code == 429 and refused.headers["x-warden-error"] == "token_budget_exhausted"
+
+
+def test_usage_endpoint_reports_use_limits_and_resets(env):
+    before = httpx.get(env.admin + "/v1/agents/budgeted/usage", timeout=5).json()
+    assert call(env, max_tokens=10).status_code == 200
+    deadline = time.time() + 5
+    while True:
+        usage = httpx.get(env.admin + "/v1/agents/budgeted/usage", timeout=5).json()
+        if usage["requests"]["total"] == before["requests"]["total"] + 1:
+            break
+        assert time.time() < deadline, usage
+        time.sleep(0.05)
+    assert usage["agent"] == "budgeted"
+    assert usage["tokens"]["input"] == before["tokens"]["input"] + 13
+    assert usage["tokens"]["output"] == before["tokens"]["output"] + 5
+    minute = usage["tokens"]["minute"]
+    assert minute["limit"] == 1000 and minute["used"] + minute["remaining"] == 1000
+    assert minute["used"] >= 18 and 1 <= minute["reset_secs"] <= 60
+    assert usage["tokens"]["day"] is None and usage["spend"] == {"usd": None, "limit": None}
+    assert httpx.get(env.admin + "/v1/agents/nobody/usage", timeout=5).status_code == 404
