@@ -64,6 +64,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
             input: 1200,
             output: 340,
         }),
+        tokens_source: Some(warden::audit::event::TokensSource::Reported),
     }
 }
 

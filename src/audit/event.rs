@@ -61,6 +61,18 @@ pub struct AuditEvent {
     /// From the request's arrival to the provider's response header.
     pub ttfb_ms: Option<f64>,
     pub tokens: Option<Tokens>,
+    /// Whether `tokens` is the provider's report or Warden's estimate.
+    pub tokens_source: Option<TokensSource>,
+}
+
+/// Where an event's token counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokensSource {
+    /// The provider's usage report.
+    Reported,
+    /// Estimated from what was streamed: the stream ended before its report.
+    Estimated,
 }
 
 /// LLM tokens the provider reported.
@@ -109,6 +121,7 @@ pub struct RequestRecord<'a> {
     pub seq: u64,
     pub status: u16,
     pub tokens: Option<Tokens>,
+    pub tokens_source: Option<TokensSource>,
     pub ts: Rfc3339,
     pub ttfb_ms: Option<f64>,
     #[serde(rename = "type")]
@@ -174,6 +187,7 @@ impl AuditEvent {
             seq: link.seq,
             status: self.status,
             tokens: self.tokens,
+            tokens_source: self.tokens_source,
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             kind: "request",

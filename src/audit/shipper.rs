@@ -369,6 +369,7 @@ mod tests {
             upstream_ms: None,
             ttfb_ms: None,
             tokens: None,
+            tokens_source: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use http::HeaderValue;
 
 use super::error::Refusal;
+use super::stream_usage::UsageChunkFilter;
 use super::usage::UsageMeter;
 use crate::clock::Clock;
 use crate::config::Snapshot;
@@ -15,8 +16,10 @@ use crate::limits::{InFlightGuard, RateDecision, Reservation};
 /// agent and provider.
 #[derive(Debug, Clone, Copy)]
 pub struct Forward {
-    /// Exact length of the body Warden read, sent upstream as `Content-Length`.
+    /// Exact length of the body sent upstream (`Content-Length`).
     pub body_len: usize,
+    /// Warden changed the body (asked a stream for usage): digests of the original are dropped.
+    pub rewritten: bool,
 }
 
 /// What happened on the way to the provider and back, filled by the upstream phases.
@@ -28,6 +31,8 @@ pub struct UpstreamLeg {
     pub first_byte: Option<Instant>,
     /// Reads token usage from the response body as it passes.
     pub meter: UsageMeter,
+    /// Hides the usage chunk Warden asked for on the client's behalf.
+    pub usage_filter: Option<UsageChunkFilter>,
     /// The provider's own `x-request-id`, when it sent one other than Warden's.
     pub provider_request_id: Option<HeaderValue>,
 }

@@ -69,6 +69,8 @@ pub struct UpstreamIdentity<'a> {
     pub agent_id: &'a HeaderValue,
     pub request_id: Option<&'a HeaderValue>,
     pub body_len: usize,
+    /// The body differs from the client's (a digest of it would be wrong).
+    pub body_rewritten: bool,
     /// Headers the provider's policy sets (`OpenAI-Organization`, …).
     pub provider_headers: &'a [(HeaderName, HeaderValue)],
     /// `X-Agent-Identity`, for a provider that asks Warden to vouch for the agent.
@@ -108,6 +110,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
         req.remove_header(*name);
     }
     remove_agent_headers(req);
+    if up.body_rewritten {
+        req.remove_header("content-digest");
+    }
     req.insert_header(HOST, up.authority.clone())?;
     req.insert_header(CONTENT_LENGTH, up.body_len)?;
     match up.auth {
@@ -210,6 +215,7 @@ mod tests {
             agent_id: &HeaderValue::from_static("bot"),
             request_id: Some(&HeaderValue::from_static("rid")),
             body_len: 42,
+            body_rewritten: false,
             provider_headers: &[(
                 HeaderName::from_static("openai-organization"),
                 HeaderValue::from_static("org-operator"),

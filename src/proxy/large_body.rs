@@ -11,6 +11,8 @@
 //! Measured against the alternative (a Pingora subrequest fed with the body): 17 µs less CPU
 //! per 100 KB request, 23% less per 1 MB request, and less than half the memory under load.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::protocols::http::client::HttpSession;
@@ -80,12 +82,23 @@ async fn relay(
     let mut response = Box::new(header.clone());
     proxy.response_filter(session, &mut response, ctx).await?;
     let mut done = upstream.response_done();
-    session.write_response_header(response, done).await?;
+    // A failed write is the client's doing (it went away): recorded as `client_closed`.
+    session
+        .write_response_header(response, done)
+        .await
+        .map_err(pingora::Error::into_down)?;
     while !done {
         let mut chunk = upstream.read_response_body().await?;
         done = chunk.is_none() || upstream.response_done();
         proxy.response_body_filter(session, &mut chunk, done, ctx)?;
-        session.write_response_body(chunk, done).await?;
+        if let Err(gone) = session.write_response_body(chunk, done).await {
+            // The client went away mid-response. What it was sent is billed: read on, without
+            // writing, for a bounded time, so the provider's usage report is metered.
+            if !done {
+                drain_for_usage(proxy, session, ctx, &mut upstream).await;
+            }
+            return Err(gone.into_down());
+        }
     }
     if let HttpSession::H1(h1) = &mut upstream {
         h1.respect_keepalive();
@@ -94,6 +107,39 @@ async fn relay(
         .release_http_session(upstream, &*peer, peer.idle_timeout())
         .await;
     Ok(())
+}
+
+/// How long, and how many bytes, Warden keeps reading a response whose client has gone, to
+/// meter the usage the provider reports at its end.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads the rest of the response into the usage meter (nothing is written), until it ends or
+/// the bounds above are reached.
+async fn drain_for_usage(
+    proxy: &WardenProxy,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    upstream: &mut HttpSession,
+) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut read = 0;
+    while read < DRAIN_BYTES {
+        let next = tokio::time::timeout_at(deadline, upstream.read_response_body()).await;
+        let Ok(Ok(Some(chunk))) = next else {
+            break;
+        };
+        read += chunk.len();
+        let done = upstream.response_done();
+        let mut chunk = Some(chunk);
+        if proxy
+            .response_body_filter(session, &mut chunk, done, ctx)
+            .is_err()
+            || done
+        {
+            break;
+        }
+    }
 }
 
 /// Sends the request (its header rewritten by `upstream_request_filter`) and reads the response

@@ -19,6 +19,7 @@ pub mod large_body;
 pub mod models;
 mod record;
 pub mod request;
+pub mod stream_usage;
 pub mod usage;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
 pub use ctx::{Forward, RequestCtx, UpstreamLeg};
 pub use error::Refusal;
+use stream_usage::UsageChunkFilter;
 use usage::UsageMeter;
 
 /// Warden's proxy: shared by every request, holds only handles to shared state.
@@ -177,6 +179,7 @@ impl ProxyHttp for WardenProxy {
                 agent_id: &agent.id_header,
                 request_id: ctx.request_id.as_ref(),
                 body_len: forward.body_len,
+                body_rewritten: forward.rewritten,
                 provider_headers: &provider.headers,
                 vouch,
             },
@@ -201,6 +204,14 @@ impl ProxyHttp for WardenProxy {
                 .map(|v| v.as_bytes());
             upstream.meter = UsageMeter::for_content_type(content_type);
         }
+        if upstream.usage_filter.is_some() {
+            if matches!(upstream.meter, UsageMeter::Sse { .. }) {
+                // Chunks are removed: the length the provider declared no longer holds.
+                response.remove_header(&http::header::CONTENT_LENGTH);
+            } else {
+                upstream.usage_filter = None;
+            }
+        }
         if let Some(theirs) = response.headers.get(headers::REQUEST_ID) {
             if ctx.request_id.as_ref() != Some(theirs) {
                 upstream.provider_request_id = Some(theirs.clone());
@@ -220,11 +231,14 @@ impl ProxyHttp for WardenProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
             ctx.upstream.meter.feed(chunk);
+        }
+        if let Some(filter) = &mut ctx.upstream.usage_filter {
+            filter.filter(body, end_of_stream);
         }
         Ok(None)
     }
@@ -379,11 +393,30 @@ impl WardenProxy {
             }
         }
 
+        // A stream that reports usage only on request is asked for it (and the extra chunk
+        // hidden from the client): the body changes, so Warden forwards its own copy.
+        let path = session.req_header().uri.path();
+        if stream_usage::needs_injection(path, fields.stream, fields.stream_options) {
+            if let Some(rewritten) =
+                stream_usage::inject_include_usage(&body, fields.stream_options)
+            {
+                ctx.upstream.usage_filter = Some(UsageChunkFilter::default());
+                ctx.forward = Some(Forward {
+                    body_len: rewritten.len(),
+                    rewritten: true,
+                });
+                return Ok(Admitted::Forward(Body::Large(rewritten)));
+            }
+        }
         ctx.forward = Some(Forward {
             body_len: body.len(),
+            rewritten: false,
         });
+        // A stream goes through Warden's own forwarder too: if its client leaves, the forwarder
+        // reads on for the provider's usage report (Pingora's loop would stop).
+        let streaming = fields.stream;
         Ok(Admitted::Forward(
-            if replayable && !session.retry_buffer_truncated() {
+            if replayable && !streaming && !session.retry_buffer_truncated() {
                 Body::Replayed
             } else {
                 Body::Large(body)

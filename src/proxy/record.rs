@@ -8,6 +8,7 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource};
 
 use super::{Refusal, RequestCtx, WardenProxy};
+use crate::audit::event::TokensSource;
 use crate::audit::{AuditEvent, Directory, Tokens};
 use crate::code::Code;
 use crate::limits::counters::OVERFLOW_MODEL;
@@ -46,12 +47,27 @@ impl WardenProxy {
             _ => "",
         };
         let usage = ctx.upstream.meter.finish();
+        // A stream that ended before its usage report (the client left and the rest could not
+        // be read, or the provider broke off) is billed on an estimate of what was streamed:
+        // one token per event out, the prompt at 4 bytes a token in.
+        let events = ctx.upstream.meter.events();
+        let (billed, source) = match (usage, ctx.forward) {
+            (Some(u), _) => (
+                Some((u.input_tokens, u.output_tokens)),
+                Some(TokensSource::Reported),
+            ),
+            (None, Some(forward)) if events > 0 => {
+                let input = u64::try_from(forward.body_len / 4).unwrap_or(u64::MAX);
+                (Some((input, events)), Some(TokensSource::Estimated))
+            }
+            (None, _) => (None, None),
+        };
         if let (Some(reservation), Some(agent)) = (ctx.reservation.take(), agent) {
             if let Some(budget) = &agent.limits.tokens {
                 // Tokens the provider reported; without a report, a forwarded request keeps its
                 // reservation (it may have been billed), a refused or failed one releases it.
-                let actual = match usage {
-                    Some(u) => u.input_tokens + u.output_tokens,
+                let actual = match billed {
+                    Some((input, output)) => input + output,
                     None if ctx.forward.is_some() && code == Code::Ok => reservation.tokens,
                     None => 0,
                 };
@@ -103,10 +119,8 @@ impl WardenProxy {
                 latency_ms: millis(ctx.started, now),
                 upstream_ms: upstream.started.map(|start| millis(start, now)),
                 ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
-                tokens: usage.map(|u| Tokens {
-                    input: u.input_tokens,
-                    output: u.output_tokens,
-                }),
+                tokens: billed.map(|(input, output)| Tokens { input, output }),
+                tokens_source: source,
             });
         }
     }

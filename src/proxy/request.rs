@@ -10,12 +10,15 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::error::Refusal;
+use super::stream_usage::{StreamOptions, StreamOptionsProbe};
 
 /// What Warden needs from a JSON request body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BodyFields<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// `stream_options` as far as usage goes.
+    pub stream_options: StreamOptions,
     /// The request's cap on output tokens (`max_completion_tokens`, `max_tokens` or
     /// `max_output_tokens`, the first present), for token budgets.
     pub output_cap: Option<u64>,
@@ -27,6 +30,8 @@ struct Probe<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptionsProbe>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
     #[serde(default)]
@@ -55,6 +60,7 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
         Some(model) if !model.is_empty() => Ok(BodyFields {
             model,
             stream: probe.stream.unwrap_or(false),
+            stream_options: probe.stream_options.into(),
             output_cap: probe
                 .max_completion_tokens
                 .or(probe.max_tokens)

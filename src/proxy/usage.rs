@@ -48,6 +48,9 @@ pub enum UsageMeter {
         line: Vec<u8>,
         skipping: bool,
         usage: Option<Usage>,
+        /// `data:` events seen (other than `[DONE]`): the basis of an estimate when the stream
+        /// ends before its usage report.
+        events: u64,
     },
 }
 
@@ -63,6 +66,7 @@ impl UsageMeter {
                 line: Vec::new(),
                 skipping: false,
                 usage: None,
+                events: 0,
             }
         } else if starts_with_ignore_case(ct, b"application/json") {
             UsageMeter::Json {
@@ -102,11 +106,12 @@ impl UsageMeter {
                 line,
                 skipping,
                 usage,
+                events,
             } => {
                 for piece in chunk.split_inclusive(|b| *b == b'\n') {
                     let complete = piece.last() == Some(&b'\n');
                     if complete && line.is_empty() && !*skipping {
-                        sse_line(piece, usage);
+                        sse_line(piece, usage, events);
                         continue;
                     }
                     if !*skipping {
@@ -119,13 +124,21 @@ impl UsageMeter {
                     }
                     if complete {
                         if !*skipping {
-                            sse_line(line, usage);
+                            sse_line(line, usage, events);
                         }
                         line.clear();
                         *skipping = false;
                     }
                 }
             }
+        }
+    }
+
+    /// Stream events seen so far (0 for a JSON body).
+    pub fn events(&self) -> u64 {
+        match self {
+            UsageMeter::Sse { events, .. } => *events,
+            UsageMeter::Off | UsageMeter::Json { .. } => 0,
         }
     }
 
@@ -148,9 +161,14 @@ impl UsageMeter {
                     .or(parsed.response.and_then(|r| r.usage))
                     .map(UsageFields::usage)
             }
-            UsageMeter::Sse { line, usage, .. } => {
+            UsageMeter::Sse {
+                line,
+                usage,
+                events,
+                ..
+            } => {
                 if !line.is_empty() {
-                    sse_line(line, usage);
+                    sse_line(line, usage, events);
                     line.clear();
                 }
                 *usage
@@ -163,11 +181,14 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
+fn sse_line(line: &[u8], usage: &mut Option<Usage>, events: &mut u64) {
     let line = line.trim_ascii_end();
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
+    if data.trim_ascii() != b"[DONE]" {
+        *events += 1;
+    }
     if USAGE_KEY.find(data).is_none() {
         return;
     }

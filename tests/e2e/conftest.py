@@ -21,7 +21,7 @@ def standard_policy(upstream_url, extra_agents=""):
 providers:
   openai:
     base_url: {upstream_url}
-    models: ["gpt-*", "slow-*", "error-*", "text-embedding-*"]
+    models: ["gpt-*", "slow-*", "error-*", "broken-*", "text-embedding-*"]
     api_key_env: TEST_OPENAI_KEY
     auth: bearer
   anthropic:
@@ -37,7 +37,7 @@ agents:
     keys:
       - {{id: app-1, sha256: {sha256_hex(AGENT_KEY)}}}
       - {{id: app-old, sha256: {sha256_hex(EXPIRED_KEY)}, expires_at: "2020-01-01T00:00:00Z"}}
-    models: ["gpt-4o-mini", "gpt-4o", "slow-model", "error-model", "claude-sonnet-*", "text-embedding-3-small", "mock-*", "unrouted-model"]
+    models: ["gpt-4o-mini", "gpt-4o", "slow-model", "error-model", "claude-sonnet-*", "text-embedding-3-small", "mock-*", "unrouted-model", "broken-*"]
   narrow:
     keys:
       - {{id: narrow-1, sha256: {sha256_hex(OTHER_KEY)}}}

@@ -1,0 +1,101 @@
+"""Exact usage on OpenAI streams the client did not ask usage for: Warden asks the provider
+(`stream_options.include_usage`), meters the real count, and hides the extra chunk."""
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import AGENT_KEY, PROVIDER_ENV, standard_policy
+from harness import Warden
+from mock_provider import MockProvider
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stream-usage")
+    provider = MockProvider(stream_interval=0.01)
+    log = tmp / "audit.jsonl"
+    w = Warden(standard_policy(provider.base_url) + f"audit:\n  sink: {{file: {{path: {log}}}}}\n  spool_dir: {tmp / 'spool'}\n",
+               env=PROVIDER_ENV)
+    w.provider, w.audit_log = provider, log
+    yield w
+    w.stop()
+    provider.close()
+
+
+def audited(env, request_id):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if env.audit_log.exists():
+            for line in env.audit_log.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("request_id") == request_id:
+                    return record
+        time.sleep(0.05)
+    raise AssertionError(f"no audit record for {request_id}")
+
+
+def test_the_openai_sdk_stream_is_metered_without_asking(env):
+    client = openai.OpenAI(base_url=env.base + "/v1", api_key=AGENT_KEY, max_retries=0,
+                           default_headers={"X-Request-ID": "sdk-stream-1"})
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
+    assert all(c.choices for c in chunks), "the usage chunk Warden asked for is hidden"
+    assert all(c.usage is None for c in chunks)
+    sent = env.provider.last().json()
+    assert sent["stream_options"] == {"include_usage": True}, "Warden asked the provider for usage"
+    record = audited(env, "sdk-stream-1")
+    assert record["tokens"] == {"input": 21, "output": 3}
+
+
+def test_a_client_that_asked_for_usage_gets_it_and_its_body_untouched(env):
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True},
+                       "messages": []}).encode()
+    with httpx.stream("POST", env.base + "/v1/chat/completions", content=body, timeout=10,
+                      headers={"Authorization": f"Bearer {AGENT_KEY}", "Content-Type": "application/json",
+                               "X-Request-ID": "asked-1"}) as r:
+        text = "".join(r.iter_text())
+    assert '"choices": [], "usage": {"prompt_tokens": 21' in text
+    assert env.provider.last().body == body
+    assert audited(env, "asked-1")["tokens"] == {"input": 21, "output": 3}
+
+
+def test_stream_options_without_include_usage_is_completed(env):
+    r = httpx.post(env.base + "/v1/chat/completions", timeout=10,
+                   headers={"Authorization": f"Bearer {AGENT_KEY}", "X-Request-ID": "opts-1"},
+                   json={"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": False}})
+    assert r.status_code == 200 and '"usage": {' not in r.text and "data: [DONE]" in r.text
+    assert env.provider.last().json()["stream_options"] == {"include_usage": True}
+    assert audited(env, "opts-1")["tokens"] == {"input": 21, "output": 3}
+
+
+def test_a_client_leaving_mid_stream_is_billed_what_the_provider_reports(env):
+    import socket
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": []}).encode()
+    s = socket.create_connection(("127.0.0.1", env.port))
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {AGENT_KEY}\r\n"
+               f"X-Request-ID: leaves-1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.close()
+    record = audited(env, "leaves-1")
+    assert record["code"] == "client_closed"
+    assert record["tokens"] == {"input": 21, "output": 3} and record["tokens_source"] == "reported"
+
+
+def test_a_stream_broken_before_its_report_is_billed_an_estimate(env):
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": []}
+    env.provider.stream_interval = 0.01
+    with httpx.stream("POST", env.base + "/v1/chat/completions", json={**body, "model": "broken-model"}, timeout=10,
+                      headers={"Authorization": f"Bearer {AGENT_KEY}", "X-Request-ID": "broken-1"}) as r:
+        with pytest.raises(httpx.HTTPError):
+            for _ in r.iter_bytes():
+                pass
+    record = audited(env, "broken-1")
+    assert record["code"] == "upstream_unavailable"
+    assert record["tokens_source"] == "estimated"
+    assert record["tokens"]["output"] == 2, record
+    assert record["tokens"]["input"] > 0
