@@ -65,6 +65,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
             output: 340,
         }),
         tokens_source: Some(warden::audit::event::TokensSource::Reported),
+        cost_usd: Some(0.000384),
     }
 }
 

@@ -32,13 +32,14 @@ pub enum Code {
     RateLimited,
     ConcurrencyLimited,
     TokenBudgetExhausted,
+    SpendBudgetExhausted,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -60,6 +61,7 @@ impl Code {
         Code::RateLimited,
         Code::ConcurrencyLimited,
         Code::TokenBudgetExhausted,
+        Code::SpendBudgetExhausted,
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
     ];
@@ -88,6 +90,7 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::ConcurrencyLimited => "concurrency_limited",
             Code::TokenBudgetExhausted => "token_budget_exhausted",
+            Code::SpendBudgetExhausted => "spend_budget_exhausted",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
         }

@@ -29,6 +29,7 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
         ttfb_ms: Some(latency / 2.0),
         tokens: tokens.map(|(input, output)| Tokens { input, output }),
         tokens_source: tokens.map(|_| warden::audit::event::TokensSource::Estimated),
+        cost_usd: Some(latency),
     };
     let mut chain = ChainState::new(instance.to_string());
     chain.seq = seq % (1 << 53);

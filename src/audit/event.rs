@@ -63,6 +63,8 @@ pub struct AuditEvent {
     pub tokens: Option<Tokens>,
     /// Whether `tokens` is the provider's report or Warden's estimate.
     pub tokens_source: Option<TokensSource>,
+    /// What the tokens cost by the policy's `pricing` (none without a price).
+    pub cost_usd: Option<f64>,
 }
 
 /// Where an event's token counts come from.
@@ -104,7 +106,7 @@ pub struct RequestRecord<'a> {
     pub agent: &'a str,
     pub code: &'static str,
     pub config_version: &'a str,
-    /// Not priced yet (pricing comes with budgets).
+    /// The tokens' cost by `pricing`; null when the model has no price or no tokens were billed.
     pub cost_usd: Option<f64>,
     pub credential: Credential<'a>,
     /// `allow` (forwarded, or answered by Warden) or `deny` (refused by Warden).
@@ -158,7 +160,7 @@ impl AuditEvent {
             agent,
             code: self.code.as_str(),
             config_version: snapshot.map_or("", |s| s.version()),
-            cost_usd: None,
+            cost_usd: self.cost_usd,
             credential: Credential {
                 key_id,
                 kind: self.credential.as_ref().map_or("none", Presented::kind),

@@ -370,6 +370,7 @@ mod tests {
             ttfb_ms: None,
             tokens: None,
             tokens_source: None,
+            cost_usd: None,
         }
     }
 

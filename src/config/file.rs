@@ -15,6 +15,7 @@ use serde_saphyr::Spanned;
 use super::server::ServerSpec;
 use crate::audit::spec::AuditSpec;
 use crate::identity::spec::IssuerSpec;
+use crate::limits::pricing::PriceSpec;
 use crate::policy::spec::{AgentSpec, RevocationsSpec};
 use crate::providers::spec::ProviderSpec;
 
@@ -33,6 +34,9 @@ pub struct PolicyFile {
     /// May appear in several files (e.g. a `revocations.yaml` of its own); the lists are merged.
     #[serde(default)]
     pub revocations: Option<RevocationsSpec>,
+    /// USD per million tokens by model glob, for spend budgets and `cost_usd`.
+    #[serde(default)]
+    pub pricing: IndexMap<Spanned<String>, PriceSpec>,
     /// Trusted JWT issuers, by the name their tokens' `iss` carries.
     #[serde(default)]
     pub issuers: IndexMap<Spanned<String>, IssuerSpec>,

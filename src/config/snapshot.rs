@@ -6,6 +6,7 @@ use super::server::ServerSettings;
 use crate::audit::{AuditSettings, Directory};
 use crate::globs::is_literal;
 use crate::identity::{Credential, Identities};
+use crate::limits::pricing::Prices;
 use crate::policy::revocations::Revocations;
 use crate::policy::Agent;
 use crate::providers::Provider;
@@ -22,6 +23,8 @@ pub struct Snapshot {
     /// API keys, public keys, trusted issuers.
     pub identity: Identities,
     pub revocations: Revocations,
+    /// `pricing:`, first match in policy order.
+    pub prices: Prices,
     /// Files the policy points at (provider key files, CA files) and what they held when
     /// compiled: a change to one of them is a policy change too.
     pub referenced_files: Vec<ReferencedFile>,

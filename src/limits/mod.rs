@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod concurrency;
 pub mod counters;
+pub mod pricing;
 pub mod rate;
 pub mod spec;
 
@@ -31,6 +32,8 @@ pub struct AgentLimits {
     pub max_concurrent: Option<(u32, Arc<InFlight>)>,
     /// `tokens_per_minute` / `tokens_per_day`.
     pub tokens: Option<Arc<TokenBudget>>,
+    /// `usd_per_day`, in micro-dollars (a day-only budget).
+    pub spend: Option<Arc<TokenBudget>>,
     /// Not a limit: the agent's request and token counts, kept with its limit state so a
     /// reload keeps them too.
     pub counters: Arc<AgentCounters>,
@@ -57,6 +60,7 @@ struct AgentCells {
     counters: Arc<AgentCounters>,
     rate: Option<Arc<RequestRate>>,
     tokens: Option<Arc<TokenBudget>>,
+    spend: Option<Arc<TokenBudget>>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -73,6 +77,7 @@ impl LiveState {
             max_concurrent,
             tokens_per_minute,
             tokens_per_day,
+            micro_usd_per_day,
         } = *limits;
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         let cells = agents.get(agent);
@@ -83,6 +88,10 @@ impl LiveState {
             }
             _ => Arc::new(TokenBudget::new(tokens_per_minute, tokens_per_day)),
         });
+        let spend = micro_usd_per_day.map(|limit| match cells.and_then(|c| c.spend.as_ref()) {
+            Some(budget) if budget.has_limits(None, Some(limit)) => Arc::clone(budget),
+            _ => Arc::new(TokenBudget::new(None, Some(limit))),
+        });
         let rate = requests_per_minute.map(|rpm| match cells.and_then(|c| c.rate.as_ref()) {
             Some(rate) if rate.limit() == rpm.get() => Arc::clone(rate),
             _ => Arc::new(RequestRate::per_minute(rpm)),
@@ -92,6 +101,7 @@ impl LiveState {
             requests_per_minute: rate,
             max_concurrent: max_concurrent.map(|max| (max, in_flight)),
             tokens,
+            spend,
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
         }
     }
@@ -130,6 +140,7 @@ impl LiveState {
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
             cells.tokens = limits.tokens.clone();
+            cells.spend = limits.spend.clone();
             cells.counters = Arc::clone(&limits.counters);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);

@@ -17,6 +17,8 @@ pub struct LimitsSpec {
     pub tokens_per_minute: Option<Spanned<u64>>,
     /// LLM tokens per calendar day (UTC).
     pub tokens_per_day: Option<Spanned<u64>>,
+    /// USD per calendar day (UTC), priced by `pricing:`.
+    pub usd_per_day: Option<Spanned<f64>>,
 }
 
 /// An agent's limits after validation: what [`super::LiveState::bind`] is asked for.
@@ -26,6 +28,8 @@ pub struct Limits {
     pub max_concurrent: Option<u32>,
     pub tokens_per_minute: Option<u64>,
     pub tokens_per_day: Option<u64>,
+    /// `usd_per_day` in micro-dollars.
+    pub micro_usd_per_day: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -57,11 +61,22 @@ impl LimitsSpec {
         };
         let tokens_per_minute = tokens(&self.tokens_per_minute, "tokens_per_minute");
         let tokens_per_day = tokens(&self.tokens_per_day, "tokens_per_day");
+        let micro_usd_per_day = self.usd_per_day.as_ref().and_then(|usd| {
+            if !(usd.value.is_finite() && usd.value > 0.0) {
+                p.error(
+                    usd,
+                    "`usd_per_day` must be more than 0 (use `status: suspended` to stop an agent)",
+                );
+                return None;
+            }
+            Some((usd.value * 1_000_000.0).round() as u64)
+        });
         Limits {
             requests_per_minute,
             max_concurrent,
             tokens_per_minute,
             tokens_per_day,
+            micro_usd_per_day,
         }
     }
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::code::Code;
@@ -94,6 +94,8 @@ pub struct Metrics {
     pub audit_spool_bytes: IntGauge,
     /// `warden_budget_rejections_total{agent,code}`: requests refused by a token budget.
     pub budget_rejections: IntCounterVec,
+    /// `warden_spend_usd_total{agent}`: what agents' tokens cost by the policy's pricing.
+    pub spend: CounterVec,
 }
 
 impl Metrics {
@@ -166,6 +168,14 @@ impl Metrics {
             &["agent", "code"],
         )?;
         registry.register(Box::new(budget_rejections.clone()))?;
+        let spend = CounterVec::new(
+            Opts::new(
+                "warden_spend_usd_total",
+                "USD spent by agents' LLM tokens, by the policy's pricing (reported usage, or the estimate of a stream cut short).",
+            ),
+            &["agent"],
+        )?;
+        registry.register(Box::new(spend.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
@@ -191,6 +201,7 @@ impl Metrics {
             audit_queue_depth,
             audit_spool_bytes,
             budget_rejections,
+            spend,
         })
     }
 
@@ -219,6 +230,13 @@ impl Metrics {
         self.budget_rejections
             .with_label_values(&[agent, code.as_str()])
             .inc();
+    }
+
+    /// Adds `micro_usd` to `agent`'s spend.
+    pub fn spent(&self, agent: &str, micro_usd: u64) {
+        self.spend
+            .with_label_values(&[agent])
+            .inc_by(micro_usd as f64 / 1_000_000.0);
     }
 
     /// Counts a policy change seen after start-up.

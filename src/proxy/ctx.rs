@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub rate: Option<RateDecision>,
     /// Tokens reserved against the agent's token budget, settled when the request ends.
     pub reservation: Option<Reservation>,
+    /// Micro-dollars reserved against the agent's daily spend budget.
+    pub spend_reservation: Option<Reservation>,
     /// Set when Warden answered with an error instead of the provider's response.
     pub refusal: Option<Refusal>,
     /// Held until the request ends, whatever the outcome.
@@ -77,6 +79,7 @@ impl RequestCtx {
             provider: None,
             rate: None,
             reservation: None,
+            spend_reservation: None,
             refusal: None,
             in_flight: None,
             forward: None,

@@ -50,6 +50,12 @@ pub enum Refusal {
     TokenBudgetExhausted {
         retry_after: Duration,
     },
+    /// The request's estimated cost does not fit the agent's daily spend budget.
+    SpendBudgetExhausted {
+        retry_after: Duration,
+    },
+    /// The agent has a spend budget and the model has no price.
+    UnpricedModel,
     /// The provider could not be reached (or cannot be used); the text says why, without secrets.
     UpstreamUnavailable(String),
     UpstreamTimeout,
@@ -110,6 +116,8 @@ impl Refusal {
             Refusal::RateLimited { .. } => Code::RateLimited,
             Refusal::ConcurrencyLimited => Code::ConcurrencyLimited,
             Refusal::TokenBudgetExhausted { .. } => Code::TokenBudgetExhausted,
+            Refusal::SpendBudgetExhausted { .. } => Code::SpendBudgetExhausted,
+            Refusal::UnpricedModel => Code::ModelNotAllowed,
             Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
             Refusal::UpstreamTimeout => Code::UpstreamTimeout,
         }
@@ -133,7 +141,9 @@ impl Refusal {
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. }
             | Refusal::ConcurrencyLimited
-            | Refusal::TokenBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | Refusal::TokenBudgetExhausted { .. }
+            | Refusal::SpendBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UnpricedModel => StatusCode::FORBIDDEN,
             Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -159,7 +169,9 @@ impl Refusal {
             Refusal::ModelNotFound => "not_found_error",
             Refusal::RateLimited { .. }
             | Refusal::ConcurrencyLimited
-            | Refusal::TokenBudgetExhausted { .. } => "rate_limit_error",
+            | Refusal::TokenBudgetExhausted { .. }
+            | Refusal::SpendBudgetExhausted { .. } => "rate_limit_error",
+            Refusal::UnpricedModel => "permission_error",
             Refusal::UpstreamUnavailable(_) | Refusal::UpstreamTimeout => "api_error",
         }
     }
@@ -189,6 +201,8 @@ impl Refusal {
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),
             Refusal::ConcurrencyLimited => "too many concurrent requests for this agent".into(),
+            Refusal::SpendBudgetExhausted { .. } => "daily spend budget exhausted for this agent: the request's estimated cost does not fit what is left".into(),
+            Refusal::UnpricedModel => "this model has no price in the policy's `pricing`, and this agent has a spend limit (`usd_per_day`): it may only use priced models".into(),
             Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its max_tokens, or 1024, plus its prompt) do not fit what is left".into(),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
@@ -198,7 +212,8 @@ impl Refusal {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Refusal::RateLimited { retry_after }
-            | Refusal::TokenBudgetExhausted { retry_after } => Some(*retry_after),
+            | Refusal::TokenBudgetExhausted { retry_after }
+            | Refusal::SpendBudgetExhausted { retry_after } => Some(*retry_after),
             Refusal::ConcurrencyLimited => Some(CONCURRENCY_RETRY_AFTER),
             _ => None,
         }

@@ -379,16 +379,28 @@ impl WardenProxy {
                 }
             }
         }
+        if let Some(spend) = &agent.limits.spend {
+            let Some(price) = snapshot.prices.find(&fields.model) else {
+                release(agent, ctx);
+                return Err(Refusal::UnpricedModel);
+            };
+            let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / 4;
+            let output = fields.output_cap.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE);
+            match spend.reserve(price.micro_usd(prompt, output), now.as_second()) {
+                Ok(reservation) => ctx.spend_reservation = Some(reservation),
+                Err(exhausted) => {
+                    release(agent, ctx);
+                    return Err(Refusal::SpendBudgetExhausted {
+                        retry_after: exhausted.retry_after,
+                    });
+                }
+            }
+        }
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
             ctx.rate = Some(decision);
             if let RateDecision::Limited { retry_after, .. } = decision {
-                ctx.in_flight = None;
-                if let (Some(budget), Some(reservation)) =
-                    (&agent.limits.tokens, ctx.reservation.take())
-                {
-                    budget.settle(reservation, 0);
-                }
+                release(agent, ctx);
                 return Err(Refusal::RateLimited { retry_after });
             }
         }
@@ -422,6 +434,18 @@ impl WardenProxy {
                 Body::Large(body)
             },
         ))
+    }
+}
+
+/// Gives back what admission took before a later limit refused: the concurrency slot and the
+/// token and spend reservations.
+fn release(agent: &crate::policy::Agent, ctx: &mut RequestCtx) {
+    ctx.in_flight = None;
+    if let (Some(budget), Some(reservation)) = (&agent.limits.tokens, ctx.reservation.take()) {
+        budget.settle(reservation, 0);
+    }
+    if let (Some(spend), Some(reservation)) = (&agent.limits.spend, ctx.spend_reservation.take()) {
+        spend.settle(reservation, 0);
     }
 }
 

@@ -62,6 +62,25 @@ impl WardenProxy {
             }
             (None, _) => (None, None),
         };
+        let price = snapshot
+            .zip(ctx.model.as_deref())
+            .and_then(|(s, model)| s.prices.find(model));
+        let cost = price
+            .zip(billed)
+            .map(|(price, (input, output))| price.micro_usd(input, output));
+        if let (Some(reservation), Some(agent)) = (ctx.spend_reservation.take(), agent) {
+            if let Some(spend) = &agent.limits.spend {
+                let actual = match cost {
+                    Some(cost) => cost,
+                    None if ctx.forward.is_some() && code == Code::Ok => reservation.tokens,
+                    None => 0,
+                };
+                spend.settle(reservation, actual);
+            }
+        }
+        if let (Some(cost), Some(agent)) = (cost, agent) {
+            self.metrics.spent(&agent.id, cost);
+        }
         if let (Some(reservation), Some(agent)) = (ctx.reservation.take(), agent) {
             if let Some(budget) = &agent.limits.tokens {
                 // Tokens the provider reported; without a report, a forwarded request keeps its
@@ -74,7 +93,10 @@ impl WardenProxy {
                 budget.settle(reservation, actual);
             }
         }
-        if code == Code::TokenBudgetExhausted {
+        if matches!(
+            code,
+            Code::TokenBudgetExhausted | Code::SpendBudgetExhausted
+        ) {
             if let Some(agent) = agent {
                 self.metrics.budget_rejected(&agent.id, code);
             }
@@ -121,6 +143,7 @@ impl WardenProxy {
                 ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
                 tokens: billed.map(|(input, output)| Tokens { input, output }),
                 tokens_source: source,
+                cost_usd: cost.map(|micro| micro as f64 / 1_000_000.0),
             });
         }
     }

@@ -1,6 +1,7 @@
 """Token budgets (reserve before forwarding, settle to the reported usage) with the real binary:
 concurrent requests cannot all pass before any is charged; settling releases the difference."""
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -92,3 +93,83 @@ def test_usage_endpoint_reports_use_limits_and_resets(env):
     assert minute["used"] >= 18 and 1 <= minute["reset_secs"] <= 60
     assert usage["tokens"]["day"] is None and usage["spend"] == {"usd": None, "limit": None}
     assert httpx.get(env.admin + "/v1/agents/nobody/usage", timeout=5).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("spend")
+    provider = MockProvider()
+    log = tmp / "audit.jsonl"
+    w = Warden(f"""version: 1
+pricing:
+  gpt-4o-mini: {{input: 1000, output: 2000}}
+providers:
+  openai:
+    base_url: {provider.base_url}
+    models: ["gpt-*"]
+    api_key_env: TEST_OPENAI_KEY
+agents:
+  spender:
+    keys: [{{id: s-1, sha256: {sha256_hex(KEY)}}}]
+    models: ["gpt-4o-mini", "gpt-4o"]
+    limits: {{usd_per_day: 0.1}}
+audit:
+  sink: {{file: {{path: {log}}}}}
+  spool_dir: {tmp / "spool"}
+""", env=PROVIDER_ENV)
+    w.audit_log = log
+    yield w
+    w.stop()
+    provider.close()
+
+
+def test_spend_is_reserved_priced_and_settled(priced):
+    # At $1000/$2000 per million, a reply of 13 in / 5 out costs $0.023; a request reserves
+    # its prompt (~15 tokens) and max_tokens 10: $0.035. $0.10 a day lets three through.
+    codes = []
+    for i in range(4):
+        r = httpx.post(priced.base + "/v1/chat/completions", timeout=10,
+                       headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": f"spend-{i}"},
+                       json={"model": "gpt-4o-mini", "max_tokens": 10, "messages": []})
+        codes.append(r.status_code)
+        if r.status_code == 429:
+            assert r.headers["x-warden-error"] == "spend_budget_exhausted"
+            assert int(r.headers["retry-after"]) >= 1
+        time.sleep(0.1)  # each request settles before the next reserves
+    assert codes == [200, 200, 200, 429], codes
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        records = [json.loads(l) for l in priced.audit_log.read_text().splitlines()] if priced.audit_log.exists() else []
+        if any(r.get("request_id") == "spend-0" for r in records):
+            break
+        time.sleep(0.05)
+    [first] = [r for r in records if r.get("request_id") == "spend-0"]
+    assert first["cost_usd"] == pytest.approx(0.023)
+    spent = [l for l in priced.metrics().splitlines() if l.startswith('warden_spend_usd_total{agent="spender"}')]
+    assert spent and float(spent[0].rsplit(" ", 1)[1]) == pytest.approx(0.069), spent
+
+
+def test_an_unpriced_model_is_refused_for_an_agent_with_a_spend_limit(priced):
+    r = httpx.post(priced.base + "/v1/chat/completions", timeout=10, headers={"Authorization": f"Bearer {KEY}"},
+                   json={"model": "gpt-4o", "messages": []})
+    assert r.status_code == 403 and r.headers["x-warden-error"] == "model_not_allowed"
+    assert "pricing" in r.json()["error"]["message"]
+
+
+def test_check_warns_about_unpriced_models_of_agents_with_a_spend_limit(tmp_path):
+    from harness import run_warden_cli
+    path = tmp_path / "p.yaml"
+    path.write_text("""version: 1
+pricing:
+  "m-*": {input: 1, output: 2}
+providers:
+  m: {kind: mock, models: ["m-*", "x-*"]}
+agents:
+  a:
+    models: ["m-1", "x-1"]
+    limits: {usd_per_day: 5, tokens_per_minute: 0}
+""")
+    out = run_warden_cli("check", str(path))
+    assert "p.yaml:8:21: warning: agent `a` has `usd_per_day` but model `x-1` has no price" in out.stdout, out.stdout
+    assert "`tokens_per_minute` must be at least 1" in out.stdout and out.returncode == 1
+    assert "`m-1`" not in out.stdout
