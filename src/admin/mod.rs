@@ -89,10 +89,21 @@ impl AdminApp {
                 input += series.input_tokens;
                 output += series.output_tokens;
             });
-            let [minute, day] = limits
-                .tokens
+            let [minute, day] = limits.budgets.tokens[0]
                 .as_ref()
                 .map_or([None, None], |budget| budget.status(now));
+            let spend = limits.budgets.spend[0]
+                .as_ref()
+                .and_then(|budget| budget.status(now)[1])
+                .map(|day| {
+                    let usd = |micro: u64| micro as f64 / 1_000_000.0;
+                    json!({
+                        "used": usd(day.used),
+                        "limit": usd(day.limit),
+                        "remaining": usd(day.remaining),
+                        "reset_secs": day.reset_secs,
+                    })
+                });
             Some(json!({
                 "agent": agent.id,
                 "requests": {
@@ -101,7 +112,7 @@ impl AdminApp {
                     "max_concurrent": limits.max_concurrent.as_ref().map(|(max, _)| max),
                 },
                 "tokens": {"input": input, "output": output, "minute": minute, "day": day},
-                "spend": {"usd": null, "limit": null},
+                "spend": {"day": spend},
             }))
         });
         match found {

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use super::env::Environment;
+use indexmap::IndexMap;
 use serde_saphyr::Spanned;
 
 use super::env::RecordingSecrets;
@@ -27,7 +28,7 @@ use crate::identity::compile::{voucher, Keys};
 use crate::identity::jwt::Issuer;
 use crate::identity::vouch::Voucher;
 use crate::limits::pricing::Prices;
-use crate::limits::LiveState;
+use crate::limits::{AgentLimits, LiveState};
 use crate::policy::compile::AgentContext;
 use crate::policy::endpoints::EndpointCache;
 use crate::policy::revocations::Revocations;
@@ -104,6 +105,7 @@ pub fn compile_parsed(
         vouching: Vec::new(),
         revocations: Revocations::default(),
         prices: Prices::default(),
+        teams: IndexMap::new(),
         globs: GlobCache::default(),
         endpoints: EndpointCache::default(),
         served: HashMap::new(),
@@ -128,6 +130,7 @@ pub fn compile_parsed(
         voucher,
         revocations,
         prices,
+        teams,
         ..
     } = builder;
 
@@ -142,6 +145,10 @@ pub fn compile_parsed(
         identity: keys.finish(issuers, voucher),
         revocations,
         prices,
+        teams: teams
+            .into_iter()
+            .map(|(name, (_, limits))| (team_state_key(name), limits))
+            .collect(),
         referenced_files: secrets.read.into_inner(),
         audit: audit.map(|(_, a)| a),
     };
@@ -208,6 +215,8 @@ struct Builder<'a, 'f> {
     vouching: Vec<(&'f Path, &'f Spanned<bool>)>,
     revocations: Revocations,
     prices: Prices,
+    /// `teams:` by name, with where each was defined.
+    teams: IndexMap<&'f str, (Origin<'f>, AgentLimits)>,
     globs: GlobCache<'f>,
     endpoints: EndpointCache<'f>,
     /// Whether some provider serves a model allowlist entry, by entry.
@@ -264,6 +273,17 @@ impl<'f> Builder<'_, 'f> {
             }
         }
         self.prices.add(&mut p, &policy.pricing);
+        for (name, spec) in &policy.teams {
+            if let Some((first, _)) = self.teams.get(name.value.as_str()) {
+                let message = format!("team `{}` is already defined at {first}", name.value);
+                p.error(name, message);
+                continue;
+            }
+            let limits = spec.compile(&mut p);
+            let bound = self.live.bind(&team_state_key(&name.value), &limits);
+            self.teams
+                .insert(&name.value, (Origin::of(path, name), bound));
+        }
         for (name, spec) in &policy.issuers {
             if let Some(first) = self.issuer_names.get(name.value.as_str()) {
                 let message = format!("issuer `{}` is already defined at {first}", name.value);
@@ -317,7 +337,12 @@ impl<'f> Builder<'_, 'f> {
                 continue;
             }
             self.agent_ids.insert(&id.value, Origin::of(path, id));
-            if let Some(agent) = spec.compile(path, id, self.agents.len(), &mut p, &mut cx) {
+            if let Some(mut agent) = spec.compile(path, id, self.agents.len(), &mut p, &mut cx) {
+                let team = agent.owner.as_deref().and_then(|o| self.teams.get(o));
+                if let Some((_, team)) = team {
+                    agent.limits.budgets.tokens[1].clone_from(&team.budgets.tokens[0]);
+                    agent.limits.budgets.spend[1].clone_from(&team.budgets.spend[0]);
+                }
                 self.agents.push(agent);
             }
             if spec.limits.usd_per_day.is_some() {
@@ -355,6 +380,12 @@ impl<'f> Builder<'_, 'f> {
             });
         }
     }
+}
+
+/// The live-state key of team `name`'s budgets: `:` never occurs in an agent id, so a team
+/// cannot share an agent's state.
+fn team_state_key(name: &str) -> String {
+    format!("team:{name}")
 }
 
 /// Whether some provider serves an allowlist entry: a wildcard entry counts as served when a

@@ -16,6 +16,7 @@ use super::server::ServerSpec;
 use crate::audit::spec::AuditSpec;
 use crate::identity::spec::IssuerSpec;
 use crate::limits::pricing::PriceSpec;
+use crate::limits::spec::TeamSpec;
 use crate::policy::spec::{AgentSpec, RevocationsSpec};
 use crate::providers::spec::ProviderSpec;
 
@@ -37,6 +38,9 @@ pub struct PolicyFile {
     /// USD per million tokens by model glob, for spend budgets and `cost_usd`.
     #[serde(default)]
     pub pricing: IndexMap<Spanned<String>, PriceSpec>,
+    /// Budgets shared by the agents of one `owner`.
+    #[serde(default)]
+    pub teams: IndexMap<Spanned<String>, TeamSpec>,
     /// Trusted JWT issuers, by the name their tokens' `iss` carries.
     #[serde(default)]
     pub issuers: IndexMap<Spanned<String>, IssuerSpec>,

@@ -47,11 +47,16 @@ impl Publisher {
     pub fn publish(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         self.policy.store(Some(Arc::clone(&snapshot)));
+        let teams = snapshot
+            .teams
+            .iter()
+            .map(|(name, limits)| (name.as_str(), limits));
         self.live.publish(
             snapshot
                 .agents
                 .iter()
-                .map(|agent| (agent.id.as_str(), &agent.limits)),
+                .map(|agent| (agent.id.as_str(), &agent.limits))
+                .chain(teams),
         );
         let now = self.clock.now().as_duration().as_secs_f64();
         self.metrics.policy_published(&snapshot.version, now);

@@ -7,6 +7,7 @@ use crate::audit::{AuditSettings, Directory};
 use crate::globs::is_literal;
 use crate::identity::{Credential, Identities};
 use crate::limits::pricing::Prices;
+use crate::limits::AgentLimits;
 use crate::policy::revocations::Revocations;
 use crate::policy::Agent;
 use crate::providers::Provider;
@@ -25,6 +26,9 @@ pub struct Snapshot {
     pub revocations: Revocations,
     /// `pricing:`, first match in policy order.
     pub prices: Prices,
+    /// `teams:`: each team's budgets by live-state key (`team:<name>`), published with the
+    /// agents' state.
+    pub teams: Vec<(String, AgentLimits)>,
     /// Files the policy points at (provider key files, CA files) and what they held when
     /// compiled: a change to one of them is a policy change too.
     pub referenced_files: Vec<ReferencedFile>,

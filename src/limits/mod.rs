@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod concurrency;
 pub mod counters;
+pub mod held;
 pub mod pricing;
 pub mod rate;
 pub mod spec;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 pub use budget::{Exhausted, Reservation, TokenBudget};
 pub use concurrency::{InFlight, InFlightGuard};
 pub use counters::AgentCounters;
+pub use held::{BudgetRefusal, Budgets, Held};
 pub use rate::{RateDecision, RequestRate};
 pub use spec::Limits;
 
@@ -30,10 +32,9 @@ pub use spec::Limits;
 pub struct AgentLimits {
     pub requests_per_minute: Option<Arc<RequestRate>>,
     pub max_concurrent: Option<(u32, Arc<InFlight>)>,
-    /// `tokens_per_minute` / `tokens_per_day`.
-    pub tokens: Option<Arc<TokenBudget>>,
-    /// `usd_per_day`, in micro-dollars (a day-only budget).
-    pub spend: Option<Arc<TokenBudget>>,
+    /// Token (`tokens_per_minute`, `tokens_per_day`) and spend (`usd_per_day`, micro-dollars)
+    /// budgets: the agent's own, then its team's.
+    pub budgets: Budgets,
     /// Not a limit: the agent's request and token counts, kept with its limit state so a
     /// reload keeps them too.
     pub counters: Arc<AgentCounters>,
@@ -100,8 +101,10 @@ impl LiveState {
         AgentLimits {
             requests_per_minute: rate,
             max_concurrent: max_concurrent.map(|max| (max, in_flight)),
-            tokens,
-            spend,
+            budgets: Budgets {
+                tokens: [tokens, None],
+                spend: [spend, None],
+            },
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
         }
     }
@@ -139,8 +142,8 @@ impl LiveState {
             };
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
-            cells.tokens = limits.tokens.clone();
-            cells.spend = limits.spend.clone();
+            cells.tokens.clone_from(&limits.budgets.tokens[0]);
+            cells.spend.clone_from(&limits.budgets.spend[0]);
             cells.counters = Arc::clone(&limits.counters);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);

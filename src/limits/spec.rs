@@ -80,3 +80,28 @@ impl LimitsSpec {
         }
     }
 }
+
+/// `teams.<owner>:` — budgets shared by every agent whose `owner` is this team.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSpec {
+    pub limits: Spanned<LimitsSpec>,
+}
+
+impl TeamSpec {
+    /// The team's limits: token and spend budgets only (rate and concurrency are per agent).
+    pub fn compile(&self, p: &mut Problems<'_>) -> Limits {
+        let spec = &self.limits.value;
+        if spec.requests_per_minute.is_some() || spec.max_concurrent.is_some() {
+            p.error(
+                &self.limits,
+                "team limits take tokens_per_minute, tokens_per_day and usd_per_day (rate and concurrency are per agent)",
+            );
+        }
+        Limits {
+            requests_per_minute: None,
+            max_concurrent: None,
+            ..spec.compile(p)
+        }
+    }
+}

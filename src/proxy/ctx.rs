@@ -10,7 +10,7 @@ use super::stream_usage::UsageChunkFilter;
 use super::usage::UsageMeter;
 use crate::clock::Clock;
 use crate::config::Snapshot;
-use crate::limits::{InFlightGuard, RateDecision, Reservation};
+use crate::limits::{Held, InFlightGuard, RateDecision};
 
 /// What the upstream phases need to forward an admitted request, beyond the ctx's snapshot,
 /// agent and provider.
@@ -52,10 +52,9 @@ pub struct RequestCtx {
     pub model: Option<String>,
     pub provider: Option<usize>,
     pub rate: Option<RateDecision>,
-    /// Tokens reserved against the agent's token budget, settled when the request ends.
-    pub reservation: Option<Reservation>,
-    /// Micro-dollars reserved against the agent's daily spend budget.
-    pub spend_reservation: Option<Reservation>,
+    /// Tokens and micro-dollars reserved in the agent's and its team's budgets, settled when
+    /// the request ends.
+    pub held: Held,
     /// Set when Warden answered with an error instead of the provider's response.
     pub refusal: Option<Refusal>,
     /// Held until the request ends, whatever the outcome.
@@ -78,8 +77,7 @@ impl RequestCtx {
             model: None,
             provider: None,
             rate: None,
-            reservation: None,
-            spend_reservation: None,
+            held: Held::default(),
             refusal: None,
             in_flight: None,
             forward: None,

@@ -39,7 +39,7 @@ use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::identity::vouch::Subject;
 use crate::identity::{Checks, Credential, Target};
-use crate::limits::{budget, RateDecision};
+use crate::limits::{budget, BudgetRefusal, RateDecision};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
@@ -367,31 +367,27 @@ impl WardenProxy {
                     .ok_or(Refusal::ConcurrencyLimited)?,
             );
         }
-        if let Some(budget) = &agent.limits.tokens {
+        let budgets = &agent.limits.budgets;
+        if budgets.tokens.iter().any(Option::is_some) || budgets.has_spend() {
             let estimate = budget::estimate(fields.output_cap, body.len());
-            match budget.reserve(estimate, now.as_second()) {
-                Ok(reservation) => ctx.reservation = Some(reservation),
-                Err(exhausted) => {
-                    ctx.in_flight = None;
-                    return Err(Refusal::TokenBudgetExhausted {
-                        retry_after: exhausted.retry_after,
-                    });
-                }
-            }
-        }
-        if let Some(spend) = &agent.limits.spend {
-            let Some(price) = snapshot.prices.find(&fields.model) else {
-                release(agent, ctx);
-                return Err(Refusal::UnpricedModel);
-            };
             let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / 4;
             let output = fields.output_cap.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE);
-            match spend.reserve(price.micro_usd(prompt, output), now.as_second()) {
-                Ok(reservation) => ctx.spend_reservation = Some(reservation),
-                Err(exhausted) => {
-                    release(agent, ctx);
-                    return Err(Refusal::SpendBudgetExhausted {
-                        retry_after: exhausted.retry_after,
+            let cost = snapshot
+                .prices
+                .find(&fields.model)
+                .map(|price| price.micro_usd(prompt, output));
+            match budgets.reserve(estimate, cost, now.as_second()) {
+                Ok(held) => ctx.held = held,
+                Err(refusal) => {
+                    ctx.in_flight = None;
+                    return Err(match refusal {
+                        BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted {
+                            retry_after: e.retry_after,
+                        },
+                        BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted {
+                            retry_after: e.retry_after,
+                        },
+                        BudgetRefusal::Unpriced => Refusal::UnpricedModel,
                     });
                 }
             }
@@ -441,12 +437,7 @@ impl WardenProxy {
 /// token and spend reservations.
 fn release(agent: &crate::policy::Agent, ctx: &mut RequestCtx) {
     ctx.in_flight = None;
-    if let (Some(budget), Some(reservation)) = (&agent.limits.tokens, ctx.reservation.take()) {
-        budget.settle(reservation, 0);
-    }
-    if let (Some(spend), Some(reservation)) = (&agent.limits.spend, ctx.spend_reservation.take()) {
-        spend.settle(reservation, 0);
-    }
+    agent.limits.budgets.release(std::mem::take(&mut ctx.held));
 }
 
 /// The snapshot, provider index and forwarding plan of an admitted request.

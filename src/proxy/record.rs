@@ -68,29 +68,19 @@ impl WardenProxy {
         let cost = price
             .zip(billed)
             .map(|(price, (input, output))| price.micro_usd(input, output));
-        if let (Some(reservation), Some(agent)) = (ctx.spend_reservation.take(), agent) {
-            if let Some(spend) = &agent.limits.spend {
-                let actual = match cost {
-                    Some(cost) => cost,
-                    None if ctx.forward.is_some() && code == Code::Ok => reservation.tokens,
-                    None => 0,
-                };
-                spend.settle(reservation, actual);
-            }
-        }
-        if let (Some(cost), Some(agent)) = (cost, agent) {
-            self.metrics.spent(&agent.id, cost);
-        }
-        if let (Some(reservation), Some(agent)) = (ctx.reservation.take(), agent) {
-            if let Some(budget) = &agent.limits.tokens {
-                // Tokens the provider reported; without a report, a forwarded request keeps its
-                // reservation (it may have been billed), a refused or failed one releases it.
-                let actual = match billed {
-                    Some((input, output)) => input + output,
-                    None if ctx.forward.is_some() && code == Code::Ok => reservation.tokens,
-                    None => 0,
-                };
-                budget.settle(reservation, actual);
+        if let Some(agent) = agent {
+            // What the provider reported (or the estimate of a stream cut short); without
+            // either, a forwarded request keeps its reservation (it may have been billed) and a
+            // refused or failed one gives it back.
+            let kept = ctx.forward.is_some() && code == Code::Ok;
+            let tokens = billed.map(|(input, output)| input + output);
+            agent.limits.budgets.settle(
+                std::mem::take(&mut ctx.held),
+                tokens.or((!kept).then_some(0)),
+                cost.or((!kept).then_some(0)),
+            );
+            if let Some(cost) = cost {
+                self.metrics.spent(&agent.id, cost);
             }
         }
         if matches!(

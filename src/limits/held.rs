@@ -1,0 +1,133 @@
+//! The budgets one request draws from — its agent's and its team's (`owner`), tokens and
+//! spend — reserved together before forwarding and settled together when it ends.
+
+use std::sync::Arc;
+
+use super::budget::{Exhausted, Reservation, TokenBudget};
+
+/// The token and spend budgets that apply to an agent: its own, then its team's.
+#[derive(Debug, Clone, Default)]
+pub struct Budgets {
+    pub tokens: [Option<Arc<TokenBudget>>; 2],
+    pub spend: [Option<Arc<TokenBudget>>; 2],
+}
+
+/// What one request holds until it settles, slot for slot with [`Budgets`].
+#[derive(Debug, Default)]
+pub struct Held {
+    tokens: [Option<Reservation>; 2],
+    spend: [Option<Reservation>; 2],
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetRefusal {
+    Tokens(Exhausted),
+    Spend(Exhausted),
+    /// A spend budget applies and the model has no price.
+    Unpriced,
+}
+
+impl Budgets {
+    /// Whether any spend budget applies (a model must then have a price).
+    pub fn has_spend(&self) -> bool {
+        self.spend.iter().any(Option::is_some)
+    }
+
+    /// Reserves `tokens` and `cost` (micro-dollars; `None`: the model has no price) in every
+    /// budget at `now`, or none of them.
+    pub fn reserve(&self, tokens: u64, cost: Option<u64>, now: i64) -> Result<Held, BudgetRefusal> {
+        let mut held = Held::default();
+        for (slot, budget) in self.tokens.iter().enumerate() {
+            if let Some(budget) = budget {
+                match budget.reserve(tokens, now) {
+                    Ok(reservation) => held.tokens[slot] = Some(reservation),
+                    Err(exhausted) => {
+                        self.release(held);
+                        return Err(BudgetRefusal::Tokens(exhausted));
+                    }
+                }
+            }
+        }
+        for (slot, budget) in self.spend.iter().enumerate() {
+            if let Some(budget) = budget {
+                let Some(cost) = cost else {
+                    self.release(held);
+                    return Err(BudgetRefusal::Unpriced);
+                };
+                match budget.reserve(cost, now) {
+                    Ok(reservation) => held.spend[slot] = Some(reservation),
+                    Err(exhausted) => {
+                        self.release(held);
+                        return Err(BudgetRefusal::Spend(exhausted));
+                    }
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Gives back everything `held` reserved (the request was refused or failed).
+    pub fn release(&self, held: Held) {
+        self.settle(held, Some(0), Some(0));
+    }
+
+    /// Settles `held` to the tokens and cost used; `None` keeps what was reserved (the request
+    /// was forwarded but nothing was reported).
+    pub fn settle(&self, held: Held, tokens: Option<u64>, cost: Option<u64>) {
+        for (budgets, reservations, actual) in [
+            (&self.tokens, held.tokens, tokens),
+            (&self.spend, held.spend, cost),
+        ] {
+            for (budget, reservation) in budgets.iter().zip(reservations) {
+                if let (Some(budget), Some(reservation)) = (budget, reservation) {
+                    budget.settle(reservation, actual.unwrap_or(reservation.tokens));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_team_refusal_gives_back_the_agents_reservation() {
+        let agent = Arc::new(TokenBudget::new(Some(1000), None));
+        let team = Arc::new(TokenBudget::new(Some(300), None));
+        let budgets = Budgets {
+            tokens: [Some(Arc::clone(&agent)), Some(Arc::clone(&team))],
+            spend: [None, None],
+        };
+        let held = budgets.reserve(200, None, 60).unwrap();
+        assert!(matches!(
+            budgets.reserve(200, None, 60),
+            Err(BudgetRefusal::Tokens(_))
+        ));
+        assert_eq!(
+            agent.used(60).0,
+            200,
+            "the refused reservation was given back"
+        );
+        budgets.settle(held, Some(50), None);
+        assert_eq!((agent.used(60).0, team.used(60).0), (50, 50));
+    }
+
+    #[test]
+    fn spend_needs_a_price() {
+        let budgets = Budgets {
+            tokens: [None, None],
+            spend: [Some(Arc::new(TokenBudget::new(None, Some(10)))), None],
+        };
+        assert_eq!(
+            budgets.reserve(1, None, 0).err(),
+            Some(BudgetRefusal::Unpriced)
+        );
+        assert!(budgets.reserve(1, Some(10), 0).is_ok());
+        assert!(matches!(
+            budgets.reserve(1, Some(1), 0),
+            Err(BudgetRefusal::Spend(_))
+        ));
+    }
+}
