@@ -11,8 +11,6 @@ use std::time::Duration;
 
 /// Output tokens reserved for a request that sets no cap (`max_tokens` and the like).
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
-/// Prompt bytes per token assumed when estimating (a generous average for English and code).
-const BYTES_PER_TOKEN: u64 = 4;
 
 const MINUTE: i64 = 60;
 const DAY: i64 = 86_400;
@@ -71,13 +69,19 @@ pub struct Exhausted {
     pub limit: u64,
 }
 
-/// The tokens to reserve for a request: its output cap (or [`DEFAULT_OUTPUT_ESTIMATE`]) plus
-/// its prompt, estimated from the body's size.
+/// The most prompt tokens a body can hold: one per byte (a token is never shorter than a byte
+/// of the text, and JSON only adds bytes). An upper bound, so that a request with an output
+/// cap never uses more than it reserved.
+pub fn prompt_bound(body_len: usize) -> u64 {
+    u64::try_from(body_len).unwrap_or(u64::MAX).max(1)
+}
+
+/// The tokens to reserve for a request: its prompt bound plus its output cap (or
+/// [`DEFAULT_OUTPUT_ESTIMATE`]).
 pub fn estimate(output_cap: Option<u64>, body_len: usize) -> u64 {
-    let prompt = u64::try_from(body_len).unwrap_or(u64::MAX) / BYTES_PER_TOKEN;
     output_cap
         .unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
-        .saturating_add(prompt.max(1))
+        .saturating_add(prompt_bound(body_len))
 }
 
 impl TokenBudget {

@@ -370,7 +370,7 @@ impl WardenProxy {
         let budgets = &agent.limits.budgets;
         if budgets.tokens.iter().any(Option::is_some) || budgets.has_spend() {
             let estimate = budget::estimate(fields.output_cap, body.len());
-            let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / 4;
+            let prompt = budget::prompt_bound(body.len());
             let output = fields.output_cap.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE);
             let cost = snapshot
                 .prices

@@ -37,14 +37,24 @@ agents:
     provider.close()
 
 
+def body(model="gpt-4o-mini", max_tokens=200):
+    return json.dumps({"model": model, "max_tokens": max_tokens, "messages": []}).encode()
+
+
+def reservation(model="gpt-4o-mini", max_tokens=200):
+    """What Warden reserves: one token per body byte (the prompt's bound) plus max_tokens."""
+    return len(body(model, max_tokens)) + max_tokens
+
+
 def call(env, model="gpt-4o-mini", max_tokens=200):
-    return httpx.post(env.base + "/v1/chat/completions", timeout=10, headers={"Authorization": f"Bearer {KEY}"},
-                      json={"model": model, "max_tokens": max_tokens, "messages": []})
+    return httpx.post(env.base + "/v1/chat/completions", timeout=10, content=body(model, max_tokens),
+                      headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
 
 
 def test_concurrent_requests_cannot_all_pass_before_any_is_charged(env):
-    # Each reserves 200 + its prompt (~17) ≈ 217 tokens: 4 fit in 1000, the rest are refused
-    # while the first four are still running (the slow model answers after 1 s).
+    # Each reserves 200 + its prompt bound: only `fits` fit in 1000; the rest are refused while
+    # the first ones are still running (the slow model answers after 1 s).
+    fits = 1000 // reservation("slow-model")
     while time.time() % 60 > 55:  # stay clear of a minute boundary (a new window)
         time.sleep(0.2)
     barrier = threading.Barrier(12)
@@ -56,21 +66,21 @@ def test_concurrent_requests_cannot_all_pass_before_any_is_charged(env):
         responses = list(pool.map(one, range(12)))
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
-    assert len(ok) == 4 and len(refused) == 8, [r.status_code for r in responses]
+    assert len(ok) == fits and len(refused) == 12 - fits, [r.status_code for r in responses]
     for r in refused:
         assert r.headers["x-warden-error"] == "token_budget_exhausted"
         assert 1 <= int(r.headers["retry-after"]) <= 60
     lines = [l for l in env.metrics().splitlines() if l.startswith("warden_budget_rejections_total{")]
-    assert any('agent="budgeted"' in l and l.endswith(" 8") for l in lines), lines
+    assert any('agent="budgeted"' in l and l.endswith(f" {12 - fits}") for l in lines), lines
 
 
 def test_settling_releases_what_was_not_used(env):
-    # The four above settled to the 18 tokens the mock reports each (72 in all): a request
-    # reserving ~917 now fits, though 4 x 217 were reserved a moment ago.
+    # The ones above settled to the 18 tokens the mock reports each: a request reserving ~900
+    # now fits, though more than that was reserved a moment ago.
     time.sleep(0.2)
-    r = call(env, max_tokens=900)
+    r = call(env, max_tokens=850)
     assert r.status_code == 200, f"settling did not release the reservations: {r.text}"
-    # That one settled to 18 as well; 990 + its prompt no longer fits (in this minute or a new one).
+    # That one settled to 18 as well; 990 + its prompt bound never fits (this minute or a new one).
     refused = call(env, max_tokens=990)
     assert refused.status_code == 429 and refused.headers["x-warden-error"] == "token_budget_exhausted"
 
@@ -112,7 +122,7 @@ agents:
   spender:
     keys: [{{id: s-1, sha256: {sha256_hex(KEY)}}}]
     models: ["gpt-4o-mini", "gpt-4o"]
-    limits: {{usd_per_day: 0.1}}
+    limits: {{usd_per_day: 0.14}}
 audit:
   sink: {{file: {{path: {log}}}}}
   spool_dir: {tmp / "spool"}
@@ -124,19 +134,25 @@ audit:
 
 
 def test_spend_is_reserved_priced_and_settled(priced):
-    # At $1000/$2000 per million, a reply of 13 in / 5 out costs $0.023; a request reserves
-    # its prompt (~15 tokens) and max_tokens 10: $0.035. $0.10 a day lets three through.
+    # At $1000/$2000 per million, a reply of 13 in / 5 out costs $0.023; a request reserves its
+    # prompt bound (one token per body byte) and max_tokens 10. $0.14 a day lets three through.
+    reserve = (len(body("gpt-4o-mini", 10)) * 1000 + 10 * 2000) / 1e6
+    used, expected = 0.0, []
+    for _ in range(4):
+        fits = used + reserve <= 0.14 + 1e-9
+        expected.append(200 if fits else 429)
+        used += 0.023 if fits else 0
     codes = []
     for i in range(4):
-        r = httpx.post(priced.base + "/v1/chat/completions", timeout=10,
-                       headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": f"spend-{i}"},
-                       json={"model": "gpt-4o-mini", "max_tokens": 10, "messages": []})
+        r = httpx.post(priced.base + "/v1/chat/completions", timeout=10, content=body("gpt-4o-mini", 10),
+                       headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": f"spend-{i}",
+                                "Content-Type": "application/json"})
         codes.append(r.status_code)
         if r.status_code == 429:
             assert r.headers["x-warden-error"] == "spend_budget_exhausted"
             assert int(r.headers["retry-after"]) >= 1
         time.sleep(0.1)  # each request settles before the next reserves
-    assert codes == [200, 200, 200, 429], codes
+    assert codes == expected == [200, 200, 200, 429], (codes, expected, reserve)
     deadline = time.time() + 10
     while time.time() < deadline:
         records = [json.loads(l) for l in priced.audit_log.read_text().splitlines()] if priced.audit_log.exists() else []
@@ -216,6 +232,52 @@ agents:
         time.sleep(0.1)
         # The first settled to 18 tokens: the team has room again.
         assert post("sk-team-two", "gpt-4o-mini").status_code == 200
+    finally:
+        w.stop()
+        provider.close()
+
+
+def test_overshoot_under_32_concurrent_streams_is_at_most_one_reservation(tmp_path):
+    # 32 streams at once against 1000 tokens a minute, each reserving max_tokens 60 plus its
+    # prompt bound (one token per byte). Each really uses 21 + 3 = 24 (the mock's stream usage,
+    # which Warden asks for). The minute's charge must stay within the limit plus one
+    # reservation; with an output cap the reservation is an upper bound, so within the limit.
+    provider = MockProvider(stream_interval=0.05)
+    w = Warden(f"""version: 1
+providers:
+  openai:
+    base_url: {provider.base_url}
+    models: ["gpt-*"]
+    api_key_env: TEST_OPENAI_KEY
+agents:
+  streamer:
+    keys: [{{id: st-1, sha256: {sha256_hex("sk-streamer")}}}]
+    models: ["gpt-4o-mini"]
+    limits: {{tokens_per_minute: 1000}}
+""", env=PROVIDER_ENV)
+    try:
+        while time.time() % 60 > 50:
+            time.sleep(0.2)
+        barrier = threading.Barrier(32)
+
+        def stream(_):
+            barrier.wait()
+            with httpx.stream("POST", w.base + "/v1/chat/completions", timeout=20,
+                              headers={"Authorization": "Bearer sk-streamer"},
+                              json={"model": "gpt-4o-mini", "stream": True, "max_tokens": 60, "messages": []}) as r:
+                body = "".join(r.iter_text())
+                return r.status_code, body
+        with ThreadPoolExecutor(32) as pool:
+            results = list(pool.map(stream, range(32)))
+        passed = sum(1 for status, _ in results if status == 200)
+        assert passed >= 1, passed
+        assert all(status in (200, 429) for status, _ in results)
+        time.sleep(0.3)
+        minute = httpx.get(w.admin + "/v1/agents/streamer/usage", timeout=5).json()["tokens"]["minute"]
+        one_reservation = 60 + len(json.dumps({"model": "gpt-4o-mini", "stream": True, "max_tokens": 60, "messages": []}))
+        assert minute["used"] == passed * 24, minute
+        assert minute["used"] <= 1000 + one_reservation
+        print(f"overshoot: {passed} of 32 streams passed, {minute['used']} tokens charged against 1000")
     finally:
         w.stop()
         provider.close()
