@@ -99,3 +99,26 @@ def test_a_stream_broken_before_its_report_is_billed_an_estimate(env):
     assert record["tokens_source"] == "estimated"
     assert record["tokens"]["output"] == 2, record
     assert record["tokens"]["input"] > 0
+
+
+def test_langchain_chat_openai_stream_without_stream_usage_is_metered(env):
+    from langchain_openai import ChatOpenAI
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=env.base + "/v1", api_key=AGENT_KEY, max_retries=0,
+                     default_headers={"X-Request-ID": "langchain-1"})
+    chunks = list(llm.stream("hi"))
+    assert "".join(c.content for c in chunks) == "one two three"
+    assert all(not c.usage_metadata for c in chunks), "LangChain did not ask for usage and sees none"
+    assert "stream_options" in env.provider.last().json()
+    assert audited(env, "langchain-1")["tokens"] == {"input": 21, "output": 3}
+
+
+def test_the_anthropic_sdk_stream_is_metered(env):
+    import anthropic
+    client = anthropic.Anthropic(base_url=env.base, api_key=AGENT_KEY, max_retries=0,
+                                 default_headers={"X-Request-ID": "anthropic-stream-1"})
+    with client.messages.stream(model="claude-sonnet-test", max_tokens=10,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "one two"
+    assert "stream_options" not in env.provider.last().json(), "Anthropic streams report usage themselves"
+    assert audited(env, "anthropic-stream-1")["tokens"] == {"input": 17, "output": 6}
