@@ -77,11 +77,13 @@ fn decision(c: &mut Criterion) {
     );
 
     let budget = warden::limits::TokenBudget::new(Some(u64::MAX / 4), Some(u64::MAX / 4));
+    // Days in a real time zone: the per-request offset lookup is part of the cost.
+    let days = warden::limits::budget::Days::new(jiff::tz::TimeZone::get("Europe/Paris").ok());
     c.bench_function("token budget: reserve + settle", |b| {
         b.iter(|| {
             let now = Timestamp::now().as_second();
             let estimate = warden::limits::budget::estimate(black_box(Some(256)), black_box(900));
-            if let Ok(reservation) = budget.reserve(estimate, now) {
+            if let Ok(reservation) = budget.reserve(estimate, now, &days) {
                 budget.settle(reservation, black_box(300));
             }
         })

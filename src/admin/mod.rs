@@ -91,10 +91,10 @@ impl AdminApp {
             });
             let [minute, day] = limits.budgets.tokens[0]
                 .as_ref()
-                .map_or([None, None], |budget| budget.status(now));
+                .map_or([None, None], |budget| budget.status(now, &snapshot.days));
             let spend = limits.budgets.spend[0]
                 .as_ref()
-                .and_then(|budget| budget.status(now)[1])
+                .and_then(|budget| budget.status(now, &snapshot.days)[1])
                 .map(|day| {
                     let usd = |micro: u64| micro as f64 / 1_000_000.0;
                     json!({

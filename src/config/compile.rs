@@ -27,6 +27,7 @@ use crate::globs::{is_literal, GlobCache, Globs};
 use crate::identity::compile::{voucher, Keys};
 use crate::identity::jwt::Issuer;
 use crate::identity::vouch::Voucher;
+use crate::limits::budget::Days;
 use crate::limits::pricing::Prices;
 use crate::limits::{AgentLimits, LiveState};
 use crate::policy::compile::AgentContext;
@@ -106,6 +107,7 @@ pub fn compile_parsed(
         revocations: Revocations::default(),
         prices: Prices::default(),
         teams: IndexMap::new(),
+        timezone: None,
         globs: GlobCache::default(),
         endpoints: EndpointCache::default(),
         served: HashMap::new(),
@@ -131,6 +133,7 @@ pub fn compile_parsed(
         revocations,
         prices,
         teams,
+        timezone,
         ..
     } = builder;
 
@@ -145,6 +148,7 @@ pub fn compile_parsed(
         identity: keys.finish(issuers, voucher),
         revocations,
         prices,
+        days: Days::new(timezone.map(|(_, zone)| zone)),
         teams: teams
             .into_iter()
             .map(|(name, (_, limits))| (team_state_key(name), limits))
@@ -217,6 +221,7 @@ struct Builder<'a, 'f> {
     prices: Prices,
     /// `teams:` by name, with where each was defined.
     teams: IndexMap<&'f str, (Origin<'f>, AgentLimits)>,
+    timezone: Option<(Origin<'f>, jiff::tz::TimeZone)>,
     globs: GlobCache<'f>,
     endpoints: EndpointCache<'f>,
     /// Whether some provider serves a model allowlist entry, by entry.
@@ -273,6 +278,21 @@ impl<'f> Builder<'_, 'f> {
             }
         }
         self.prices.add(&mut p, &policy.pricing);
+        if let Some(zone) = &policy.timezone {
+            match (&self.timezone, jiff::tz::TimeZone::get(&zone.value)) {
+                (Some((first, _)), _) => {
+                    p.error(zone, format!("`timezone` is already defined at {first}"));
+                }
+                (None, Ok(parsed)) => self.timezone = Some((Origin::of(path, zone), parsed)),
+                (None, Err(_)) => p.error(
+                    zone,
+                    format!(
+                        "`timezone` must be an IANA time zone like Europe/Paris, got `{}`",
+                        zone.value
+                    ),
+                ),
+            }
+        }
         for (name, spec) in &policy.teams {
             if let Some((first, _)) = self.teams.get(name.value.as_str()) {
                 let message = format!("team `{}` is already defined at {first}", name.value);

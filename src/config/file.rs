@@ -38,6 +38,9 @@ pub struct PolicyFile {
     /// USD per million tokens by model glob, for spend budgets and `cost_usd`.
     #[serde(default)]
     pub pricing: IndexMap<Spanned<String>, PriceSpec>,
+    /// The IANA time zone budget days are counted in (default UTC); one file may set it.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
     /// Budgets shared by the agents of one `owner`.
     #[serde(default)]
     pub teams: IndexMap<Spanned<String>, TeamSpec>,

@@ -6,6 +6,7 @@ use super::server::ServerSettings;
 use crate::audit::{AuditSettings, Directory};
 use crate::globs::is_literal;
 use crate::identity::{Credential, Identities};
+use crate::limits::budget::Days;
 use crate::limits::pricing::Prices;
 use crate::limits::AgentLimits;
 use crate::policy::revocations::Revocations;
@@ -24,6 +25,8 @@ pub struct Snapshot {
     /// API keys, public keys, trusted issuers.
     pub identity: Identities,
     pub revocations: Revocations,
+    /// How budget days are counted (`timezone:`; UTC by default).
+    pub days: Days,
     /// `pricing:`, first match in policy order.
     pub prices: Prices,
     /// `teams:`: each team's budgets by live-state key (`team:<name>`), published with the

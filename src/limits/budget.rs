@@ -1,4 +1,5 @@
-//! Token budgets per minute and per calendar day (UTC): reserve before forwarding, settle after.
+//! Token budgets per minute and per calendar day (in the policy's time zone, UTC by default):
+//! reserve before forwarding, settle after.
 //!
 //! A request reserves its estimate (its output cap plus its prompt, estimated) against every
 //! window of the agent at once, under the agent's own lock: concurrent requests cannot all pass
@@ -14,6 +15,46 @@ pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
 
 const MINUTE: i64 = 60;
 const DAY: i64 = 86_400;
+
+/// How calendar days are counted: in the policy's `timezone`, UTC without one.
+#[derive(Debug, Clone, Default)]
+pub struct Days {
+    zone: Option<jiff::tz::TimeZone>,
+}
+
+impl Days {
+    pub fn new(zone: Option<jiff::tz::TimeZone>) -> Self {
+        Days { zone }
+    }
+
+    /// The day `now` (Unix seconds) falls in, as a number that grows by one each midnight.
+    fn id(&self, now: i64) -> i64 {
+        (now + self.offset(now)).div_euclid(DAY)
+    }
+
+    /// Seconds from `now` to the next midnight.
+    fn until_midnight(&self, now: i64) -> i64 {
+        let Some(zone) = &self.zone else {
+            return DAY - now.rem_euclid(DAY);
+        };
+        let next = jiff::Timestamp::from_second(now)
+            .ok()
+            .map(|t| t.to_zoned(zone.clone()))
+            .and_then(|today| today.date().tomorrow().ok())
+            .and_then(|tomorrow| tomorrow.to_zoned(zone.clone()).ok())
+            .map(|midnight| midnight.timestamp().as_second());
+        next.map_or(DAY - (now + self.offset(now)).rem_euclid(DAY), |next| {
+            (next - now).max(1)
+        })
+    }
+
+    fn offset(&self, now: i64) -> i64 {
+        match (&self.zone, jiff::Timestamp::from_second(now)) {
+            (Some(zone), Ok(at)) => i64::from(zone.to_offset(at).seconds()),
+            _ => 0,
+        }
+    }
+}
 
 /// One agent's token windows; live state (kept across reloads while its limits stay the same).
 #[derive(Debug)]
@@ -99,18 +140,22 @@ impl TokenBudget {
     }
 
     /// Reserves `tokens` in every window at `now` (Unix seconds), or says which does not fit.
-    pub fn reserve(&self, tokens: u64, now: i64) -> Result<Reservation, Exhausted> {
-        let (minute, day) = (now.div_euclid(MINUTE), now.div_euclid(DAY));
+    pub fn reserve(&self, tokens: u64, now: i64, days: &Days) -> Result<Reservation, Exhausted> {
+        let (minute, day) = (now.div_euclid(MINUTE), days.id(now));
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
-        for (limit, window, id, length) in [
-            (self.per_minute, &mut state.minute, minute, MINUTE),
-            (self.per_day, &mut state.day, day, DAY),
+        for (limit, window, id, reset) in [
+            (
+                self.per_minute,
+                &mut state.minute,
+                minute,
+                MINUTE - now.rem_euclid(MINUTE),
+            ),
+            (self.per_day, &mut state.day, day, days.until_midnight(now)),
         ] {
             if let Some(limit) = limit {
                 let window = window.at(id);
                 if window.used.saturating_add(tokens) > limit {
-                    let reset = (id + 1) * length - now;
                     return Err(Exhausted {
                         retry_after: Duration::from_secs(u64::try_from(reset).unwrap_or(1).max(1)),
                         limit,
@@ -147,27 +192,27 @@ impl TokenBudget {
 
     /// Each configured window at `now`: tokens charged (settled and reserved), its limit, and
     /// seconds until it resets — for the usage endpoint.
-    pub fn status(&self, now: i64) -> [Option<WindowStatus>; 2] {
-        let (minute, day) = self.used(now);
-        let window = |limit: Option<u64>, used: u64, length: i64| {
+    pub fn status(&self, now: i64, days: &Days) -> [Option<WindowStatus>; 2] {
+        let (minute, day) = self.used(now, days);
+        let window = |limit: Option<u64>, used: u64, reset_secs: i64| {
             limit.map(|limit| WindowStatus {
                 used,
                 limit,
                 remaining: limit.saturating_sub(used),
-                reset_secs: length - now.rem_euclid(length),
+                reset_secs,
             })
         };
         [
-            window(self.per_minute, minute, MINUTE),
-            window(self.per_day, day, DAY),
+            window(self.per_minute, minute, MINUTE - now.rem_euclid(MINUTE)),
+            window(self.per_day, day, days.until_midnight(now)),
         ]
     }
 
     /// Tokens charged in the current minute and day at `now` (settled and still reserved).
-    pub fn used(&self, now: i64) -> (u64, u64) {
+    pub fn used(&self, now: i64, days: &Days) -> (u64, u64) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let minute = state.minute.at(now.div_euclid(MINUTE)).used;
-        let day = state.day.at(now.div_euclid(DAY)).used;
+        let day = state.day.at(days.id(now)).used;
         (minute, day)
     }
 }
@@ -177,35 +222,62 @@ mod tests {
     use super::*;
 
     const NOON: i64 = 1_800_000_000 - 1_800_000_000 % DAY + DAY / 2;
+    const UTC: Days = Days { zone: None };
+
+    #[test]
+    fn days_end_at_midnight_in_the_policy_time_zone() {
+        let tokyo = Days::new(jiff::tz::TimeZone::get("Asia/Tokyo").ok());
+        assert!(tokyo.zone.is_some());
+        // Tokyo is UTC+9: its midnight is 15:00 UTC.
+        let budget = TokenBudget::new(None, Some(100));
+        let before = NOON + 3 * 3600 - 1; // 14:59:59 UTC
+        assert!(budget.reserve(100, before, &tokyo).is_ok());
+        let refused = budget.reserve(1, before, &tokyo).unwrap_err();
+        assert_eq!(refused.retry_after, Duration::from_secs(1));
+        assert!(
+            budget.reserve(100, before + 1, &tokyo).is_ok(),
+            "a new day in Tokyo"
+        );
+        assert!(
+            budget.reserve(1, before + 1, &UTC).is_ok(),
+            "a different day count in UTC"
+        );
+    }
 
     #[test]
     fn reservations_fit_or_say_when_the_window_resets() {
         let budget = TokenBudget::new(Some(1000), None);
-        let a = budget.reserve(600, NOON).unwrap();
-        let refused = budget.reserve(500, NOON + 10).unwrap_err();
+        let a = budget.reserve(600, NOON, &UTC).unwrap();
+        let refused = budget.reserve(500, NOON + 10, &UTC).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_secs(50));
         assert_eq!(refused.limit, 1000);
         budget.settle(a, 100);
         assert!(
-            budget.reserve(500, NOON + 10).is_ok(),
+            budget.reserve(500, NOON + 10, &UTC).is_ok(),
             "the settle released 500"
         );
         assert_eq!(
-            budget.used(NOON + 10),
+            budget.used(NOON + 10, &UTC),
             (600, 600),
             "100 settled + 500 reserved"
         );
-        assert!(budget.reserve(1000, NOON + 60).is_ok(), "a new minute");
+        assert!(
+            budget.reserve(1000, NOON + 60, &UTC).is_ok(),
+            "a new minute"
+        );
     }
 
     #[test]
     fn the_day_rolls_over_at_midnight_utc_and_late_settles_do_not_leak() {
         let budget = TokenBudget::new(None, Some(10_000));
-        let late = budget.reserve(9_000, NOON + DAY / 2 - 1).unwrap();
-        assert!(budget.reserve(2_000, NOON + DAY / 2 - 1).is_err());
-        assert!(budget.reserve(9_500, NOON + DAY / 2).is_ok(), "a new day");
+        let late = budget.reserve(9_000, NOON + DAY / 2 - 1, &UTC).unwrap();
+        assert!(budget.reserve(2_000, NOON + DAY / 2 - 1, &UTC).is_err());
+        assert!(
+            budget.reserve(9_500, NOON + DAY / 2, &UTC).is_ok(),
+            "a new day"
+        );
         budget.settle(late, 9_000);
-        assert_eq!(budget.used(NOON + DAY / 2).1, 9_500);
+        assert_eq!(budget.used(NOON + DAY / 2, &UTC).1, 9_500);
     }
 
     #[test]
@@ -214,7 +286,7 @@ mod tests {
         let handles: Vec<_> = (0..32)
             .map(|_| {
                 let budget = std::sync::Arc::clone(&budget);
-                std::thread::spawn(move || budget.reserve(100, NOON).is_ok())
+                std::thread::spawn(move || budget.reserve(100, NOON, &UTC).is_ok())
             })
             .collect();
         let passed = handles
@@ -223,6 +295,6 @@ mod tests {
             .filter(|passed| matches!(passed, Ok(true)))
             .count();
         assert_eq!(passed, 10);
-        assert_eq!(budget.used(NOON), (1000, 1000));
+        assert_eq!(budget.used(NOON, &UTC), (1000, 1000));
     }
 }

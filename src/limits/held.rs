@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::budget::{Exhausted, Reservation, TokenBudget};
+use super::budget::{Days, Exhausted, Reservation, TokenBudget};
 
 /// The token and spend budgets that apply to an agent: its own, then its team's.
 #[derive(Debug, Clone, Default)]
@@ -36,11 +36,17 @@ impl Budgets {
 
     /// Reserves `tokens` and `cost` (micro-dollars; `None`: the model has no price) in every
     /// budget at `now`, or none of them.
-    pub fn reserve(&self, tokens: u64, cost: Option<u64>, now: i64) -> Result<Held, BudgetRefusal> {
+    pub fn reserve(
+        &self,
+        tokens: u64,
+        cost: Option<u64>,
+        now: i64,
+        days: &Days,
+    ) -> Result<Held, BudgetRefusal> {
         let mut held = Held::default();
         for (slot, budget) in self.tokens.iter().enumerate() {
             if let Some(budget) = budget {
-                match budget.reserve(tokens, now) {
+                match budget.reserve(tokens, now, days) {
                     Ok(reservation) => held.tokens[slot] = Some(reservation),
                     Err(exhausted) => {
                         self.release(held);
@@ -55,7 +61,7 @@ impl Budgets {
                     self.release(held);
                     return Err(BudgetRefusal::Unpriced);
                 };
-                match budget.reserve(cost, now) {
+                match budget.reserve(cost, now, days) {
                     Ok(reservation) => held.spend[slot] = Some(reservation),
                     Err(exhausted) => {
                         self.release(held);
@@ -100,18 +106,24 @@ mod tests {
             tokens: [Some(Arc::clone(&agent)), Some(Arc::clone(&team))],
             spend: [None, None],
         };
-        let held = budgets.reserve(200, None, 60).unwrap();
+        let held = budgets.reserve(200, None, 60, &Days::default()).unwrap();
         assert!(matches!(
-            budgets.reserve(200, None, 60),
+            budgets.reserve(200, None, 60, &Days::default()),
             Err(BudgetRefusal::Tokens(_))
         ));
         assert_eq!(
-            agent.used(60).0,
+            agent.used(60, &Days::default()).0,
             200,
             "the refused reservation was given back"
         );
         budgets.settle(held, Some(50), None);
-        assert_eq!((agent.used(60).0, team.used(60).0), (50, 50));
+        assert_eq!(
+            (
+                agent.used(60, &Days::default()).0,
+                team.used(60, &Days::default()).0
+            ),
+            (50, 50)
+        );
     }
 
     #[test]
@@ -121,12 +133,12 @@ mod tests {
             spend: [Some(Arc::new(TokenBudget::new(None, Some(10)))), None],
         };
         assert_eq!(
-            budgets.reserve(1, None, 0).err(),
+            budgets.reserve(1, None, 0, &Days::default()).err(),
             Some(BudgetRefusal::Unpriced)
         );
-        assert!(budgets.reserve(1, Some(10), 0).is_ok());
+        assert!(budgets.reserve(1, Some(10), 0, &Days::default()).is_ok());
         assert!(matches!(
-            budgets.reserve(1, Some(1), 0),
+            budgets.reserve(1, Some(1), 0, &Days::default()),
             Err(BudgetRefusal::Spend(_))
         ));
     }

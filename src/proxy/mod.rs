@@ -376,7 +376,7 @@ impl WardenProxy {
                 .prices
                 .find(&fields.model)
                 .map(|price| price.micro_usd(prompt, output));
-            match budgets.reserve(estimate, cost, now.as_second()) {
+            match budgets.reserve(estimate, cost, now.as_second(), &snapshot.days) {
                 Ok(held) => ctx.held = held,
                 Err(refusal) => {
                     ctx.in_flight = None;

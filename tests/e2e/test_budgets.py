@@ -281,3 +281,29 @@ agents:
     finally:
         w.stop()
         provider.close()
+
+
+def test_budget_days_follow_the_policy_timezone(tmp_path):
+    from harness import run_warden_cli
+    w = Warden(f"""version: 1
+timezone: Asia/Tokyo
+providers:
+  m: {{kind: mock, models: ["mock-*"]}}
+agents:
+  daily:
+    keys: [{{id: d-1, sha256: {sha256_hex("sk-daily")}}}]
+    models: ["mock-1"]
+    limits: {{tokens_per_day: 100000}}
+""")
+    try:
+        day = httpx.get(w.admin + "/v1/agents/daily/usage", timeout=5).json()["tokens"]["day"]
+        now = time.time()
+        # Midnight in Tokyo (UTC+9, no DST) is 15:00 UTC.
+        until = (15 * 3600 - now % 86400) % 86400
+        assert abs(day["reset_secs"] - until) <= 2, (day, until)
+    finally:
+        w.stop()
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\ntimezone: Mars/Olympus\n")
+    out = run_warden_cli("check", str(path))
+    assert out.returncode == 1 and "p.yaml:2:11: error: `timezone` must be an IANA time zone" in out.stdout, out.stdout
