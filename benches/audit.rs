@@ -61,6 +61,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         upstream_ms: Some(410.2),
         ttfb_ms: Some(220.01),
         tokens: Some(Tokens {
+            cached: None,
             input: 1200,
             output: 340,
         }),

@@ -27,7 +27,11 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
         latency_ms: latency,
         upstream_ms: None,
         ttfb_ms: Some(latency / 2.0),
-        tokens: tokens.map(|(input, output)| Tokens { input, output }),
+        tokens: tokens.map(|(input, output)| Tokens {
+            cached: (input % 3 == 0).then_some(input / 2),
+            input,
+            output,
+        }),
         tokens_source: tokens.map(|_| warden::audit::event::TokensSource::Estimated),
         cost_usd: Some(latency),
     };

@@ -77,9 +77,12 @@ pub enum TokensSource {
     Estimated,
 }
 
-/// LLM tokens the provider reported.
+/// LLM tokens the provider reported (fields in byte order of their names).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Tokens {
+    /// Of `input`, those read from the provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<u64>,
     pub input: u64,
     pub output: u64,
 }

@@ -17,8 +17,12 @@ use crate::problem::Problems;
 pub struct PriceSpec {
     /// USD per million input (prompt) tokens.
     pub input: Spanned<f64>,
-    /// USD per million output (completion) tokens.
+    /// USD per million output (completion) tokens, reasoning included.
     pub output: Spanned<f64>,
+    /// USD per million prompt tokens read from the provider's cache (default: `input`).
+    pub cached_input: Option<Spanned<f64>>,
+    /// USD per million prompt tokens written to Anthropic's cache (default: `input`).
+    pub cache_write: Option<Spanned<f64>>,
 }
 
 /// A model's prices in micro-dollars per token (= USD per million tokens).
@@ -26,12 +30,37 @@ pub struct PriceSpec {
 pub struct Price {
     pub input: f64,
     pub output: f64,
+    pub cached_input: f64,
+    pub cache_write: f64,
+}
+
+/// Billed tokens: `cached` and `cache_write` are parts of `input`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub cache_write: u64,
 }
 
 impl Price {
-    /// Micro-dollars for `input` and `output` tokens, rounded up.
+    /// Micro-dollars for `input` and `output` tokens (none cached), rounded up.
     pub fn micro_usd(&self, input: u64, output: u64) -> u64 {
-        let cost = input as f64 * self.input + output as f64 * self.output;
+        self.cost(&Billed {
+            input,
+            output,
+            ..Billed::default()
+        })
+    }
+
+    /// Micro-dollars for `billed`, each part at its price, rounded up.
+    pub fn cost(&self, billed: &Billed) -> u64 {
+        let special = billed.cached.saturating_add(billed.cache_write);
+        let plain = billed.input.saturating_sub(special);
+        let cost = plain as f64 * self.input
+            + billed.cached as f64 * self.cached_input
+            + billed.cache_write as f64 * self.cache_write
+            + billed.output as f64 * self.output;
         cost.ceil().clamp(0.0, u64::MAX as f64) as u64
     }
 }
@@ -59,7 +88,16 @@ impl Prices {
                 continue;
             };
             let mut valid = true;
-            for (field, price) in [("input", &spec.input), ("output", &spec.output)] {
+            let optional = [
+                ("cached_input", spec.cached_input.as_ref()),
+                ("cache_write", spec.cache_write.as_ref()),
+            ];
+            let given = [("input", Some(&spec.input)), ("output", Some(&spec.output))];
+            for (field, price) in given
+                .into_iter()
+                .chain(optional)
+                .filter_map(|(f, p)| p.map(|p| (f, p)))
+            {
                 if !(price.value.is_finite() && price.value >= 0.0) {
                     p.error(
                         price,
@@ -74,6 +112,14 @@ impl Prices {
                     Price {
                         input: spec.input.value,
                         output: spec.output.value,
+                        cached_input: spec
+                            .cached_input
+                            .as_ref()
+                            .map_or(spec.input.value, |p| p.value),
+                        cache_write: spec
+                            .cache_write
+                            .as_ref()
+                            .map_or(spec.input.value, |p| p.value),
                     },
                 ));
             }
@@ -90,9 +136,22 @@ mod tests {
         let price = Price {
             input: 0.15,
             output: 0.60,
+            cached_input: 0.075,
+            cache_write: 0.1875,
         };
         assert_eq!(price.micro_usd(1_000_000, 0), 150_000);
         assert_eq!(price.micro_usd(13, 5), 5);
         assert_eq!(price.micro_usd(0, 0), 0);
+        let billed = Billed {
+            input: 1_000_000,
+            output: 0,
+            cached: 600_000,
+            cache_write: 0,
+        };
+        assert_eq!(
+            price.cost(&billed),
+            60_000 + 45_000,
+            "cached tokens at the cached price"
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::audit::event::TokensSource;
 use crate::audit::{AuditEvent, Directory, Tokens};
 use crate::code::Code;
 use crate::limits::counters::OVERFLOW_MODEL;
+use crate::limits::pricing::Billed;
 
 impl WardenProxy {
     /// Emits the request's metrics and audit event, once per request.
@@ -53,27 +54,35 @@ impl WardenProxy {
         let events = ctx.upstream.meter.events();
         let (billed, source) = match (usage, ctx.forward) {
             (Some(u), _) => (
-                Some((u.input_tokens, u.output_tokens)),
+                Some(Billed {
+                    input: u.input_tokens,
+                    output: u.output_tokens,
+                    cached: u.cached_input_tokens,
+                    cache_write: u.cache_write_tokens,
+                }),
                 Some(TokensSource::Reported),
             ),
             (None, Some(forward)) if events > 0 => {
                 let input = u64::try_from(forward.body_len / 4).unwrap_or(u64::MAX);
-                (Some((input, events)), Some(TokensSource::Estimated))
+                let billed = Billed {
+                    input,
+                    output: events,
+                    ..Billed::default()
+                };
+                (Some(billed), Some(TokensSource::Estimated))
             }
             (None, _) => (None, None),
         };
         let price = snapshot
             .zip(ctx.model.as_deref())
             .and_then(|(s, model)| s.prices.find(model));
-        let cost = price
-            .zip(billed)
-            .map(|(price, (input, output))| price.micro_usd(input, output));
+        let cost = price.zip(billed).map(|(price, billed)| price.cost(&billed));
         if let Some(agent) = agent {
             // What the provider reported (or the estimate of a stream cut short); without
             // either, a forwarded request keeps its reservation (it may have been billed) and a
             // refused or failed one gives it back.
             let kept = ctx.forward.is_some() && code == Code::Ok;
-            let tokens = billed.map(|(input, output)| input + output);
+            let tokens = billed.map(|b| b.input + b.output);
             agent.limits.budgets.settle(
                 std::mem::take(&mut ctx.held),
                 tokens.or((!kept).then_some(0)),
@@ -131,7 +140,11 @@ impl WardenProxy {
                 latency_ms: millis(ctx.started, now),
                 upstream_ms: upstream.started.map(|start| millis(start, now)),
                 ttfb_ms: upstream.first_byte.map(|t| millis(ctx.started, t)),
-                tokens: billed.map(|(input, output)| Tokens { input, output }),
+                tokens: billed.map(|b| Tokens {
+                    input: b.input,
+                    output: b.output,
+                    cached: (b.cached > 0).then_some(b.cached),
+                }),
                 tokens_source: source,
                 cost_usd: cost.map(|micro| micro as f64 / 1_000_000.0),
             });

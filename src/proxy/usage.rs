@@ -27,8 +27,14 @@ static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
 /// Tokens a response reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token, cached or not (Anthropic's cache reads and writes included).
     pub input_tokens: u64,
+    /// Output tokens, reasoning included (providers bill reasoning as output).
     pub output_tokens: u64,
+    /// Of `input_tokens`, those read from the provider's prompt cache (priced lower).
+    pub cached_input_tokens: u64,
+    /// Of `input_tokens`, those written to Anthropic's prompt cache (priced higher).
+    pub cache_write_tokens: u64,
 }
 
 /// Reads usage from one response body, fed chunk by chunk.
@@ -203,6 +209,8 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>, events: &mut u64) {
     let seen = usage.get_or_insert_with(Usage::default);
     if let Some(input) = fields.input() {
         seen.input_tokens = input;
+        seen.cached_input_tokens = fields.cached();
+        seen.cache_write_tokens = fields.cache_creation_input_tokens.unwrap_or(0);
     }
     if let Some(output) = fields.output() {
         seen.output_tokens = output;
@@ -233,11 +241,37 @@ struct UsageFields {
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// OpenAI chat: `prompt_tokens_details.cached_tokens` (part of `prompt_tokens`).
+    prompt_tokens_details: Option<CachedDetails>,
+    /// OpenAI Responses: `input_tokens_details.cached_tokens` (part of `input_tokens`).
+    input_tokens_details: Option<CachedDetails>,
+    /// Anthropic: cache reads and writes, reported beside (not in) `input_tokens`.
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
 }
 
 impl UsageFields {
+    /// Every prompt token: Anthropic's cache reads and writes are added to its `input_tokens`.
     fn input(&self) -> Option<u64> {
-        self.input_tokens.or(self.prompt_tokens)
+        let base = self.input_tokens.or(self.prompt_tokens)?;
+        Some(
+            base.saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0)),
+        )
+    }
+
+    fn cached(&self) -> u64 {
+        self.prompt_tokens_details
+            .as_ref()
+            .or(self.input_tokens_details.as_ref())
+            .and_then(|d| d.cached_tokens)
+            .or(self.cache_read_input_tokens)
+            .unwrap_or(0)
     }
 
     fn output(&self) -> Option<u64> {
@@ -248,6 +282,8 @@ impl UsageFields {
         Usage {
             input_tokens: self.input().unwrap_or(0),
             output_tokens: self.output().unwrap_or(0),
+            cached_input_tokens: self.cached(),
+            cache_write_tokens: self.cache_creation_input_tokens.unwrap_or(0),
         }
     }
 }
@@ -265,6 +301,30 @@ mod tests {
     }
 
     #[test]
+    fn cached_tokens_are_counted_as_providers_report_them() {
+        let openai = br#"{"usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":3}}}"#;
+        assert_eq!(
+            meter("application/json", &[openai]),
+            Some(Usage {
+                input_tokens: 100,
+                output_tokens: 5,
+                cached_input_tokens: 60,
+                cache_write_tokens: 0
+            })
+        );
+        let anthropic = br#"{"usage":{"input_tokens":10,"output_tokens":7,"cache_read_input_tokens":50,"cache_creation_input_tokens":20}}"#;
+        assert_eq!(
+            meter("application/json", &[anthropic]),
+            Some(Usage {
+                input_tokens: 80,
+                output_tokens: 7,
+                cached_input_tokens: 50,
+                cache_write_tokens: 20
+            })
+        );
+    }
+
+    #[test]
     fn openai_json_in_pieces() {
         let body: &[u8] =
             br#"{"id":"x","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
@@ -273,7 +333,8 @@ mod tests {
             meter("application/json; charset=utf-8", &[a, b]),
             Some(Usage {
                 input_tokens: 12,
-                output_tokens: 5
+                output_tokens: 5,
+                ..Usage::default()
             })
         );
     }
@@ -285,7 +346,8 @@ mod tests {
             meter("application/json", &[body]),
             Some(Usage {
                 input_tokens: 8,
-                output_tokens: 0
+                output_tokens: 0,
+                ..Usage::default()
             })
         );
     }
@@ -298,7 +360,8 @@ mod tests {
             meter("text/event-stream", &[a, b]),
             Some(Usage {
                 input_tokens: 3,
-                output_tokens: 9
+                output_tokens: 9,
+                ..Usage::default()
             })
         );
     }
@@ -315,7 +378,8 @@ mod tests {
             meter("text/event-stream", &[stream.as_bytes()]),
             Some(Usage {
                 input_tokens: 25,
-                output_tokens: 15
+                output_tokens: 15,
+                ..Usage::default()
             })
         );
     }
