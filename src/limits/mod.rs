@@ -204,6 +204,37 @@ mod tests {
     }
 
     #[test]
+    fn token_and_spend_budgets_survive_a_reload_with_the_same_limits() {
+        let live = LiveState::default();
+        let limits = Limits {
+            tokens_per_minute: Some(100),
+            micro_usd_per_day: Some(5),
+            ..Limits::default()
+        };
+        let first = live.bind("a", &limits);
+        publish(&live, &[("a", &first)]);
+        let days = budget::Days::default();
+        let budgets = &first.budgets;
+        assert!(budgets.reserve(100, Some(5), 0, &days).is_ok());
+        let again = live.bind("a", &limits);
+        assert!(matches!(
+            again.budgets.reserve(1, Some(0), 0, &days),
+            Err(BudgetRefusal::Tokens(_))
+        ));
+        let changed = live.bind(
+            "a",
+            &Limits {
+                tokens_per_minute: Some(200),
+                ..limits
+            },
+        );
+        assert!(
+            changed.budgets.reserve(1, Some(0), 0, &days).is_ok(),
+            "a changed limit starts a new budget"
+        );
+    }
+
+    #[test]
     fn binding_without_publishing_changes_nothing() {
         let live = LiveState::default();
         let published = live.bind("a", &configured(rpm(1), None));
