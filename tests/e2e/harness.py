@@ -149,11 +149,21 @@ class Warden:
                 raise RuntimeError(f"warden exited {self.proc.returncode}: {self.log_path.read_text()}")
             try:
                 with urllib.request.urlopen(self.admin + "/readyz", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._proxy_accepts():
                         return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("warden did not become ready: " + self.log_path.read_text())
+
+    def _proxy_accepts(self):
+        """Pingora starts its services on separate threads: the admin port can answer before
+        the proxy port listens."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def metrics(self):
         with urllib.request.urlopen(self.admin + "/metrics", timeout=5) as r:
