@@ -107,18 +107,19 @@ done
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 
-lua() {  # lua NAME MODEL PROMPT_BYTES
+lua() {  # lua NAME MODEL PROMPT_BYTES [EXTRA_JSON_MEMBERS]
   cat > "$work/$1.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench-agent-key"
-wrk.body = '{"model":"$2","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"' .. string.rep("a", $3) .. '"}],"temperature":0.2,"max_tokens":256}'
+wrk.body = '{"model":"$2","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"' .. string.rep("a", $3) .. '"}],"temperature":0.2,"max_tokens":256${4:-}}'
 LUA
 }
 lua small gpt-4o-mini 1060
 lua large gpt-4o-mini 102200
 lua huge gpt-4o-mini 1048400
-lua stream sse-model 1060
+# A real streaming request: Warden asks for usage (`stream_options`) and filters the stream.
+lua stream sse-model 1060 ',"stream":true'
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # run NAME URL SCRIPT PID -> "rps p50_us p99_us non2xx cpu_us_per_request"

@@ -206,8 +206,15 @@ impl ProxyHttp for WardenProxy {
         }
         if upstream.usage_filter.is_some() {
             if matches!(upstream.meter, UsageMeter::Sse { .. }) {
-                // Chunks are removed: the length the provider declared no longer holds.
-                response.remove_header(&http::header::CONTENT_LENGTH);
+                // Chunks are removed: the length the provider declared no longer holds. Chunked
+                // framing keeps the client's connection reusable (without a length or chunking,
+                // the body would end with the connection).
+                if response
+                    .remove_header(&http::header::CONTENT_LENGTH)
+                    .is_some()
+                {
+                    response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
             } else {
                 upstream.usage_filter = None;
             }
