@@ -43,12 +43,9 @@ impl<'f> Keys<'f> {
     ) {
         for key in keys {
             let key_id = &key.value.id;
-            if let Some(first) = self.ids.get(key_id.value.as_str()) {
-                let message = format!("key id `{}` is already used at {first}", key_id.value);
-                p.error(key_id, message);
+            if !self.claim(path, p, key_id) {
                 continue;
             }
-            self.ids.insert(&key_id.value, Origin::of(path, key_id));
             let sha = &key.value.sha256;
             let Some(hash) = parse_hash(&sha.value) else {
                 p.error(sha, "`sha256` must be 64 hex digits (the SHA-256 of the whole key; `warden keys new` prints it)");
@@ -71,6 +68,18 @@ impl<'f> Keys<'f> {
         }
     }
 
+    /// Records `key_id` as used, or reports where it already was: API key and public key ids
+    /// share one namespace (`revocations.keys` takes either).
+    fn claim(&mut self, path: &'f Path, p: &mut Problems<'_>, key_id: &'f Spanned<String>) -> bool {
+        if let Some(first) = self.ids.get(key_id.value.as_str()) {
+            let message = format!("key id `{}` is already used at {first}", key_id.value);
+            p.error(key_id, message);
+            return false;
+        }
+        self.ids.insert(&key_id.value, Origin::of(path, key_id));
+        true
+    }
+
     /// Adds the public keys of agent number `agent` (`id`).
     pub fn add_public(
         &mut self,
@@ -82,12 +91,9 @@ impl<'f> Keys<'f> {
     ) {
         for key in keys {
             let key_id = &key.value.id;
-            if let Some(first) = self.ids.get(key_id.value.as_str()) {
-                let message = format!("key id `{}` is already used at {first}", key_id.value);
-                p.error(key_id, message);
+            if !self.claim(path, p, key_id) {
                 continue;
             }
-            self.ids.insert(&key_id.value, Origin::of(path, key_id));
             let Some(public) = ed25519_key(p, &key.value.ed25519) else {
                 continue;
             };

@@ -38,6 +38,21 @@ def eventually(check, timeout=5):
             time.sleep(0.02)
 
 
+def audit_record(log, request_id, timeout=10):
+    """The audit record of `request_id` in the file sink `log`, once the shipper has written it
+    (it batches every 50 ms, after the request's last byte)."""
+    import json
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists():
+            for line in log.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("request_id") == request_id:
+                    return record
+        time.sleep(0.05)
+    raise AssertionError(f"no audit record for {request_id}")
+
+
 def run_warden_cli(*args, env=None, timeout=30):
     return subprocess.run([WARDEN_BIN, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

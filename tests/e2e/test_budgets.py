@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import PROVIDER_ENV
-from harness import Warden, sha256_hex
+from harness import Warden, audit_record, sha256_hex
 from mock_provider import MockProvider
 
 KEY = "sk-budgeted"
@@ -153,13 +153,7 @@ def test_spend_is_reserved_priced_and_settled(priced):
             assert int(r.headers["retry-after"]) >= 1
         time.sleep(0.1)  # each request settles before the next reserves
     assert codes == expected == [200, 200, 200, 429], (codes, expected, reserve)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        records = [json.loads(l) for l in priced.audit_log.read_text().splitlines()] if priced.audit_log.exists() else []
-        if any(r.get("request_id") == "spend-0" for r in records):
-            break
-        time.sleep(0.05)
-    [first] = [r for r in records if r.get("request_id") == "spend-0"]
+    first = audit_record(priced.audit_log, "spend-0")
     assert first["cost_usd"] == pytest.approx(0.023)
     spent = [l for l in priced.metrics().splitlines() if l.startswith('warden_spend_usd_total{agent="spender"}')]
     assert spent and float(spent[0].rsplit(" ", 1)[1]) == pytest.approx(0.069), spent

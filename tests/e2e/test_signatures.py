@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from conftest import AGENT_KEY, PROVIDER_ENV
-from harness import Warden, run_warden_cli, sha256_hex
+from harness import Warden, audit_record, run_warden_cli, sha256_hex
 from mock_provider import MockProvider
 
 CHAT = "/v1/chat/completions"
@@ -85,16 +85,8 @@ def test_a_signed_request_is_accepted_and_audited(env):
     seen = env.provider.last()
     assert seen.header("signature") is None and seen.header("signature-input") is None
     assert seen.header("x-agent-id") == "signer"
-    request_id = r.headers["x-request-id"]
-    deadline = time.time() + 10
-    while True:
-        records = [json.loads(l) for l in env.audit_log.read_text().splitlines()] if env.audit_log.exists() else []
-        match = [rec for rec in records if rec["request_id"] == request_id]
-        if match:
-            break
-        assert time.time() < deadline
-        time.sleep(0.05)
-    assert match[0]["credential"] == {"kind": "http_signature", "key_id": "signer-1"}
+    record = audit_record(env.audit_log, r.headers["x-request-id"])
+    assert record["credential"] == {"kind": "http_signature", "key_id": "signer-1"}
 
 
 def test_a_replayed_request_is_refused_even_after_a_reload(env):

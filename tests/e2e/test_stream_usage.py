@@ -2,14 +2,13 @@
 (`stream_options.include_usage`), meters the real count, and hides the extra chunk."""
 
 import json
-import time
 
 import httpx
 import openai
 import pytest
 
 from conftest import AGENT_KEY, PROVIDER_ENV, standard_policy
-from harness import Warden
+from harness import Warden, audit_record
 from mock_provider import MockProvider
 
 
@@ -27,15 +26,7 @@ def env(tmp_path_factory):
 
 
 def audited(env, request_id):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if env.audit_log.exists():
-            for line in env.audit_log.read_text().splitlines():
-                record = json.loads(line)
-                if record.get("request_id") == request_id:
-                    return record
-        time.sleep(0.05)
-    raise AssertionError(f"no audit record for {request_id}")
+    return audit_record(env.audit_log, request_id)
 
 
 def test_the_openai_sdk_stream_is_metered_without_asking(env):

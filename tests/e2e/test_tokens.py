@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from conftest import PROVIDER_ENV
-from harness import Warden, run_warden_cli
+from harness import Warden, audit_record, run_warden_cli
 from mock_provider import MockProvider
 
 CHAT = "/v1/chat/completions"
@@ -79,15 +79,7 @@ def refused(r, status, code):
 
 
 def audited(env, request_id):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if env.audit_log.exists():
-            for line in env.audit_log.read_text().splitlines():
-                record = json.loads(line)
-                if record.get("request_id") == request_id:
-                    return record
-        time.sleep(0.05)
-    raise AssertionError(f"no audit record for {request_id}")
+    return audit_record(env.audit_log, request_id)
 
 
 def test_a_pyjwt_token_is_accepted_and_audited(env):

@@ -1,7 +1,6 @@
 """Warden vouches for agents downstream (`X-Agent-Identity`, checked with PyJWT against the admin
 port's JWKS) and publishes agents' public identity."""
 
-import json
 
 import httpx
 import jwt
