@@ -57,8 +57,15 @@ impl AuditOutcome {
 
 /// Buckets for whole-request latency: from sub-millisecond refusals to multi-minute generations.
 const DURATION_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0, 300.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Buckets for Warden's own time per request: from tens of microseconds (an allowed request's
+/// decision) to the rare request that waits on a slow client body.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 1.0,
 ];
 
 /// Warden's metrics and the registry they are exported from.
@@ -76,6 +83,8 @@ pub struct Metrics {
     /// `warden_upstream_duration_seconds{provider}`: from asking for a provider connection to the
     /// end of its response (or its failure).
     pub upstream_duration: HistogramVec,
+    /// `warden_overhead_seconds`: a request's time in Warden, excluding the provider's.
+    pub overhead: Histogram,
     /// `warden_config_reloads_total{result="ok|error"}`: policy changes applied or refused.
     pub config_reloads: IntCounterVec,
     /// `warden_config_info{version}`: 1 for the version of the policy in force.
@@ -119,6 +128,17 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["provider"],
         )?;
+        let overhead = Histogram::with_opts(
+            HistogramOpts::new(
+                "warden_overhead_seconds",
+                "Time a request spends in Warden, excluding the provider's: the whole request for a refusal, the whole request less `warden_upstream_duration_seconds` for a forwarded one.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let config_reloads = IntCounterVec::new(
             Opts::new("warden_config_reloads_total", "Policy changes seen after start-up, by result: `ok` (published) or `error` (refused whole; the last good policy stays)."),
             &["result"],
@@ -191,6 +211,7 @@ impl Metrics {
             anonymous,
             request_duration,
             upstream_duration,
+            overhead,
             request_duration_by_code: std::array::from_fn(|_| OnceLock::new()),
             upstream_duration_by_provider: Handles::default(),
             config_reloads,

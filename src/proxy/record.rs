@@ -108,16 +108,25 @@ impl WardenProxy {
             usage.map(|u| (u.input_tokens, u.output_tokens)),
         );
         let now = Instant::now();
+        let total = now.saturating_duration_since(ctx.started);
         self.metrics
             .request_duration(code)
-            .observe(now.saturating_duration_since(ctx.started).as_secs_f64());
+            .observe(total.as_secs_f64());
         // The response has just ended (or failed): `logging` runs right after its last byte.
         let upstream = &ctx.upstream;
-        if let Some(started) = upstream.started {
+        let upstream_time = upstream
+            .started
+            .map(|started| now.saturating_duration_since(started));
+        if let Some(upstream_time) = upstream_time {
             self.metrics
                 .upstream_duration(provider)
-                .observe(now.saturating_duration_since(started).as_secs_f64());
+                .observe(upstream_time.as_secs_f64());
         }
+        self.metrics.overhead.observe(
+            total
+                .saturating_sub(upstream_time.unwrap_or_default())
+                .as_secs_f64(),
+        );
         if let Some(audit) = &self.audit {
             let request = session.req_header();
             let millis = |from: Instant, to: Instant| {
