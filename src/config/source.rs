@@ -26,6 +26,8 @@ pub struct SourceFile {
 ///
 /// Hidden entries are skipped, which is what makes a Kubernetes ConfigMap mount load cleanly:
 /// its `..data` and `..2026_…` directories are hidden and the visible names are symlinks into them.
+/// So is a `kustomization.yaml`: a policy directory in git is often also the kustomize root that
+/// generates its ConfigMap (`config/examples/`), and that file is kustomize's, not policy.
 pub fn read(path: &Path) -> Result<Sources, Problem> {
     let meta = fs::metadata(path)
         .map_err(|e| Problem::file_error(path, format!("cannot read policy: {e}")))?;
@@ -68,6 +70,9 @@ pub fn from_text(name: &str, text: &str) -> Sources {
     }
 }
 
+/// The names kustomize reads its build from.
+const KUSTOMIZE_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml"];
+
 fn policy_files_in(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
     let entries = fs::read_dir(dir)
         .map_err(|e| Problem::file_error(dir, format!("cannot list policy directory: {e}")))?;
@@ -78,7 +83,7 @@ fn policy_files_in(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        if name.starts_with('.') || !is_yaml {
+        if name.starts_with('.') || !is_yaml || KUSTOMIZE_FILES.contains(&name.as_ref()) {
             continue;
         }
         let path = entry.path();

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,8 +80,11 @@ scrape_configs:
 
 def query(base, promql):
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as r:
-        answer = json.load(r)
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            answer = json.load(r)
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{promql!r}: {e.read().decode()}")
     assert answer["status"] == "success", answer
     return answer["data"]["result"]
 
@@ -105,3 +109,32 @@ def test_a_real_prometheus_scrapes_warden(warden, prometheus):
         eventually(scraped, timeout=30)
     except AssertionError:
         raise AssertionError("prometheus never scraped warden: " + log.read_text()[-2000:])
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+METRICS_SOURCE = (Path(__file__).resolve().parents[2] / "src/metrics/mod.rs").read_text()
+
+
+def deployed_queries():
+    """Every PromQL expression in the Grafana dashboard and the alert rules."""
+    import yaml
+    dashboard = json.loads((DEPLOY / "monitoring/warden-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rule = yaml.safe_load((DEPLOY / "monitoring/prometheusrule.yaml").read_text())
+    exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    return [e.replace("$__rate_interval", "1m").replace("$agent", ".*") for e in exprs]
+
+
+def test_dashboard_and_alerts_query_metrics_warden_exports(warden, prometheus):
+    import re
+    base, _ = prometheus
+    traffic(warden)
+    exported = warden.metrics()
+    queries = deployed_queries()
+    assert len(queries) > 20
+    for expr in queries:
+        query(base, expr)  # Prometheus parses and runs it
+        for name in set(re.findall(r"\b((?:warden|process)_[a-z_]+)", expr)):
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            declared = f'"{family}"' in METRICS_SOURCE or f"\n{family}" in exported
+            assert declared, f"{name} in {expr!r} is not a metric Warden exports"
