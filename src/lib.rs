@@ -7,7 +7,7 @@
 //! 2. domains: [`limits`], [`identity`], [`policy`], [`providers`]; then [`metrics`] (reads
 //!    the limits' live counters) and [`audit`] (counts through metrics);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
-//! 4. [`proxy`] and [`admin`]: the request path and the admin port;
+//! 4. [`proxy`] and [`admin`]: the request path and the admin port; [`k8s`]: sidecar injection;
 //! 5. [`cli`]: one file per subcommand.
 
 pub mod admin;
@@ -19,6 +19,7 @@ pub mod config;
 pub mod environment;
 pub mod globs;
 pub mod identity;
+pub mod k8s;
 pub mod limits;
 pub mod metrics;
 pub mod mock;

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "audit",
     ],
     &["config"],
-    &["proxy", "admin"],
+    &["proxy", "admin", "k8s"],
     &["cli"],
 ];
 

@@ -3,10 +3,12 @@
 pub mod audit;
 pub mod check;
 pub mod demo;
+pub mod inject;
 pub mod keygen;
 pub mod keys;
 pub mod serve;
 pub mod token;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,28 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Add the Warden sidecar to the workloads of a Kubernetes manifest; writes it to stdout.
+    Inject {
+        /// Manifest file, or - for stdin
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        sidecar: inject::SidecarArgs,
+    },
+    /// Serve the sidecar injection as a mutating admission webhook (TLS).
+    Webhook {
+        /// Address to serve on
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: String,
+        /// Certificate chain (PEM); read again when it changes
+        #[arg(long, default_value = "/etc/warden-webhook/tls/tls.crt")]
+        tls_cert: PathBuf,
+        /// Private key (PEM); read again when it changes
+        #[arg(long, default_value = "/etc/warden-webhook/tls/tls.key")]
+        tls_key: PathBuf,
+        #[command(flatten)]
+        sidecar: inject::SidecarArgs,
     },
 }
 
@@ -136,6 +160,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { key, files },
         } => audit::verify(key.as_deref(), &files),
+        Command::Inject { file, sidecar } => inject::run(&file, &sidecar),
+        Command::Webhook {
+            listen,
+            tls_cert,
+            tls_key,
+            sidecar,
+        } => webhook::run(&listen, tls_cert, tls_key, &sidecar),
         Command::Token {
             command:
                 TokenCommand::Mint {
