@@ -6,6 +6,7 @@ pub mod demo;
 pub mod inject;
 pub mod keygen;
 pub mod keys;
+pub mod logging;
 pub mod serve;
 pub mod token;
 pub mod webhook;
@@ -148,7 +149,7 @@ pub enum KeysCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    logging::init();
     match cli.command {
         Command::Serve { config, no_watch } => serve::run(config, !no_watch),
         Command::Check { paths } => check::run(&paths),
@@ -188,12 +189,4 @@ pub fn run(cli: Cli) -> ExitCode {
             jti: jti.as_deref(),
         }),
     }
-}
-
-fn init_logging() {
-    let env =
-        env_logger::Env::default().filter_or("WARDEN_LOG", "info,pingora_core::connectors=warn");
-    let _ = env_logger::Builder::from_env(env)
-        .format_target(false)
-        .try_init();
 }

@@ -127,8 +127,23 @@ impl WardenProxy {
                 .saturating_sub(upstream_time.unwrap_or_default())
                 .as_secs_f64(),
         );
+        let request = session.req_header();
+        log::info!(
+            target: "warden::access",
+            request_id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
+            agent = agent.map_or("", |a| a.id.as_str()),
+            method = request.method.as_str(),
+            path = truncated(request.uri.path(), MAX_AUDITED_PATH),
+            model = truncated(ctx.model.as_deref().unwrap_or(""), MAX_AUDITED_MODEL),
+            provider = provider,
+            code = code.as_str(),
+            status = status.unwrap_or(0),
+            latency_ms = total.as_secs_f64() * 1000.0,
+            input_tokens = billed.map_or(0, |b| b.input),
+            output_tokens = billed.map_or(0, |b| b.output);
+            "request"
+        );
         if let Some(audit) = &self.audit {
-            let request = session.req_header();
             let millis = |from: Instant, to: Instant| {
                 to.saturating_duration_since(from).as_secs_f64() * 1000.0
             };
@@ -165,6 +180,15 @@ impl WardenProxy {
 /// make events huge.
 const MAX_AUDITED_PATH: usize = 2048;
 const MAX_AUDITED_MODEL: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, without copying.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// `text`, cut to at most `max` bytes (on a character boundary) and marked with `…` if cut.
 fn capped(mut text: String, max: usize) -> String {
