@@ -7,6 +7,7 @@ pub mod inject;
 pub mod keygen;
 pub mod keys;
 pub mod logging;
+pub mod schema;
 pub mod serve;
 pub mod token;
 pub mod webhook;
@@ -71,6 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the policy format's JSON Schema (for editors and CI validation).
+    Schema,
     /// Add the Warden sidecar to the workloads of a Kubernetes manifest; writes it to stdout.
     Inject {
         /// Manifest file, or - for stdin
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { key, files },
         } => audit::verify(key.as_deref(), &files),
+        Command::Schema => schema::run(),
         Command::Inject { file, sidecar } => inject::run(&file, &sidecar),
         Command::Webhook {
             listen,

@@ -19,35 +19,46 @@ use crate::limits::pricing::PriceSpec;
 use crate::limits::spec::TeamSpec;
 use crate::policy::spec::{AgentSpec, RevocationsSpec};
 use crate::providers::spec::ProviderSpec;
+use schemars::JsonSchema;
 
 /// One policy file (or one file of a config directory) as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
+    /// The policy format's version: 1.
+    #[schemars(with = "u32", range(min = 1, max = 1))]
     pub version: Spanned<u32>,
     #[serde(default)]
+    #[schemars(with = "Option<ServerSpec>")]
     pub server: Option<Spanned<ServerSpec>>,
     /// Insertion order matters: the first provider whose globs match a model wins.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, ProviderSpec>")]
     pub providers: IndexMap<Spanned<String>, ProviderSpec>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, AgentSpec>")]
     pub agents: IndexMap<Spanned<String>, AgentSpec>,
     /// May appear in several files (e.g. a `revocations.yaml` of its own); the lists are merged.
     #[serde(default)]
     pub revocations: Option<RevocationsSpec>,
     /// USD per million tokens by model glob, for spend budgets and `cost_usd`.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, PriceSpec>")]
     pub pricing: IndexMap<Spanned<String>, PriceSpec>,
     /// The IANA time zone budget days are counted in (default UTC); one file may set it.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub timezone: Option<Spanned<String>>,
     /// Budgets shared by the agents of one `owner`.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, TeamSpec>")]
     pub teams: IndexMap<Spanned<String>, TeamSpec>,
     /// Trusted JWT issuers, by the name their tokens' `iss` carries.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, IssuerSpec>")]
     pub issuers: IndexMap<Spanned<String>, IssuerSpec>,
     /// Where audit events go; one file of a directory may define it.
     #[serde(default)]
+    #[schemars(with = "Option<AuditSpec>")]
     pub audit: Option<Spanned<AuditSpec>>,
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::problem::Problems;
+use schemars::JsonSchema;
 
 /// Defaults for `server:` when a policy leaves a field out.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -25,19 +26,26 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// `server:` — listening addresses and request limits.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
+    #[schemars(with = "Option<String>")]
     pub listen: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub admin: Option<Spanned<String>>,
+    #[schemars(with = "Option<u64>")]
     pub max_body_bytes: Option<Spanned<u64>>,
     /// Seconds to wait for a TCP/TLS connection to a provider.
+    #[schemars(with = "Option<f64>")]
     pub connect_timeout_secs: Option<Spanned<f64>>,
     /// Seconds to wait between two reads from a provider (not the total: streams can run long).
+    #[schemars(with = "Option<f64>")]
     pub read_timeout_secs: Option<Spanned<f64>>,
     /// Seconds between two background lookups of the providers' host names (default 30).
+    #[schemars(with = "Option<f64>")]
     pub resolve_interval_secs: Option<Spanned<f64>>,
     /// Warden's own Ed25519 key (PKCS#8 PEM), for `X-Agent-Identity` tokens.
+    #[schemars(with = "Option<String>")]
     pub identity_key_file: Option<Spanned<String>>,
 }
 

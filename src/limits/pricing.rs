@@ -10,18 +10,23 @@ use serde_saphyr::Spanned;
 
 use crate::globs::Globs;
 use crate::problem::Problems;
+use schemars::JsonSchema;
 
 /// One model glob's prices, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     /// USD per million input (prompt) tokens.
+    #[schemars(with = "f64")]
     pub input: Spanned<f64>,
     /// USD per million output (completion) tokens, reasoning included.
+    #[schemars(with = "f64")]
     pub output: Spanned<f64>,
     /// USD per million prompt tokens read from the provider's cache (default: `input`).
+    #[schemars(with = "Option<f64>")]
     pub cached_input: Option<Spanned<f64>>,
     /// USD per million prompt tokens written to Anthropic's cache (default: `input`).
+    #[schemars(with = "Option<f64>")]
     pub cache_write: Option<Spanned<f64>>,
 }
 

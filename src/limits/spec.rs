@@ -6,18 +6,24 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::problem::Problems;
+use schemars::JsonSchema;
 
 /// `limits:` — every limit is optional; absent means unlimited.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
+    #[schemars(with = "Option<u32>")]
     pub requests_per_minute: Option<Spanned<u32>>,
+    #[schemars(with = "Option<u32>")]
     pub max_concurrent: Option<Spanned<u32>>,
     /// LLM tokens (input + output) per minute, reserved before forwarding.
+    #[schemars(with = "Option<u64>")]
     pub tokens_per_minute: Option<Spanned<u64>>,
     /// LLM tokens per calendar day (UTC).
+    #[schemars(with = "Option<u64>")]
     pub tokens_per_day: Option<Spanned<u64>>,
     /// USD per calendar day (UTC), priced by `pricing:`.
+    #[schemars(with = "Option<f64>")]
     pub usd_per_day: Option<Spanned<f64>>,
 }
 
@@ -82,9 +88,10 @@ impl LimitsSpec {
 }
 
 /// `teams.<owner>:` — budgets shared by every agent whose `owner` is this team.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamSpec {
+    #[schemars(with = "LimitsSpec")]
     pub limits: Spanned<LimitsSpec>,
 }
 

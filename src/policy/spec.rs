@@ -5,29 +5,36 @@ use serde_saphyr::Spanned;
 
 use crate::identity::spec::{KeySpec, PublicKeySpec};
 use crate::limits::spec::LimitsSpec;
+use schemars::JsonSchema;
 
 /// `agents.<id>:` — one agent's identity and what it may do.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     pub owner: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<KeySpec>")]
     pub keys: Vec<Spanned<KeySpec>>,
     /// Ed25519 keys the agent signs requests with (HTTP Message Signatures).
     #[serde(default)]
+    #[schemars(with = "Vec<PublicKeySpec>")]
     pub public_keys: Vec<Spanned<PublicKeySpec>>,
+    #[schemars(with = "Vec<String>")]
     pub models: Vec<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub endpoints: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub limits: LimitsSpec,
     #[serde(default)]
+    #[schemars(with = "Option<StatusSpec>")]
     pub status: Option<Spanned<StatusSpec>>,
     /// With `status: suspended`: when the agent becomes active again by itself (RFC 3339).
+    #[schemars(with = "Option<String>")]
     pub suspended_until: Option<Spanned<String>>,
 }
 
 /// `status:` of an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StatusSpec {
     Active,
@@ -35,29 +42,33 @@ pub enum StatusSpec {
 }
 
 /// `revocations:` — what must stop working now, whatever the rest of the policy says.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationsSpec {
     /// Agent ids: every credential of the agent is refused.
     #[serde(default)]
+    #[schemars(with = "Vec<RevokedSpec>")]
     pub agents: Vec<Spanned<RevokedSpec>>,
     /// API key ids or public key ids: that one credential is refused.
     #[serde(default)]
+    #[schemars(with = "Vec<RevokedSpec>")]
     pub keys: Vec<Spanned<RevokedSpec>>,
     /// Token ids (JWT `jti`).
     #[serde(default)]
+    #[schemars(with = "Vec<RevokedSpec>")]
     pub tokens: Vec<Spanned<RevokedSpec>>,
 }
 
 /// One revoked id: a bare id, or `{id, reason}`.
-#[derive(Debug)]
+#[derive(Debug, JsonSchema)]
+#[schemars(untagged)]
 pub enum RevokedSpec {
     Id(String),
     Entry(RevokedEntrySpec),
 }
 
 /// `{id, reason}` form of a revocation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokedEntrySpec {
     pub id: String,
