@@ -327,3 +327,15 @@ def test_webhook_without_its_certificate_does_not_start(tmp_path):
     out = run_warden_cli("webhook", "--listen", f"127.0.0.1:{free_port()}",
                          "--tls-cert", str(tmp_path / "missing.crt"), "--tls-key", str(tmp_path / "missing.key"))
     assert out.returncode == 1 and "cannot read" in out.stderr
+
+
+def test_the_readme_example_injects_into_valid_manifests(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "deploy/examples/agent-app.yaml"
+    out = run_warden_cli("inject", "-f", str(example))
+    assert out.returncode == 0, out.stderr
+    docs = list(yaml.safe_load_all(out.stdout))
+    assert [pod_spec(d)[0]["initContainers"][0]["name"] for d in docs] == ["warden", "warden"]
+    (tmp_path / "out.yaml").write_text(out.stdout)
+    for path in (example, tmp_path / "out.yaml"):
+        result = subprocess.run([VALIDATE, "--strict", "-k", "1.29.0", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout.count(" passed for resource ") == 2, result.stdout
