@@ -12,7 +12,9 @@
 # path), and an SSE response of 18 events. bare, warden and audited runs alternate ROUNDS times
 # per workload (this machine's run-to-run noise is ±10%); the medians are reported: requests/s,
 # p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's RSS.
-# Usage: [WORKLOADS="small large huge stream"] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
+# Warden logs as it would by default (an access line per request, to a file) unless WARDEN_LOG
+# says otherwise (`WARDEN_LOG=warn` measures without them); WARDEN_LOG_FORMAT=json is honoured.
+# Usage: [WORKLOADS="small large huge stream"] [WARDEN_LOG=warn] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -96,9 +98,9 @@ YAML
 taskset -c 1 nginx -c "$work/nginx.conf"
 taskset -c 0 target/release/examples/bare_passthrough "127.0.0.1:$bare_port" "127.0.0.1:$nginx_port" > "$work/bare.log" 2>&1 &
 bare_pid=$!
-BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn taskset -c 0 target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
+BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
 warden_pid=$!
-BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=warn taskset -c 0 target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
+BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
 audited_pid=$!
 trap 'kill $bare_pid $warden_pid $audited_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
 for port in $warden_admin $audited_admin; do

