@@ -27,6 +27,7 @@ pub enum Code {
     CredentialRevoked,
     ModelNotAllowed,
     EndpointNotAllowed,
+    DestinationNotAllowed,
     ModelNotFound,
     BodyTooLarge,
     RateLimited,
@@ -39,7 +40,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -56,6 +57,7 @@ impl Code {
         Code::CredentialRevoked,
         Code::ModelNotAllowed,
         Code::EndpointNotAllowed,
+        Code::DestinationNotAllowed,
         Code::ModelNotFound,
         Code::BodyTooLarge,
         Code::RateLimited,
@@ -85,6 +87,7 @@ impl Code {
             Code::CredentialRevoked => "credential_revoked",
             Code::ModelNotAllowed => "model_not_allowed",
             Code::EndpointNotAllowed => "endpoint_not_allowed",
+            Code::DestinationNotAllowed => "destination_not_allowed",
             Code::ModelNotFound => "model_not_found",
             Code::BodyTooLarge => "body_too_large",
             Code::RateLimited => "rate_limited",

@@ -7,7 +7,7 @@
 //! 2. domains: [`limits`], [`identity`], [`policy`], [`providers`]; then [`metrics`] (reads
 //!    the limits' live counters) and [`audit`] (counts through metrics);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
-//! 4. [`proxy`] and [`admin`]: the request path and the admin port; [`k8s`]: sidecar injection;
+//! 4. [`proxy`] and [`admin`]: the request path and the admin port; [`k8s`]: sidecar injection; [`tunnel`]: CONNECT (HTTPS_PROXY mode);
 //! 5. [`cli`]: one file per subcommand.
 
 pub mod admin;
@@ -27,3 +27,4 @@ pub mod policy;
 pub mod problem;
 pub mod providers;
 pub mod proxy;
+pub mod tunnel;

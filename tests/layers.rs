@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "audit",
     ],
     &["config"],
-    &["proxy", "admin", "k8s"],
+    &["proxy", "admin", "k8s", "tunnel"],
     &["cli"],
 ];
 

@@ -65,6 +65,22 @@ pub struct AuditEvent {
     pub tokens_source: Option<TokensSource>,
     /// What the tokens cost by the policy's `pricing` (none without a price).
     pub cost_usd: Option<f64>,
+    /// For a CONNECT (HTTPS_PROXY mode): the tunnel's destination and traffic.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// A CONNECT tunnel's facts (refused ones carry zero bytes and no end).
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// `host:port`.
+    pub destination: String,
+    /// Bytes from the agent to the destination.
+    pub bytes_up: u64,
+    /// Bytes from the destination to the agent.
+    pub bytes_down: u64,
+    /// How an open tunnel ended (`closed`, `broken`, `idle_timeout`, `max_duration`); `None`
+    /// when it was refused.
+    pub end: Option<&'static str>,
 }
 
 /// Where an event's token counts come from.
@@ -107,6 +123,10 @@ pub struct Credential<'a> {
 #[derive(Debug, Serialize)]
 pub struct RequestRecord<'a> {
     pub agent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_down: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_up: Option<u64>,
     pub code: &'static str,
     pub config_version: &'a str,
     /// The tokens' cost by `pricing`; null when the model has no price or no tokens were billed.
@@ -114,6 +134,9 @@ pub struct RequestRecord<'a> {
     pub credential: Credential<'a>,
     /// `allow` (forwarded, or answered by Warden) or `deny` (refused by Warden).
     pub decision: &'static str,
+    /// A tunnel's `host:port` (tunnel records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<&'a str>,
     pub instance: &'a str,
     pub latency_ms: f64,
     pub method: &'a str,
@@ -129,6 +152,10 @@ pub struct RequestRecord<'a> {
     pub tokens_source: Option<TokensSource>,
     pub ts: Rfc3339,
     pub ttfb_ms: Option<f64>,
+    /// How a tunnel ended: `closed`, `broken`, `idle_timeout`, `max_duration` (tunnel records
+    /// only, when it was opened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_end: Option<&'static str>,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub upstream_ms: Option<f64>,
@@ -159,8 +186,11 @@ impl AuditEvent {
         let key_id = snapshot
             .zip(self.credential.as_ref())
             .and_then(|(s, credential)| s.credential_id(credential));
+        let tunnel = self.tunnel.as_ref();
         RequestRecord {
             agent,
+            bytes_down: tunnel.map(|t| t.bytes_down),
+            bytes_up: tunnel.map(|t| t.bytes_up),
             code: self.code.as_str(),
             config_version: snapshot.map_or("", |s| s.version()),
             cost_usd: self.cost_usd,
@@ -173,6 +203,7 @@ impl AuditEvent {
                 },
             },
             decision: if self.denied { "deny" } else { "allow" },
+            destination: tunnel.map(|t| t.destination.as_str()),
             instance: link.instance,
             latency_ms: self.latency_ms,
             method: self.method.as_str(),
@@ -195,7 +226,8 @@ impl AuditEvent {
             tokens_source: self.tokens_source,
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
-            kind: "request",
+            tunnel_end: tunnel.and_then(|t| t.end),
+            kind: if tunnel.is_some() { "tunnel" } else { "request" },
             upstream_ms: self.upstream_ms,
         }
     }

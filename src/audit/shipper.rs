@@ -371,6 +371,7 @@ mod tests {
             tokens: None,
             tokens_source: None,
             cost_usd: None,
+            tunnel: None,
         }
     }
 

@@ -13,6 +13,7 @@ use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
+use crate::tunnel::Front;
 use crate::admin::AdminApp;
 use crate::audit::service::ShipperService;
 use crate::audit::shipper::Shipper;
@@ -105,6 +106,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             return ExitCode::from(1);
         }
     };
+    let snapshot_intercept_ca = snapshot.server.intercept_ca.clone();
     let pinned = Pinned {
         listen: snapshot.server.listen,
         admin: snapshot.server.admin,
@@ -151,17 +153,33 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let interceptor = match crate::tunnel::intercept::acceptor(snapshot_intercept_ca.as_ref()) {
+        Ok(interceptor) => interceptor,
+        Err(e) => {
+            eprintln!("warden: interception CA: {e}; not starting");
+            return ExitCode::from(1);
+        }
+    };
     let proxy = WardenProxy {
         policy: Arc::clone(&policy),
         metrics: Arc::clone(&metrics),
         mock_socket: mock_socket.clone(),
-        audit: auditor,
+        audit: auditor.clone(),
         connector: pingora::connectors::http::Connector::new(None),
         clock: Arc::clone(&clock),
         nonces: crate::identity::NonceCache::default(),
     };
-    let mut proxy_service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "warden proxy");
+    // The listener's front takes CONNECT (HTTPS_PROXY mode); everything else goes to the proxy.
+    let front = Front {
+        proxy: Arc::new(pingora::proxy::http_proxy(&server.configuration, proxy)),
+        policy: Arc::clone(&policy),
+        interceptor,
+        metrics: Arc::clone(&metrics),
+        audit: auditor,
+        clock: Arc::clone(&clock),
+        nonces: crate::identity::NonceCache::default(),
+    };
+    let mut proxy_service = Service::new("warden proxy".to_string(), front);
     proxy_service.add_tcp(&listen);
 
     let mut admin_service = Service::new(

@@ -2,11 +2,13 @@
 //! defaults and validation.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::globs::Globs;
 use crate::problem::Problems;
 use schemars::JsonSchema;
 
@@ -22,6 +24,28 @@ pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(600);
+/// Hosts whose CONNECT tunnels Warden terminates and governs like base-URL requests (HTTPS_PROXY
+/// mode), unless `server.intercept_hosts` lists others: the well-known LLM API hosts.
+pub const DEFAULT_INTERCEPT_HOSTS: &[&str] = &[
+    "api.openai.com",
+    "api.anthropic.com",
+    "generativelanguage.googleapis.com",
+    "*.openai.azure.com",
+    "api.mistral.ai",
+    "api.cohere.com",
+    "api.cohere.ai",
+    "api.groq.com",
+    "api.together.xyz",
+    "api.deepseek.com",
+    "api.x.ai",
+    "api.perplexity.ai",
+    "api.fireworks.ai",
+    "openrouter.ai",
+];
+/// A plain tunnel with no byte either way for this long is closed.
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A plain tunnel is closed after this long whatever it carries.
+pub const DEFAULT_TUNNEL_MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Default period between two lookups of every provider host.
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -47,6 +71,23 @@ pub struct ServerSpec {
     /// Warden's own Ed25519 key (PKCS#8 PEM), for `X-Agent-Identity` tokens.
     #[schemars(with = "Option<String>")]
     pub identity_key_file: Option<Spanned<String>>,
+    /// Host globs whose CONNECT tunnels Warden terminates and governs like base-URL requests
+    /// (default: the well-known LLM API hosts).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub intercept_hosts: Option<Vec<Spanned<String>>>,
+    /// The CA (PEM certificate) that signs the leaf certificates Warden presents for
+    /// intercepted hosts; agents trust it through `SSL_CERT_FILE` / `NODE_EXTRA_CA_CERTS`.
+    #[schemars(with = "Option<String>")]
+    pub intercept_ca_cert_file: Option<Spanned<String>>,
+    /// The CA's private key (PEM).
+    #[schemars(with = "Option<String>")]
+    pub intercept_ca_key_file: Option<Spanned<String>>,
+    /// Seconds a plain tunnel may carry nothing before it is closed (default 300).
+    #[schemars(with = "Option<f64>")]
+    pub tunnel_idle_timeout_secs: Option<Spanned<f64>>,
+    /// Seconds a plain tunnel may stay open in all (default 3600).
+    #[schemars(with = "Option<f64>")]
+    pub tunnel_max_duration_secs: Option<Spanned<f64>>,
 }
 
 /// `server:` after defaults are applied.
@@ -59,6 +100,12 @@ pub struct ServerSettings {
     pub read_timeout: Duration,
     /// Period between two background lookups of every provider host.
     pub resolve_interval: Duration,
+    /// Host globs whose tunnels are intercepted.
+    pub intercept_hosts: Globs,
+    /// The interception CA's certificate and key files (PEM), when interception is set up.
+    pub intercept_ca: Option<(PathBuf, PathBuf)>,
+    pub tunnel_idle_timeout: Duration,
+    pub tunnel_max_duration: Duration,
 }
 
 impl Default for ServerSettings {
@@ -70,6 +117,11 @@ impl Default for ServerSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            intercept_hosts: Globs::compile(DEFAULT_INTERCEPT_HOSTS.iter().copied())
+                .unwrap_or_default(),
+            intercept_ca: None,
+            tunnel_idle_timeout: DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            tunnel_max_duration: DEFAULT_TUNNEL_MAX_DURATION,
         }
     }
 }
@@ -118,6 +170,16 @@ impl ServerSpec {
                 &self.resolve_interval_secs,
                 &mut settings.resolve_interval,
             ),
+            (
+                "tunnel_idle_timeout_secs",
+                &self.tunnel_idle_timeout_secs,
+                &mut settings.tunnel_idle_timeout,
+            ),
+            (
+                "tunnel_max_duration_secs",
+                &self.tunnel_max_duration_secs,
+                &mut settings.tunnel_max_duration,
+            ),
         ] {
             if let Some(secs) = value {
                 match Duration::try_from_secs_f64(secs.value) {
@@ -128,6 +190,47 @@ impl ServerSpec {
                     ),
                 }
             }
+        }
+        if let Some(hosts) = &self.intercept_hosts {
+            let mut ok = true;
+            for host in hosts {
+                if host.value.is_empty()
+                    || host
+                        .value
+                        .bytes()
+                        .any(|b| b.is_ascii_uppercase() || b == b':')
+                {
+                    p.error(
+                        host,
+                        format!(
+                            "`intercept_hosts` are host names in lower case, without a port: `{}`",
+                            host.value
+                        ),
+                    );
+                    ok = false;
+                } else if let Err(e) = Globs::compile([host.value.as_str()]) {
+                    p.error(
+                        host,
+                        format!("bad intercept host glob `{}`: {}", host.value, e.msg),
+                    );
+                    ok = false;
+                }
+            }
+            if ok {
+                settings.intercept_hosts =
+                    Globs::compile(hosts.iter().map(|h| h.value.as_str())).unwrap_or_default();
+            }
+        }
+        match (&self.intercept_ca_cert_file, &self.intercept_ca_key_file) {
+            (Some(cert), Some(key)) => {
+                settings.intercept_ca =
+                    Some((PathBuf::from(&cert.value), PathBuf::from(&key.value)));
+            }
+            (Some(file), None) | (None, Some(file)) => p.error(
+                file,
+                "`intercept_ca_cert_file` and `intercept_ca_key_file` go together",
+            ),
+            (None, None) => {}
         }
         settings
     }

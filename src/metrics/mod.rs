@@ -105,6 +105,11 @@ pub struct Metrics {
     pub budget_rejections: IntCounterVec,
     /// `warden_spend_usd_total{agent}`: what agents' tokens cost by the policy's pricing.
     pub spend: CounterVec,
+    /// `warden_tunnels_total{agent,code}`: CONNECT tunnels opened (`ok`) or refused.
+    pub tunnels: IntCounterVec,
+    /// `warden_tunnel_bytes_total{direction}`: bytes through plain tunnels, `up` (agent to
+    /// destination) and `down`.
+    pub tunnel_bytes: IntCounterVec,
 }
 
 impl Metrics {
@@ -196,6 +201,22 @@ impl Metrics {
             &["agent"],
         )?;
         registry.register(Box::new(spend.clone()))?;
+        let tunnels = IntCounterVec::new(
+            Opts::new(
+                "warden_tunnels_total",
+                "CONNECT tunnels (HTTPS_PROXY mode), by agent and outcome: `ok` (opened: intercepted or plain) or the refusal's code.",
+            ),
+            &["agent", "code"],
+        )?;
+        registry.register(Box::new(tunnels.clone()))?;
+        let tunnel_bytes = IntCounterVec::new(
+            Opts::new(
+                "warden_tunnel_bytes_total",
+                "Bytes through plain CONNECT tunnels, by direction: `up` (agent to destination) or `down`.",
+            ),
+            &["direction"],
+        )?;
+        registry.register(Box::new(tunnel_bytes.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
@@ -223,6 +244,8 @@ impl Metrics {
             audit_spool_bytes,
             budget_rejections,
             spend,
+            tunnels,
+            tunnel_bytes,
         })
     }
 
@@ -258,6 +281,15 @@ impl Metrics {
         self.spend
             .with_label_values(&[agent])
             .inc_by(micro_usd as f64 / 1_000_000.0);
+    }
+
+    /// Counts a CONNECT tunnel (`agent` is a policy id or empty) and a plain tunnel's bytes.
+    pub fn tunnel(&self, agent: &str, code: Code, bytes: Option<(u64, u64)>) {
+        self.tunnels.with_label_values(&[agent, code.as_str()]).inc();
+        if let Some((up, down)) = bytes {
+            self.tunnel_bytes.with_label_values(&["up"]).inc_by(up);
+            self.tunnel_bytes.with_label_values(&["down"]).inc_by(down);
+        }
     }
 
     /// Counts a policy change seen after start-up.

@@ -14,7 +14,7 @@ use super::agent::{Agent, AgentStatus};
 use super::endpoints::{EndpointCache, Endpoints};
 use super::revocations::{Revocations, RevokedKind};
 use super::spec::{AgentSpec, RevocationsSpec, RevokedSpec, StatusSpec};
-use crate::globs::GlobCache;
+use crate::globs::{GlobCache, Globs};
 use crate::identity::compile::Keys;
 use crate::limits::LiveState;
 use crate::problem::Problems;
@@ -64,6 +64,7 @@ impl AgentSpec {
             Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
             None => Endpoints::inference(),
         };
+        let destinations = self.destinations(p, cx)?;
         let limits = self.limits.compile(p);
         let status = self.status(p, id, cx.revocations);
         let id_header = HeaderValue::from_str(&id.value).ok()?;
@@ -77,9 +78,40 @@ impl AgentSpec {
             id_header,
             models: models?,
             endpoints,
+            destinations,
             status,
             limits: cx.live.bind(&id.value, &limits),
         })
+    }
+
+    /// `destinations`: `host:port` globs, hosts in lower case (CONNECT targets are compared so).
+    fn destinations<'f>(
+        &'f self,
+        p: &mut Problems<'_>,
+        cx: &mut AgentContext<'_, 'f>,
+    ) -> Option<Globs> {
+        let mut ok = true;
+        for destination in &self.destinations {
+            let value = &destination.value;
+            let port_ok = value.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && (port == "*" || port.parse::<u16>().is_ok())
+            });
+            if !port_ok {
+                p.error(
+                    destination,
+                    format!("a destination is `host:port` (a port or `*`), got `{value}`"),
+                );
+                ok = false;
+            } else if value.bytes().any(|b| b.is_ascii_uppercase()) {
+                p.error(
+                    destination,
+                    format!("write destination hosts in lower case: `{value}`"),
+                );
+                ok = false;
+            }
+        }
+        let globs = cx.globs.compile(p, &self.destinations, "destination")?;
+        ok.then_some(globs)
     }
 
     /// `status` and `suspended_until`, overridden by `revocations.agents`.

@@ -27,6 +27,8 @@ pub enum Denial {
     EndpointNotAllowed,
     /// The model is outside the agent's `models`.
     ModelNotAllowed,
+    /// A CONNECT tunnel to a `host:port` outside the agent's `destinations`.
+    DestinationNotAllowed,
 }
 
 /// Refuses an agent that may not act at all at `now`: revoked, or suspended (a suspension with
@@ -37,6 +39,16 @@ pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
         AgentStatus::Revoked => Err(Denial::AgentRevoked),
         AgentStatus::Suspended { until: Some(until) } if until <= now => Ok(()),
         AgentStatus::Suspended { .. } => Err(Denial::AgentSuspended),
+    }
+}
+
+/// Refuses a plain tunnel to `authority` (`host:port`, host in lower case) outside the agent's
+/// `destinations`.
+pub fn check_destination(agent: &Agent, authority: &str) -> Result<(), Denial> {
+    if agent.destinations.matches(authority) {
+        Ok(())
+    } else {
+        Err(Denial::DestinationNotAllowed)
     }
 }
 

@@ -23,6 +23,11 @@ pub struct AgentSpec {
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<Vec<String>>")]
     pub endpoints: Option<Vec<Spanned<String>>>,
+    /// `host:port` globs of the CONNECT tunnels the agent may open in HTTPS_PROXY mode, beyond
+    /// the intercepted LLM hosts (default: none).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub destinations: Vec<Spanned<String>>,
     #[serde(default)]
     pub limits: LimitsSpec,
     #[serde(default)]

@@ -85,3 +85,32 @@ impl RequestCtx {
         }
     }
 }
+
+/// The credential of the CONNECT an intercepted request arrived through (HTTPS_PROXY mode),
+/// attached to the connection by the tunnel front. The request is identified by it, not by
+/// the credential headers it carries itself (those are stripped like any agent credential).
+pub struct TunnelCredential {
+    headers: http::HeaderMap,
+}
+
+impl TunnelCredential {
+    /// The credential `secret` (an API key or a JWT) as the identity check reads it; `None` if
+    /// it cannot be a header value.
+    pub fn new(secret: &str) -> Option<Self> {
+        let value = http::HeaderValue::from_str(&format!("Bearer {secret}")).ok()?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value);
+        Some(TunnelCredential { headers })
+    }
+
+    /// An `Authorization: Bearer` header carrying the credential.
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+}
+
+impl std::fmt::Debug for TunnelCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TunnelCredential(*****)")
+    }
+}

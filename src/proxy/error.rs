@@ -40,6 +40,8 @@ pub enum Refusal {
     ModelNotAllowed,
     /// The path is outside the agent's allowlist, or not in a form Warden can judge.
     EndpointNotAllowed(&'static str),
+    /// A CONNECT tunnel to a destination the agent may not reach.
+    DestinationNotAllowed,
     ModelNotFound,
     BodyTooLarge,
     RateLimited {
@@ -75,6 +77,7 @@ impl From<Denial> for Refusal {
                 Refusal::EndpointNotAllowed("this agent may not call this endpoint")
             }
             Denial::ModelNotAllowed => Refusal::ModelNotAllowed,
+            Denial::DestinationNotAllowed => Refusal::DestinationNotAllowed,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Refusal {
             Refusal::CredentialRevoked => Code::CredentialRevoked,
             Refusal::ModelNotAllowed => Code::ModelNotAllowed,
             Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
+            Refusal::DestinationNotAllowed => Code::DestinationNotAllowed,
             Refusal::ModelNotFound => Code::ModelNotFound,
             Refusal::BodyTooLarge => Code::BodyTooLarge,
             Refusal::RateLimited { .. } => Code::RateLimited,
@@ -136,7 +140,8 @@ impl Refusal {
             | Refusal::AgentSuspended
             | Refusal::CredentialRevoked
             | Refusal::ModelNotAllowed
-            | Refusal::EndpointNotAllowed(_) => StatusCode::FORBIDDEN,
+            | Refusal::EndpointNotAllowed(_)
+            | Refusal::DestinationNotAllowed => StatusCode::FORBIDDEN,
             Refusal::ModelNotFound => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. }
@@ -165,7 +170,8 @@ impl Refusal {
             | Refusal::AgentSuspended
             | Refusal::CredentialRevoked
             | Refusal::ModelNotAllowed
-            | Refusal::EndpointNotAllowed(_) => "permission_error",
+            | Refusal::EndpointNotAllowed(_)
+            | Refusal::DestinationNotAllowed => "permission_error",
             Refusal::ModelNotFound => "not_found_error",
             Refusal::RateLimited { .. }
             | Refusal::ConcurrencyLimited
@@ -197,6 +203,9 @@ impl Refusal {
             Refusal::CredentialRevoked => "this credential has been revoked".into(),
             Refusal::ModelNotAllowed => "this agent may not use this model".into(),
             Refusal::EndpointNotAllowed(why) => (*why).into(),
+            Refusal::DestinationNotAllowed => {
+                "this agent may not open a tunnel to this destination".into()
+            }
             Refusal::ModelNotFound => "no provider serves this model".into(),
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),

@@ -43,7 +43,7 @@ use crate::limits::{budget, BudgetRefusal, RateDecision};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
-pub use ctx::{Forward, RequestCtx, UpstreamLeg};
+pub use ctx::{Forward, RequestCtx, TunnelCredential, UpstreamLeg};
 
 /// The log target of the one line every request leaves (its request id, agent, outcome); the
 /// logger queues these rather than writing them on the request's thread.
@@ -308,12 +308,18 @@ impl WardenProxy {
         let revocations = &snapshot.revocations;
         let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
         let request = session.req_header();
+        // A request that came through an intercepted CONNECT is the tunnel's agent's.
+        let tunnel = session
+            .digest()
+            .and_then(|d| d.proxy_digest.as_deref())
+            .and_then(|p| p.user_data.as_deref())
+            .and_then(|u| u.downcast_ref::<TunnelCredential>());
         let identified = crate::identity::authenticate(
             &snapshot.identity,
             &Target {
                 method: &request.method,
                 uri: &request.uri,
-                headers: &request.headers,
+                headers: tunnel.map_or(&request.headers, TunnelCredential::headers),
             },
             &Checks {
                 now,

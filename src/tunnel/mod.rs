@@ -1,0 +1,351 @@
+//! HTTPS_PROXY mode: the front of the proxy listener, where `CONNECT` is handled (Pingora's
+//! `ProxyHttp` refuses it).
+//!
+//! Every connection is peeked: anything but `CONNECT ` goes to the proxy pipeline unchanged. A
+//! `CONNECT host:port` is identified by its `Proxy-Authorization` (Bearer, or Basic with the key
+//! as the password; 407 without a valid one), then:
+//! - a host in `server.intercept_hosts` (the LLM APIs) is **intercepted**: Warden answers 200,
+//!   terminates the agent's TLS with a leaf certificate from the interception CA (or reads plain
+//!   HTTP for port 80) and feeds the decrypted requests to the same pipeline as base-URL
+//!   requests, identified by the CONNECT's credential ([`TunnelCredential`]);
+//! - any other `host:port` must match the agent's `destinations` (else 403
+//!   `destination_not_allowed`) and becomes a **plain tunnel**, audited and counted with its
+//!   bytes each way, closed when idle or too long.
+//!
+//! Warden never tunnels an unidentified agent or an unlisted destination, and never passes an
+//! intercepted host through unread.
+
+pub mod authority;
+pub mod intercept;
+mod pipe;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use http::StatusCode;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::v1::server::HttpSession;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use pingora::http::ResponseHeader;
+use tokio::io::AsyncWriteExt;
+
+use crate::audit::{AuditEvent, Auditor, Directory};
+use crate::clock::Clock;
+use crate::code::Code;
+use crate::config::Snapshot;
+use crate::identity::{Checks, NonceCache, Target};
+use crate::metrics::Metrics;
+use crate::policy::revocations::RevokedKind;
+use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
+use authority::Authority;
+
+/// How long a new connection may take to send its first bytes.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The proxy listener's application: CONNECT here, everything else to the pipeline.
+pub struct Front {
+    pub proxy: Arc<HttpProxy<WardenProxy>>,
+    pub policy: Arc<ArcSwapOption<Snapshot>>,
+    /// TLS termination for intercepted hosts; `None` without an interception CA.
+    pub interceptor: Option<Acceptor>,
+    pub metrics: Arc<Metrics>,
+    pub audit: Option<Arc<Auditor>>,
+    pub clock: Arc<dyn Clock>,
+    pub nonces: NonceCache,
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut head = [0u8; 8];
+        let peeked = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.try_peek(&mut head)).await;
+        match peeked {
+            Ok(Ok(true)) if head.eq_ignore_ascii_case(b"CONNECT ") => {
+                self.connect(stream, shutdown).await;
+                None
+            }
+            Ok(Ok(_)) => self.proxy.process_new(stream, shutdown).await,
+            // Closed, failed or silent before sending a request: nothing to answer.
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+}
+
+/// What a CONNECT was allowed to become.
+enum Admitted {
+    Intercept { tls: bool },
+    Plain,
+}
+
+/// One CONNECT's facts, for its metrics and audit event.
+struct Connect {
+    started: Instant,
+    arrived: jiff::Timestamp,
+    snapshot: Option<Arc<Snapshot>>,
+    agent: Option<usize>,
+    destination: String,
+}
+
+impl Front {
+    async fn connect(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut session = HttpSession::new(stream);
+        match session.read_request().await {
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+        let mut facts = Connect {
+            started: Instant::now(),
+            arrived: self.clock.now(),
+            snapshot: self.policy.load_full(),
+            agent: None,
+            destination: String::new(),
+        };
+        let request = session.req_header();
+        let Some(authority) = Authority::parse(session.req_header().raw_path()) else {
+            let stream = session.into_inner();
+            self.refuse(stream, &mut facts, Refusal::DestinationNotAllowed, "CONNECT needs host:port")
+                .await;
+            return;
+        };
+        facts.destination = authority.to_string();
+        let secret = authority::proxy_secret(&request.headers);
+        let mut stream = session.into_inner();
+        let admitted = match secret {
+            Ok(Some(secret)) => self.admit(&mut facts, &authority, secret),
+            Ok(None) => Err((Refusal::MissingCredentials, "")),
+            Err(why) => Err((Refusal::InvalidCredentials(why), "")),
+        };
+        let (admitted, credential) = match admitted {
+            Ok(ok) => ok,
+            Err((refusal, why)) => {
+                self.refuse(stream, &mut facts, refusal, why).await;
+                return;
+            }
+        };
+        match admitted {
+            Admitted::Intercept { tls } => {
+                let (Some(user_data), Ok(answer)) = (credential, ResponseHeader::build(200, None))
+                else {
+                    return;
+                };
+                // Every request on this connection finds the tunnel's credential here.
+                stream.set_proxy_digest(ProxyDigest::new(Box::new(answer), Some(Box::new(user_data))));
+                if established(&mut stream).await.is_err() {
+                    return;
+                }
+                self.intercept(stream, tls, shutdown).await;
+            }
+            Admitted::Plain => self.plain(stream, facts, &authority).await,
+        }
+    }
+
+    /// Identifies the agent from the CONNECT's secret and decides what the tunnel becomes.
+    fn admit(
+        &self,
+        facts: &mut Connect,
+        authority: &Authority,
+        secret: String,
+    ) -> Result<(Admitted, Option<TunnelCredential>), (Refusal, &'static str)> {
+        let snapshot = facts
+            .snapshot
+            .clone()
+            .ok_or((Refusal::UpstreamUnavailable("no valid policy is loaded".into()), ""))?;
+        let credential = TunnelCredential::new(&secret)
+            .ok_or((Refusal::InvalidCredentials("the proxy credential is not valid"), ""))?;
+        let revocations = &snapshot.revocations;
+        let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
+        let identified = crate::identity::authenticate(
+            &snapshot.identity,
+            &Target {
+                method: &http::Method::CONNECT,
+                uri: &http::Uri::from_static("/"),
+                headers: credential.headers(),
+            },
+            &Checks {
+                now: facts.arrived,
+                token_revoked: &token_revoked,
+                nonces: &self.nonces,
+            },
+        );
+        let principal = identified.map_err(|(rejection, known)| {
+            facts.agent = known.map(|k| k.agent);
+            (Refusal::from(rejection), "")
+        })?;
+        facts.agent = Some(principal.agent);
+        let agent = &snapshot.agents[principal.agent];
+        crate::policy::check_agent(agent, facts.arrived).map_err(|d| (Refusal::from(d), ""))?;
+        if snapshot.server.intercept_hosts.matches(&authority.host) {
+            return match (authority.port, &self.interceptor) {
+                (80, _) => Ok((Admitted::Intercept { tls: false }, Some(credential))),
+                (_, Some(_)) => Ok((Admitted::Intercept { tls: true }, Some(credential))),
+                (_, None) => Err((
+                    Refusal::DestinationNotAllowed,
+                    "this host is intercepted, and no interception CA is configured",
+                )),
+            };
+        }
+        crate::policy::check_destination(agent, &facts.destination)
+            .map_err(|d| (Refusal::from(d), ""))?;
+        Ok((Admitted::Plain, None))
+    }
+
+    /// Serves the decrypted (or port-80 plain) requests of an intercepted tunnel through the
+    /// pipeline, request after request on the one connection.
+    async fn intercept(self: &Arc<Self>, stream: Stream, tls: bool, shutdown: &ShutdownWatch) {
+        let mut stream = if tls {
+            let Some(acceptor) = &self.interceptor else { return };
+            // The listener's streams are TCP streams; TLS wraps the concrete type.
+            let Ok(tcp) = stream.into_any().downcast::<pingora::protocols::l4::stream::Stream>()
+            else {
+                return;
+            };
+            match acceptor.tls_handshake(*tcp).await {
+                Ok(tls) => Box::new(tls) as Stream,
+                Err(e) => {
+                    log::debug!("intercepted TLS handshake failed: {e}");
+                    return;
+                }
+            }
+        } else {
+            stream
+        };
+        loop {
+            match self.proxy.process_new(stream, shutdown).await {
+                Some(reused) => stream = reused,
+                None => return,
+            }
+        }
+    }
+
+    /// Connects to the destination, answers 200 and pipes bytes both ways.
+    async fn plain(&self, mut stream: Stream, mut facts: Connect, authority: &Authority) {
+        let settings = facts.snapshot.as_ref().map(|s| s.server.clone()).unwrap_or_default();
+        let connected = tokio::time::timeout(
+            settings.connect_timeout,
+            tokio::net::TcpStream::connect((authority.host.as_str(), authority.port)),
+        )
+        .await;
+        let upstream = match connected {
+            Ok(Ok(upstream)) => upstream,
+            Ok(Err(e)) => {
+                let why = format!("cannot connect to {}: {e}", facts.destination);
+                self.refuse(stream, &mut facts, Refusal::UpstreamUnavailable(why), "").await;
+                return;
+            }
+            Err(_) => {
+                self.refuse(stream, &mut facts, Refusal::UpstreamTimeout, "").await;
+                return;
+            }
+        };
+        if established(&mut stream).await.is_err() {
+            return;
+        }
+        let piped = pipe::run(
+            stream,
+            upstream,
+            settings.tunnel_idle_timeout,
+            settings.tunnel_max_duration,
+        )
+        .await;
+        self.record(&facts, Code::Ok, 200, Some(&piped));
+    }
+
+    /// Answers a refused CONNECT (and closes), and records it.
+    async fn refuse(&self, mut stream: Stream, facts: &mut Connect, refusal: Refusal, why: &str) {
+        let status = match refusal.code() {
+            Code::MissingCredentials | Code::InvalidCredentials | Code::ExpiredCredentials => {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            }
+            _ => refusal.status(),
+        };
+        let mut body = refusal.body().to_vec();
+        if !why.is_empty() {
+            body = serde_json::json!({"error": {"message": why, "type": "permission_error", "code": refusal.code().as_str()}})
+                .to_string()
+                .into_bytes();
+        }
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Warden-Error: {}\r\nConnection: close\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+            refusal.code().as_str(),
+        );
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            head.push_str("Proxy-Authenticate: Basic realm=\"warden\"\r\nProxy-Authenticate: Bearer realm=\"warden\"\r\n");
+        }
+        head.push_str("\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&body).await;
+        let _ = stream.flush().await;
+        self.record(facts, refusal.code(), status.as_u16(), None);
+    }
+
+    fn record(&self, facts: &Connect, code: Code, status: u16, piped: Option<&pipe::Piped>) {
+        let agent = facts
+            .snapshot
+            .as_deref()
+            .zip(facts.agent)
+            .map_or("", |(s, a)| s.agents[a].id.as_str());
+        self.metrics.tunnel(agent, code, piped.map(|p| (p.up, p.down)));
+        log::info!(
+            target: crate::proxy::ACCESS_LOG_TARGET,
+            agent = agent,
+            method = "CONNECT",
+            destination = facts.destination.as_str(),
+            code = code.as_str(),
+            status = status,
+            bytes_up = piped.map_or(0, |p| p.up),
+            bytes_down = piped.map_or(0, |p| p.down),
+            latency_ms = facts.started.elapsed().as_secs_f64() * 1000.0;
+            "tunnel"
+        );
+        if let Some(audit) = &self.audit {
+            audit.emit(AuditEvent {
+                arrived: facts.arrived,
+                request_id: None,
+                provider_request_id: None,
+                snapshot: facts.snapshot.clone().map(|s| s as Arc<dyn Directory>),
+                agent: facts.agent,
+                provider: None,
+                credential: None,
+                method: http::Method::CONNECT,
+                path: facts.destination.clone(),
+                model: None,
+                denied: code != Code::Ok,
+                code,
+                status,
+                latency_ms: facts.started.elapsed().as_secs_f64() * 1000.0,
+                upstream_ms: None,
+                ttfb_ms: None,
+                tokens: None,
+                tokens_source: None,
+                cost_usd: None,
+                tunnel: Some(crate::audit::event::Tunnel {
+                    destination: facts.destination.clone(),
+                    bytes_up: piped.map_or(0, |p| p.up),
+                    bytes_down: piped.map_or(0, |p| p.down),
+                    end: piped.map(|p| p.end.as_str()),
+                }),
+            });
+        }
+    }
+}
+
+/// `200 Connection Established`: from here on the connection carries the tunnel.
+async fn established(stream: &mut Stream) -> std::io::Result<()> {
+    stream
+        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .await?;
+    stream.flush().await
+}
