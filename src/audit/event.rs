@@ -227,7 +227,11 @@ impl AuditEvent {
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             tunnel_end: tunnel.and_then(|t| t.end),
-            kind: if tunnel.is_some() { "tunnel" } else { "request" },
+            kind: if tunnel.is_some() {
+                "tunnel"
+            } else {
+                "request"
+            },
             upstream_ms: self.upstream_ms,
         }
     }

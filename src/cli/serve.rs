@@ -13,7 +13,6 @@ use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
-use crate::tunnel::Front;
 use crate::admin::AdminApp;
 use crate::audit::service::ShipperService;
 use crate::audit::shipper::Shipper;
@@ -29,6 +28,7 @@ use crate::limits::LiveState;
 use crate::metrics::Metrics;
 use crate::mock::MockProvider;
 use crate::proxy::WardenProxy;
+use crate::tunnel::Front;
 
 /// Default policy path when neither `--config` nor `$WARDEN_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "config/warden.yaml";

@@ -285,7 +285,9 @@ impl Metrics {
 
     /// Counts a CONNECT tunnel (`agent` is a policy id or empty) and a plain tunnel's bytes.
     pub fn tunnel(&self, agent: &str, code: Code, bytes: Option<(u64, u64)>) {
-        self.tunnels.with_label_values(&[agent, code.as_str()]).inc();
+        self.tunnels
+            .with_label_values(&[agent, code.as_str()])
+            .inc();
         if let Some((up, down)) = bytes {
             self.tunnel_bytes.with_label_values(&["up"]).inc_by(up);
             self.tunnel_bytes.with_label_values(&["down"]).inc_by(down);

@@ -23,7 +23,10 @@ impl Authority {
             return None;
         }
         let port = authority.port_u16()?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() || port == 0 {
             return None;
         }
@@ -97,10 +100,23 @@ mod tests {
         let parse = |s: &str| Authority::parse(s.as_bytes());
         assert_eq!(
             parse("API.OpenAI.com:443"),
-            Some(Authority { host: "api.openai.com".into(), port: 443 })
+            Some(Authority {
+                host: "api.openai.com".into(),
+                port: 443
+            })
         );
-        assert_eq!(parse("[::1]:8443").map(|a| a.to_string()), Some("[::1]:8443".into()));
-        for bad in ["api.openai.com", "http://api.openai.com:443/", "/path", "user@host:443", "host:0", "h:443/x"] {
+        assert_eq!(
+            parse("[::1]:8443").map(|a| a.to_string()),
+            Some("[::1]:8443".into())
+        );
+        for bad in [
+            "api.openai.com",
+            "http://api.openai.com:443/",
+            "/path",
+            "user@host:443",
+            "host:0",
+            "h:443/x",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -108,15 +124,27 @@ mod tests {
     #[test]
     fn bearer_and_basic() {
         let basic = |s: &str| format!("Basic {}", STANDARD.encode(s));
-        assert_eq!(proxy_secret(&header("Bearer sk-1")), Ok(Some("sk-1".into())));
-        assert_eq!(proxy_secret(&header(&basic("agent:sk-2"))), Ok(Some("sk-2".into())));
-        assert_eq!(proxy_secret(&header(&basic("sk-3:"))), Ok(Some("sk-3".into())));
+        assert_eq!(
+            proxy_secret(&header("Bearer sk-1")),
+            Ok(Some("sk-1".into()))
+        );
+        assert_eq!(
+            proxy_secret(&header(&basic("agent:sk-2"))),
+            Ok(Some("sk-2".into()))
+        );
+        assert_eq!(
+            proxy_secret(&header(&basic("sk-3:"))),
+            Ok(Some("sk-3".into()))
+        );
         assert_eq!(proxy_secret(&HeaderMap::new()), Ok(None));
         for bad in ["Digest x", "Basic !!!", "Bearer", &basic(":")] {
             assert!(proxy_secret(&header(bad)).is_err(), "{bad}");
         }
         let mut twice = header("Bearer a");
-        twice.append(http::header::PROXY_AUTHORIZATION, "Bearer a".parse().unwrap());
+        twice.append(
+            http::header::PROXY_AUTHORIZATION,
+            "Bearer a".parse().unwrap(),
+        );
         assert!(proxy_secret(&twice).is_err());
     }
 }

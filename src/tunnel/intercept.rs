@@ -63,7 +63,8 @@ impl Interceptor {
     }
 
     fn mint(&self, host: &str) -> Result<Arc<CertifiedKey>, String> {
-        let mut params = CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
+        let mut params =
+            CertificateParams::new(vec![host.to_string()]).map_err(|e| e.to_string())?;
         params.distinguished_name.push(DnType::CommonName, host);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(|e| e.to_string())?;

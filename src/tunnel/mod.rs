@@ -26,13 +26,13 @@ use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use http::StatusCode;
 use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use pingora::http::ResponseHeader;
 use tokio::io::AsyncWriteExt;
 
 use crate::audit::{AuditEvent, Auditor, Directory};
@@ -113,8 +113,13 @@ impl Front {
         let request = session.req_header();
         let Some(authority) = Authority::parse(session.req_header().raw_path()) else {
             let stream = session.into_inner();
-            self.refuse(stream, &mut facts, Refusal::DestinationNotAllowed, "CONNECT needs host:port")
-                .await;
+            self.refuse(
+                stream,
+                &mut facts,
+                Refusal::DestinationNotAllowed,
+                "CONNECT needs host:port",
+            )
+            .await;
             return;
         };
         facts.destination = authority.to_string();
@@ -139,7 +144,10 @@ impl Front {
                     return;
                 };
                 // Every request on this connection finds the tunnel's credential here.
-                stream.set_proxy_digest(ProxyDigest::new(Box::new(answer), Some(Box::new(user_data))));
+                stream.set_proxy_digest(ProxyDigest::new(
+                    Box::new(answer),
+                    Some(Box::new(user_data)),
+                ));
                 if established(&mut stream).await.is_err() {
                     return;
                 }
@@ -156,12 +164,14 @@ impl Front {
         authority: &Authority,
         secret: String,
     ) -> Result<(Admitted, Option<TunnelCredential>), (Refusal, &'static str)> {
-        let snapshot = facts
-            .snapshot
-            .clone()
-            .ok_or((Refusal::UpstreamUnavailable("no valid policy is loaded".into()), ""))?;
-        let credential = TunnelCredential::new(&secret)
-            .ok_or((Refusal::InvalidCredentials("the proxy credential is not valid"), ""))?;
+        let snapshot = facts.snapshot.clone().ok_or((
+            Refusal::UpstreamUnavailable("no valid policy is loaded".into()),
+            "",
+        ))?;
+        let credential = TunnelCredential::new(&secret).ok_or((
+            Refusal::InvalidCredentials("the proxy credential is not valid"),
+            "",
+        ))?;
         let revocations = &snapshot.revocations;
         let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
         let identified = crate::identity::authenticate(
@@ -203,9 +213,13 @@ impl Front {
     /// pipeline, request after request on the one connection.
     async fn intercept(self: &Arc<Self>, stream: Stream, tls: bool, shutdown: &ShutdownWatch) {
         let mut stream = if tls {
-            let Some(acceptor) = &self.interceptor else { return };
+            let Some(acceptor) = &self.interceptor else {
+                return;
+            };
             // The listener's streams are TCP streams; TLS wraps the concrete type.
-            let Ok(tcp) = stream.into_any().downcast::<pingora::protocols::l4::stream::Stream>()
+            let Ok(tcp) = stream
+                .into_any()
+                .downcast::<pingora::protocols::l4::stream::Stream>()
             else {
                 return;
             };
@@ -229,7 +243,11 @@ impl Front {
 
     /// Connects to the destination, answers 200 and pipes bytes both ways.
     async fn plain(&self, mut stream: Stream, mut facts: Connect, authority: &Authority) {
-        let settings = facts.snapshot.as_ref().map(|s| s.server.clone()).unwrap_or_default();
+        let settings = facts
+            .snapshot
+            .as_ref()
+            .map(|s| s.server.clone())
+            .unwrap_or_default();
         let connected = tokio::time::timeout(
             settings.connect_timeout,
             tokio::net::TcpStream::connect((authority.host.as_str(), authority.port)),
@@ -239,11 +257,13 @@ impl Front {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(e)) => {
                 let why = format!("cannot connect to {}: {e}", facts.destination);
-                self.refuse(stream, &mut facts, Refusal::UpstreamUnavailable(why), "").await;
+                self.refuse(stream, &mut facts, Refusal::UpstreamUnavailable(why), "")
+                    .await;
                 return;
             }
             Err(_) => {
-                self.refuse(stream, &mut facts, Refusal::UpstreamTimeout, "").await;
+                self.refuse(stream, &mut facts, Refusal::UpstreamTimeout, "")
+                    .await;
                 return;
             }
         };
@@ -297,7 +317,8 @@ impl Front {
             .as_deref()
             .zip(facts.agent)
             .map_or("", |(s, a)| s.agents[a].id.as_str());
-        self.metrics.tunnel(agent, code, piped.map(|p| (p.up, p.down)));
+        self.metrics
+            .tunnel(agent, code, piped.map(|p| (p.up, p.down)));
         log::info!(
             target: crate::proxy::ACCESS_LOG_TARGET,
             agent = agent,

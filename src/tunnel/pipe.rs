@@ -47,7 +47,11 @@ pub async fn run(client: Stream, upstream: TcpStream, idle: Duration, max: Durat
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let mut up_buf = vec![0u8; 16 * 1024];
     let mut down_buf = vec![0u8; 16 * 1024];
-    let mut piped = Piped { up: 0, down: 0, end: End::Closed };
+    let mut piped = Piped {
+        up: 0,
+        down: 0,
+        end: End::Closed,
+    };
     let (mut client_open, mut upstream_open) = (true, true);
     let deadline = tokio::time::Instant::now() + max;
     while client_open || upstream_open {

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import trustme
@@ -191,3 +192,23 @@ def test_intercepted_plain_http_on_port_80(tunnel_warden, provider):
     s.close()
     assert answer.startswith(b"HTTP/1.1 200")
     assert provider.last().header("authorization") == f"Bearer {PROVIDER_KEY}"
+
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def test_node_undici_proxy_agent_is_governed(tunnel_warden, provider, ca):
+    assert (NODE_DIR / "node_modules" / "undici").is_dir(), "scripts/test installs tests/e2e/node"
+
+    def call(key, model):
+        out = subprocess.run(["node", str(NODE_DIR / "chat.mjs"), f"http://127.0.0.1:{tunnel_warden.port}", key, model],
+                             env={"NODE_EXTRA_CA_CERTS": f"{ca}/ca.pem", "PATH": "/usr/local/bin:/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    ok = call(AGENT_KEY, "gpt-4o-mini")
+    assert ok["status"] == 200 and ok["body"]["choices"][0]["message"]["content"] == "hello from mock"
+    assert provider.last().header("authorization") == f"Bearer {PROVIDER_KEY}"
+    denied = call(OTHER_KEY, "gpt-4o")
+    assert denied["status"] == 403 and denied["body"]["error"]["code"] == "model_not_allowed"
