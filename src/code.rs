@@ -28,6 +28,7 @@ pub enum Code {
     ModelNotAllowed,
     EndpointNotAllowed,
     DestinationNotAllowed,
+    OutsideSchedule,
     ModelNotFound,
     BodyTooLarge,
     RateLimited,
@@ -40,7 +41,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 26] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -58,6 +59,7 @@ impl Code {
         Code::ModelNotAllowed,
         Code::EndpointNotAllowed,
         Code::DestinationNotAllowed,
+        Code::OutsideSchedule,
         Code::ModelNotFound,
         Code::BodyTooLarge,
         Code::RateLimited,
@@ -88,6 +90,7 @@ impl Code {
             Code::ModelNotAllowed => "model_not_allowed",
             Code::EndpointNotAllowed => "endpoint_not_allowed",
             Code::DestinationNotAllowed => "destination_not_allowed",
+            Code::OutsideSchedule => "outside_schedule",
             Code::ModelNotFound => "model_not_found",
             Code::BodyTooLarge => "body_too_large",
             Code::RateLimited => "rate_limited",

@@ -64,6 +64,10 @@ impl AgentSpec {
             Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
             None => Endpoints::inference(),
         };
+        let schedule = match &self.schedule {
+            Some(spec) => Some(super::schedule::ScheduleSpec::compile(spec, p)?),
+            None => None,
+        };
         let destinations = self.destinations(p, cx)?;
         let limits = self.limits.compile(p);
         let status = self.status(p, id, cx.revocations);
@@ -78,6 +82,7 @@ impl AgentSpec {
             id_header,
             models: models?,
             endpoints,
+            schedule,
             destinations,
             status,
             limits: cx.live.bind(&id.value, &limits),

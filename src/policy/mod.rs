@@ -7,6 +7,7 @@ pub mod agent;
 pub mod compile;
 pub mod endpoints;
 pub mod revocations;
+pub mod schedule;
 pub mod spec;
 
 use http::Method;
@@ -29,16 +30,24 @@ pub enum Denial {
     ModelNotAllowed,
     /// A CONNECT tunnel to a `host:port` outside the agent's `destinations`.
     DestinationNotAllowed,
+    /// Outside the agent's `schedule`.
+    OutsideSchedule,
 }
 
 /// Refuses an agent that may not act at all at `now`: revoked, or suspended (a suspension with
 /// an end lifts by itself when that time comes, without a reload).
+///
+/// Also refuses it outside its `schedule`, whatever it asks for.
 pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
     match agent.status {
-        AgentStatus::Active => Ok(()),
-        AgentStatus::Revoked => Err(Denial::AgentRevoked),
-        AgentStatus::Suspended { until: Some(until) } if until <= now => Ok(()),
-        AgentStatus::Suspended { .. } => Err(Denial::AgentSuspended),
+        AgentStatus::Active => {}
+        AgentStatus::Revoked => return Err(Denial::AgentRevoked),
+        AgentStatus::Suspended { until: Some(until) } if until <= now => {}
+        AgentStatus::Suspended { .. } => return Err(Denial::AgentSuspended),
+    }
+    match &agent.schedule {
+        Some(schedule) if !schedule.allows(now) => Err(Denial::OutsideSchedule),
+        _ => Ok(()),
     }
 }
 

@@ -23,6 +23,11 @@ pub struct AgentSpec {
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<Vec<String>>")]
     pub endpoints: Option<Vec<Spanned<String>>>,
+    /// Weekly windows the agent may act in; outside them every request is refused (403
+    /// `outside_schedule`).
+    #[serde(default)]
+    #[schemars(with = "Option<super::schedule::ScheduleSpec>")]
+    pub schedule: Option<Spanned<super::schedule::ScheduleSpec>>,
     /// `host:port` globs of the CONNECT tunnels the agent may open in HTTPS_PROXY mode, beyond
     /// the intercepted LLM hosts (default: none).
     #[serde(default)]

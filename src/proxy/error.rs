@@ -42,6 +42,8 @@ pub enum Refusal {
     EndpointNotAllowed(&'static str),
     /// A CONNECT tunnel to a destination the agent may not reach.
     DestinationNotAllowed,
+    /// Outside the agent's schedule.
+    OutsideSchedule,
     ModelNotFound,
     BodyTooLarge,
     RateLimited {
@@ -78,6 +80,7 @@ impl From<Denial> for Refusal {
             }
             Denial::ModelNotAllowed => Refusal::ModelNotAllowed,
             Denial::DestinationNotAllowed => Refusal::DestinationNotAllowed,
+            Denial::OutsideSchedule => Refusal::OutsideSchedule,
         }
     }
 }
@@ -115,6 +118,7 @@ impl Refusal {
             Refusal::ModelNotAllowed => Code::ModelNotAllowed,
             Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
             Refusal::DestinationNotAllowed => Code::DestinationNotAllowed,
+            Refusal::OutsideSchedule => Code::OutsideSchedule,
             Refusal::ModelNotFound => Code::ModelNotFound,
             Refusal::BodyTooLarge => Code::BodyTooLarge,
             Refusal::RateLimited { .. } => Code::RateLimited,
@@ -141,7 +145,8 @@ impl Refusal {
             | Refusal::CredentialRevoked
             | Refusal::ModelNotAllowed
             | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed => StatusCode::FORBIDDEN,
+            | Refusal::DestinationNotAllowed
+            | Refusal::OutsideSchedule => StatusCode::FORBIDDEN,
             Refusal::ModelNotFound => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. }
@@ -171,7 +176,8 @@ impl Refusal {
             | Refusal::CredentialRevoked
             | Refusal::ModelNotAllowed
             | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed => "permission_error",
+            | Refusal::DestinationNotAllowed
+            | Refusal::OutsideSchedule => "permission_error",
             Refusal::ModelNotFound => "not_found_error",
             Refusal::RateLimited { .. }
             | Refusal::ConcurrencyLimited
@@ -206,6 +212,7 @@ impl Refusal {
             Refusal::DestinationNotAllowed => {
                 "this agent may not open a tunnel to this destination".into()
             }
+            Refusal::OutsideSchedule => "this agent may not act at this time (its schedule)".into(),
             Refusal::ModelNotFound => "no provider serves this model".into(),
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),
