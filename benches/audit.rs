@@ -68,6 +68,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         tokens_source: Some(warden::audit::event::TokensSource::Reported),
         cost_usd: Some(0.000384),
         tunnel: None,
+        action: None,
     }
 }
 

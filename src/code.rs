@@ -29,6 +29,14 @@ pub enum Code {
     EndpointNotAllowed,
     DestinationNotAllowed,
     OutsideSchedule,
+    /// `POST /v1/verify`: the action is not among the agent's allowed actions.
+    ActionNotAllowed,
+    /// `POST /v1/verify`: the action matches the agent's denied actions.
+    ActionDenied,
+    /// `POST /v1/verify`: over a monetary limit, or a currency not accepted.
+    MonetaryLimit,
+    /// `POST /v1/verify`: over the action's daily count.
+    ActionLimit,
     ModelNotFound,
     BodyTooLarge,
     RateLimited,
@@ -41,7 +49,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 26] = [
+    pub const ALL: [Code; 30] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -60,6 +68,10 @@ impl Code {
         Code::EndpointNotAllowed,
         Code::DestinationNotAllowed,
         Code::OutsideSchedule,
+        Code::ActionNotAllowed,
+        Code::ActionDenied,
+        Code::MonetaryLimit,
+        Code::ActionLimit,
         Code::ModelNotFound,
         Code::BodyTooLarge,
         Code::RateLimited,
@@ -91,6 +103,10 @@ impl Code {
             Code::EndpointNotAllowed => "endpoint_not_allowed",
             Code::DestinationNotAllowed => "destination_not_allowed",
             Code::OutsideSchedule => "outside_schedule",
+            Code::ActionNotAllowed => "action_not_allowed",
+            Code::ActionDenied => "action_denied",
+            Code::MonetaryLimit => "monetary_limit",
+            Code::ActionLimit => "action_limit",
             Code::ModelNotFound => "model_not_found",
             Code::BodyTooLarge => "body_too_large",
             Code::RateLimited => "rate_limited",

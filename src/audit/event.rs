@@ -67,6 +67,20 @@ pub struct AuditEvent {
     pub cost_usd: Option<f64>,
     /// For a CONNECT (HTTPS_PROXY mode): the tunnel's destination and traffic.
     pub tunnel: Option<Tunnel>,
+    /// For `POST /v1/verify`: the action and the verdict.
+    pub action: Option<Action>,
+}
+
+/// A verified (or refused) action (`POST /v1/verify`).
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub target: Option<String>,
+    /// The amount in USD (converted from its currency).
+    pub amount_usd: Option<f64>,
+    pub verified: bool,
+    /// Why it was refused, in check order.
+    pub errors: Vec<Code>,
 }
 
 /// A CONNECT tunnel's facts (refused ones carry zero bytes and no end).
@@ -122,7 +136,12 @@ pub struct Credential<'a> {
 /// without building a JSON map.
 #[derive(Debug, Serialize)]
 pub struct RequestRecord<'a> {
+    /// An action's name (action records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'a str>,
     pub agent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_down: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +156,9 @@ pub struct RequestRecord<'a> {
     /// A tunnel's `host:port` (tunnel records only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<&'a str>,
+    /// An action's refusal codes (action records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<&'static str>>,
     pub instance: &'a str,
     pub latency_ms: f64,
     pub method: &'a str,
@@ -148,6 +170,9 @@ pub struct RequestRecord<'a> {
     pub request_id: &'a str,
     pub seq: u64,
     pub status: u16,
+    /// An action's target (action records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
     pub tokens: Option<Tokens>,
     pub tokens_source: Option<TokensSource>,
     pub ts: Rfc3339,
@@ -159,6 +184,9 @@ pub struct RequestRecord<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub upstream_ms: Option<f64>,
+    /// Whether the action was verified (action records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// A timestamp written as RFC 3339 straight into the record (no intermediate `String`).
@@ -187,8 +215,11 @@ impl AuditEvent {
             .zip(self.credential.as_ref())
             .and_then(|(s, credential)| s.credential_id(credential));
         let tunnel = self.tunnel.as_ref();
+        let action = self.action.as_ref();
         RequestRecord {
+            action: action.map(|a| a.name.as_str()),
             agent,
+            amount_usd: action.and_then(|a| a.amount_usd),
             bytes_down: tunnel.map(|t| t.bytes_down),
             bytes_up: tunnel.map(|t| t.bytes_up),
             code: self.code.as_str(),
@@ -204,6 +235,7 @@ impl AuditEvent {
             },
             decision: if self.denied { "deny" } else { "allow" },
             destination: tunnel.map(|t| t.destination.as_str()),
+            errors: action.map(|a| a.errors.iter().map(|c| c.as_str()).collect()),
             instance: link.instance,
             latency_ms: self.latency_ms,
             method: self.method.as_str(),
@@ -222,17 +254,19 @@ impl AuditEvent {
                 .unwrap_or_default(),
             seq: link.seq,
             status: self.status,
+            target: action.and_then(|a| a.target.as_deref()),
             tokens: self.tokens,
             tokens_source: self.tokens_source,
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             tunnel_end: tunnel.and_then(|t| t.end),
-            kind: if tunnel.is_some() {
-                "tunnel"
-            } else {
-                "request"
+            kind: match (tunnel, action) {
+                (Some(_), _) => "tunnel",
+                (None, Some(_)) => "action",
+                (None, None) => "request",
             },
             upstream_ms: self.upstream_ms,
+            verified: action.map(|a| a.verified),
         }
     }
 }

@@ -372,6 +372,7 @@ mod tests {
             tokens_source: None,
             cost_usd: None,
             tunnel: None,
+            action: None,
         }
     }
 

@@ -28,12 +28,12 @@ impl Days {
     }
 
     /// The day `now` (Unix seconds) falls in, as a number that grows by one each midnight.
-    fn id(&self, now: i64) -> i64 {
+    pub(super) fn id(&self, now: i64) -> i64 {
         (now + self.offset(now)).div_euclid(DAY)
     }
 
     /// Seconds from `now` to the next midnight.
-    fn until_midnight(&self, now: i64) -> i64 {
+    pub(super) fn until_midnight(&self, now: i64) -> i64 {
         let Some(zone) = &self.zone else {
             return DAY - now.rem_euclid(DAY);
         };

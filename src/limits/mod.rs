@@ -8,6 +8,7 @@
 //! the new snapshot. The registry's mutex is only taken while compiling and publishing, never on
 //! the hot path.
 
+pub mod actions;
 pub mod budget;
 pub mod concurrency;
 pub mod counters;
@@ -38,6 +39,8 @@ pub struct AgentLimits {
     /// Not a limit: the agent's request and token counts, kept with its limit state so a
     /// reload keeps them too.
     pub counters: Arc<AgentCounters>,
+    /// Today's verified actions (`POST /v1/verify`): counts and amounts.
+    pub actions: Arc<actions::ActionLedger>,
 }
 
 /// How long the live state of an agent removed from policy is kept. An agent that comes back
@@ -62,6 +65,7 @@ struct AgentCells {
     rate: Option<Arc<RequestRate>>,
     tokens: Option<Arc<TokenBudget>>,
     spend: Option<Arc<TokenBudget>>,
+    actions: Arc<actions::ActionLedger>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -106,6 +110,7 @@ impl LiveState {
                 spend: [spend, None],
             },
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
+            actions: cells.map_or_else(Arc::default, |c| Arc::clone(&c.actions)),
         }
     }
 
@@ -145,6 +150,7 @@ impl LiveState {
             cells.tokens.clone_from(&limits.budgets.tokens[0]);
             cells.spend.clone_from(&limits.budgets.spend[0]);
             cells.counters = Arc::clone(&limits.counters);
+            cells.actions = Arc::clone(&limits.actions);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
             }

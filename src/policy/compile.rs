@@ -64,6 +64,10 @@ impl AgentSpec {
             Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
             None => Endpoints::inference(),
         };
+        let actions = match &self.actions {
+            Some(spec) => Some(spec.compile(p, cx.globs)?),
+            None => None,
+        };
         let schedule = match &self.schedule {
             Some(spec) => Some(super::schedule::ScheduleSpec::compile(spec, p)?),
             None => None,
@@ -82,6 +86,7 @@ impl AgentSpec {
             id_header,
             models: models?,
             endpoints,
+            actions,
             schedule,
             destinations,
             status,

@@ -3,6 +3,7 @@
 //! The proxy calls these in order (agent status, endpoint, model) and maps a [`Denial`] to the
 //! SPEC error response; nothing here knows about HTTP sessions or error codes.
 
+pub mod actions;
 pub mod agent;
 pub mod compile;
 pub mod endpoints;

@@ -23,6 +23,9 @@ pub struct AgentSpec {
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<Vec<String>>")]
     pub endpoints: Option<Vec<Spanned<String>>>,
+    /// What `POST /v1/verify` may confirm for this agent (none: no action is allowed).
+    #[serde(default)]
+    pub actions: Option<super::actions::ActionsSpec>,
     /// Weekly windows the agent may act in; outside them every request is refused (403
     /// `outside_schedule`).
     #[serde(default)]

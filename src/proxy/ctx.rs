@@ -55,6 +55,8 @@ pub struct RequestCtx {
     /// Tokens and micro-dollars reserved in the agent's and its team's budgets, settled when
     /// the request ends.
     pub held: Held,
+    /// `POST /v1/verify`: the action judged, for the audit event.
+    pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.
     pub refusal: Option<Refusal>,
     /// Held until the request ends, whatever the outcome.
@@ -78,6 +80,7 @@ impl RequestCtx {
             provider: None,
             rate: None,
             held: Held::default(),
+            action: None,
             refusal: None,
             in_flight: None,
             forward: None,

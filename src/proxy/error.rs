@@ -188,7 +188,8 @@ impl Refusal {
         }
     }
 
-    fn message(&self) -> String {
+    /// The human-readable reason (the body's `message`).
+    pub fn message(&self) -> String {
         match self {
             Refusal::InvalidJson(why) => format!("request body is not valid JSON: {why}"),
             Refusal::MissingModel => {

@@ -21,6 +21,7 @@ mod record;
 pub mod request;
 pub mod stream_usage;
 pub mod usage;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -340,6 +341,12 @@ impl WardenProxy {
         ctx.agent = Some(principal.agent);
         let agent = &snapshot.agents[principal.agent];
         ctx.credential = Some(principal.credential);
+        // Warden's own endpoint: the agent's status and schedule are part of the verdict.
+        if session.req_header().uri.path() == verify::PATH {
+            return verify::answer(session, ctx, &snapshot, agent, now)
+                .await
+                .map(Admitted::Answer);
+        }
         crate::policy::check_agent(agent, now)?;
         let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
 

@@ -172,6 +172,7 @@ impl WardenProxy {
                 tokens_source: source,
                 cost_usd: cost.map(|micro| micro as f64 / 1_000_000.0),
                 tunnel: None,
+                action: ctx.action.take(),
             });
         }
     }

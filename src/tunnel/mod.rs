@@ -358,6 +358,7 @@ impl Front {
                     bytes_down: piped.map_or(0, |p| p.down),
                     end: piped.map(|p| p.end.as_str()),
                 }),
+                action: None,
             });
         }
     }

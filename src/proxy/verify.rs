@@ -1,0 +1,163 @@
+//! `POST /v1/verify`: an identified agent asks whether it may take an action — "allowed →
+//! execute, denied → block". Warden answers 200 with the verdict, every reason it refuses, and
+//! what is left today. A verified action with an amount reserves it from the day's budget (and
+//! counts against the action's daily count) at once: the verdict is a reservation, not a
+//! forecast.
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use pingora::proxy::Session;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{body, Refusal, RequestCtx};
+use crate::audit::event::Action;
+use crate::code::Code;
+use crate::config::Snapshot;
+use crate::limits::actions::Charge;
+use crate::policy::actions::Intent;
+use crate::policy::Agent;
+
+/// The path Warden answers itself.
+pub const PATH: &str = "/v1/verify";
+
+/// Longest action name and target accepted.
+const MAX_NAME: usize = 256;
+const MAX_TARGET: usize = 2048;
+
+#[derive(Deserialize)]
+struct Request {
+    action: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// Reads the request, judges it and builds the answer.
+pub async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    snapshot: &Snapshot,
+    agent: &Agent,
+    now: Timestamp,
+) -> Result<Bytes, Refusal> {
+    if session.req_header().method != http::Method::POST {
+        return Err(Refusal::EndpointNotAllowed("/v1/verify takes POST"));
+    }
+    let body = body::read(session, snapshot.server.max_body_bytes).await?;
+    let request: Request = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::InvalidJson(format!("not a verify request: {e}")))?;
+    if request.action.is_empty() || request.action.len() > MAX_NAME {
+        return Err(Refusal::InvalidJson(format!(
+            "`action` must be 1-{MAX_NAME} bytes"
+        )));
+    }
+    if request
+        .target
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TARGET)
+    {
+        return Err(Refusal::InvalidJson(format!(
+            "`target` is longer than {MAX_TARGET} bytes"
+        )));
+    }
+    let parameters = request.parameters.unwrap_or_default();
+    let amount = match parameters.get("amount") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(a) if a.is_finite() && a >= 0.0 => Some(a),
+            _ => {
+                return Err(Refusal::InvalidJson(
+                    "`parameters.amount` must be a non-negative number".into(),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(Refusal::InvalidJson(
+                "`parameters.amount` must be a number".into(),
+            ))
+        }
+    };
+    let currency = match parameters.get("currency") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.as_str()),
+        Some(_) => {
+            return Err(Refusal::InvalidJson(
+                "`parameters.currency` must be a string".into(),
+            ))
+        }
+    };
+
+    let mut errors: Vec<(Code, String)> = Vec::new();
+    if let Err(denial) = crate::policy::check_agent(agent, now) {
+        let refusal = Refusal::from(denial);
+        errors.push((refusal.code(), refusal.message()));
+    }
+    let intent = Intent {
+        action: &request.action,
+        amount,
+        currency,
+    };
+    let judgement = match &agent.actions {
+        Some(actions) => actions.judge(intent),
+        None => crate::policy::actions::Judgement {
+            errors: vec![(
+                Code::ActionNotAllowed,
+                "this agent has no allowed actions".into(),
+            )],
+            ..Default::default()
+        },
+    };
+    errors.extend(judgement.errors);
+    let micro_usd_per_day = agent.actions.as_ref().and_then(|a| a.micro_usd_per_day);
+    let day = agent.limits.actions.charge(
+        Charge {
+            action: &request.action,
+            micro_usd: judgement.micro_usd,
+            per_day: judgement.per_day,
+            micro_usd_per_day,
+        },
+        errors.is_empty(),
+        now.as_second(),
+        &snapshot.days,
+    );
+    if day.over_count {
+        errors.push((
+            Code::ActionLimit,
+            format!("`{}` has reached its daily count", request.action),
+        ));
+    }
+    // One monetary reason is enough: an amount over the per-action cap is over the day too.
+    if day.over_amount && !errors.iter().any(|(code, _)| *code == Code::MonetaryLimit) {
+        errors.push((
+            Code::MonetaryLimit,
+            "the amount is over what is left of today's limit".into(),
+        ));
+    }
+    let verified = errors.is_empty();
+    let mut remaining = Map::new();
+    if let Some(left) = day.micro_usd_left {
+        remaining.insert("usd_today".into(), json!(left as f64 / 1_000_000.0));
+    }
+    if let Some(left) = day.count_left {
+        remaining.insert("action_today".into(), json!(left));
+    }
+    remaining.insert("resets_in_secs".into(), json!(day.resets_in));
+    let answer = json!({
+        "verified": verified,
+        "agent": agent.id,
+        "action": request.action,
+        "target": request.target,
+        "errors": errors.iter().map(|(code, message)| json!({"code": code.as_str(), "message": message})).collect::<Vec<_>>(),
+        "remaining": remaining,
+    });
+    ctx.action = Some(Action {
+        name: request.action,
+        target: request.target,
+        amount_usd: amount.map(|_| judgement.micro_usd as f64 / 1_000_000.0),
+        verified,
+        errors: errors.into_iter().map(|(code, _)| code).collect(),
+    });
+    Ok(Bytes::from(answer.to_string()))
+}
