@@ -277,6 +277,24 @@ impl<'f> Builder<'_, 'f> {
                 self.vouching.push((path, wanted));
             }
         }
+        for (name, spec) in &policy.services {
+            if let Some(first) = self.provider_names.get(name.value.as_str()) {
+                let message = format!(
+                    "`{}` is already a provider or service at {first}",
+                    name.value
+                );
+                p.error(name, message);
+                continue;
+            }
+            self.provider_names
+                .insert(&name.value, Origin::of(path, name));
+            let endpoint = spec.as_provider();
+            let compiled =
+                endpoint.compile_as(name, &mut p, &mut GlobCache::default(), &self.outside, true);
+            if let Some(service) = compiled {
+                self.providers.push(service);
+            }
+        }
         self.prices.add(&mut p, &policy.pricing);
         if let Some(zone) = &policy.timezone {
             match (&self.timezone, jiff::tz::TimeZone::get(&zone.value)) {
@@ -364,6 +382,19 @@ impl<'f> Builder<'_, 'f> {
                     agent.limits.budgets.spend[1].clone_from(&team.budgets.spend[0]);
                 }
                 self.agents.push(agent);
+            }
+            for name in spec.services.keys() {
+                let defined = self
+                    .providers
+                    .iter()
+                    .any(|s| s.service && s.name == name.value);
+                if !defined {
+                    let message = format!(
+                        "agent `{}` is granted service `{}`, which no `services:` entry defines",
+                        id.value, name.value
+                    );
+                    p.error(name, message);
+                }
             }
             if spec.limits.usd_per_day.is_some() {
                 for model in &spec.models {

@@ -57,6 +57,10 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, IssuerSpec>")]
     pub issuers: IndexMap<Spanned<String>, IssuerSpec>,
+    /// Non-LLM HTTP APIs agents call through `/svc/<name>/…` (names shared with `providers`).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, crate::providers::spec::ServiceSpec>")]
+    pub services: IndexMap<Spanned<String>, crate::providers::spec::ServiceSpec>,
     /// Where audit events go; one file of a directory may define it.
     #[serde(default)]
     #[schemars(with = "Option<AuditSpec>")]

@@ -41,6 +41,8 @@ pub struct AgentLimits {
     pub counters: Arc<AgentCounters>,
     /// Today's verified actions (`POST /v1/verify`): counts and amounts.
     pub actions: Arc<actions::ActionLedger>,
+    /// Today's calls to each service (`/svc/<name>/…`).
+    pub service_calls: Arc<actions::ActionLedger>,
 }
 
 /// How long the live state of an agent removed from policy is kept. An agent that comes back
@@ -66,6 +68,7 @@ struct AgentCells {
     tokens: Option<Arc<TokenBudget>>,
     spend: Option<Arc<TokenBudget>>,
     actions: Arc<actions::ActionLedger>,
+    service_calls: Arc<actions::ActionLedger>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -111,6 +114,7 @@ impl LiveState {
             },
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
             actions: cells.map_or_else(Arc::default, |c| Arc::clone(&c.actions)),
+            service_calls: cells.map_or_else(Arc::default, |c| Arc::clone(&c.service_calls)),
         }
     }
 
@@ -151,6 +155,7 @@ impl LiveState {
             cells.spend.clone_from(&limits.budgets.spend[0]);
             cells.counters = Arc::clone(&limits.counters);
             cells.actions = Arc::clone(&limits.actions);
+            cells.service_calls = Arc::clone(&limits.service_calls);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
             }

@@ -18,6 +18,8 @@ pub struct Agent {
     pub models: Globs,
     /// The methods and paths it may call (the inference endpoints unless policy lists others).
     pub endpoints: Endpoints,
+    /// The services it may call, by service name.
+    pub services: std::collections::HashMap<String, super::services::ServiceGrant>,
     /// What `POST /v1/verify` may confirm (`None`: nothing).
     pub actions: Option<super::actions::Actions>,
     /// When it may act (`None`: always).

@@ -64,6 +64,7 @@ impl AgentSpec {
             Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
             None => Endpoints::inference(),
         };
+        let services = super::services::compile(&self.services, p, cx.globs)?;
         let actions = match &self.actions {
             Some(spec) => Some(spec.compile(p, cx.globs)?),
             None => None,
@@ -86,6 +87,7 @@ impl AgentSpec {
             id_header,
             models: models?,
             endpoints,
+            services,
             actions,
             schedule,
             destinations,

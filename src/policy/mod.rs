@@ -9,6 +9,7 @@ pub mod compile;
 pub mod endpoints;
 pub mod revocations;
 pub mod schedule;
+pub mod services;
 pub mod spec;
 
 use http::Method;

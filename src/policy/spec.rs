@@ -5,6 +5,7 @@ use serde_saphyr::Spanned;
 
 use crate::identity::spec::{KeySpec, PublicKeySpec};
 use crate::limits::spec::LimitsSpec;
+use indexmap::IndexMap;
 use schemars::JsonSchema;
 
 /// `agents.<id>:` — one agent's identity and what it may do.
@@ -23,6 +24,10 @@ pub struct AgentSpec {
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<Vec<String>>")]
     pub endpoints: Option<Vec<Spanned<String>>>,
+    /// Non-LLM APIs (`services:`) the agent may call through `/svc/<name>/…`.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, super::services::ServiceGrantSpec>")]
+    pub services: IndexMap<Spanned<String>, super::services::ServiceGrantSpec>,
     /// What `POST /v1/verify` may confirm for this agent (none: no action is allowed).
     #[serde(default)]
     pub actions: Option<super::actions::ActionsSpec>,

@@ -31,8 +31,20 @@ impl ProviderSpec {
         globs: &mut GlobCache<'f>,
         outside: &Outside<'_>,
     ) -> Option<Provider> {
+        self.compile_as(name, p, globs, outside, false)
+    }
+
+    /// Like [`Self::compile`]; `service` marks a `services:` entry (no models expected).
+    pub fn compile_as<'f>(
+        &'f self,
+        name: &Spanned<String>,
+        p: &mut Problems<'_>,
+        globs: &mut GlobCache<'f>,
+        outside: &Outside<'_>,
+        service: bool,
+    ) -> Option<Provider> {
         let models = globs.compile(p, &self.models, "model");
-        if self.models.is_empty() {
+        if self.models.is_empty() && !service {
             p.warning(name, format!("provider `{}` serves no models", name.value));
         }
         let kind = self
@@ -69,6 +81,7 @@ impl ProviderSpec {
             auth,
             headers,
             identity_header: self.identity_header.as_ref().is_some_and(|h| h.value),
+            service,
         })
     }
 

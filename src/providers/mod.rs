@@ -28,6 +28,8 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Send `X-Agent-Identity` to this provider.
     pub identity_header: bool,
+    /// A `services:` entry (a non-LLM API under `/svc/<name>/`), not an LLM provider.
+    pub service: bool,
 }
 
 /// Where a provider is reached.

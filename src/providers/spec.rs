@@ -37,6 +37,46 @@ pub struct ProviderSpec {
     pub ca_file: Option<Spanned<String>>,
 }
 
+/// `services.<name>:` — a non-LLM HTTP API agents call through `/svc/<name>/…`: where it is
+/// and the credential Warden presents there (agents never hold it).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    #[schemars(with = "String")]
+    pub base_url: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    pub api_key_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub api_key_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<AuthSpec>")]
+    pub auth: Option<Spanned<AuthSpec>>,
+    /// Headers sent to this service on every request.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, String>")]
+    pub headers: IndexMap<Spanned<String>, Spanned<String>>,
+    /// PEM file of CA certificates trusted for this service, on top of the platform's roots.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+}
+
+impl ServiceSpec {
+    /// The same endpoint as a provider that serves no model: services are compiled, resolved
+    /// and trusted exactly like providers.
+    pub fn as_provider(&self) -> ProviderSpec {
+        ProviderSpec {
+            kind: None,
+            base_url: Some(self.base_url.clone()),
+            models: Vec::new(),
+            api_key_env: self.api_key_env.clone(),
+            api_key_file: self.api_key_file.clone(),
+            auth: self.auth.clone(),
+            headers: self.headers.clone(),
+            identity_header: None,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
 /// `kind:` of a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -18,14 +18,9 @@ pub fn declared_length(request: &pingora::http::RequestHeader) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads the request body (answering `Expect: 100-continue` first), refusing with
-/// `body_too_large` as soon as it is known to exceed `max` — from `Content-Length` before a
-/// byte is read, or while reading a chunked body.
-pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
-    let declared = declared_length(session.req_header());
-    if declared.is_some_and(|len| len > max as u64) {
-        return Err(Refusal::BodyTooLarge);
-    }
+/// Answers `Expect: 100-continue`, once the request is admitted: the client then sends its body
+/// (`Expect` itself is not forwarded).
+pub async fn answer_continue(session: &mut Session) -> Result<(), Refusal> {
     let expects_continue = session
         .req_header()
         .headers
@@ -37,6 +32,18 @@ pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
             .await
             .map_err(|e| Refusal::InvalidJson(format!("client connection failed: {e}")))?;
     }
+    Ok(())
+}
+
+/// Reads the request body (answering `Expect: 100-continue` first), refusing with
+/// `body_too_large` as soon as it is known to exceed `max` — from `Content-Length` before a
+/// byte is read, or while reading a chunked body.
+pub async fn read(session: &mut Session, max: usize) -> Result<Bytes, Refusal> {
+    let declared = declared_length(session.req_header());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(Refusal::BodyTooLarge);
+    }
+    answer_continue(session).await?;
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     let mut total = 0usize;

@@ -14,7 +14,7 @@ use crate::limits::{Held, InFlightGuard, RateDecision};
 
 /// What the upstream phases need to forward an admitted request, beyond the ctx's snapshot,
 /// agent and provider.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Forward {
     /// Exact length of the body sent upstream (`Content-Length`).
     pub body_len: usize,
@@ -55,6 +55,8 @@ pub struct RequestCtx {
     /// Tokens and micro-dollars reserved in the agent's and its team's budgets, settled when
     /// the request ends.
     pub held: Held,
+    /// A call to a service (`/svc/<name>/…`), whose body is streamed as sent.
+    pub service: Option<super::service::ServiceCall>,
     /// `POST /v1/verify`: the action judged, for the audit event.
     pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.
@@ -80,6 +82,7 @@ impl RequestCtx {
             provider: None,
             rate: None,
             held: Held::default(),
+            service: None,
             action: None,
             refusal: None,
             in_flight: None,

@@ -321,3 +321,29 @@ pub async fn refuse(
     ctx.refusal = Some(refusal);
     written
 }
+
+/// Answers a request whose upstream failed before a response started (502/504 with the SPEC
+/// code); one already answering is cut, and neither connection is reused.
+pub async fn fail_to_proxy(
+    session: &mut Session,
+    e: &Error,
+    ctx: &mut super::ctx::RequestCtx,
+) -> pingora::proxy::FailToProxy {
+    let writable = session.response_written().is_none()
+        && !matches!(e.esource(), pingora::ErrorSource::Downstream);
+    if !writable {
+        return pingora::proxy::FailToProxy {
+            error_code: session.response_written().map_or(0, |r| r.status.as_u16()),
+            can_reuse_downstream: false,
+        };
+    }
+    let refusal = Refusal::from_upstream_error(e);
+    let error_code = refusal.status().as_u16();
+    if let Err(e) = refuse(session, ctx, refusal).await {
+        log::debug!("cannot send the error response: {e}");
+    }
+    pingora::proxy::FailToProxy {
+        error_code,
+        can_reuse_downstream: false,
+    }
+}

@@ -68,7 +68,9 @@ pub struct UpstreamIdentity<'a> {
     pub auth: &'a UpstreamAuth,
     pub agent_id: &'a HeaderValue,
     pub request_id: Option<&'a HeaderValue>,
-    pub body_len: usize,
+    /// The exact length of the body Warden read; `None` for a body streamed as the client
+    /// framed it (service calls: its `Content-Length` or chunking is kept).
+    pub body_len: Option<usize>,
     /// The body differs from the client's (a digest of it would be wrong).
     pub body_rewritten: bool,
     /// Headers the provider's policy sets (`OpenAI-Organization`, …).
@@ -88,14 +90,13 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
             pingora::Error::because(pingora::ErrorType::InternalError, "upstream uri", e)
         })?;
     req.set_uri(uri);
-    for name in [
-        AUTHORIZATION,
-        PROXY_AUTHORIZATION,
-        EXPECT,
-        ACCEPT_ENCODING,
-        TRANSFER_ENCODING,
-    ] {
+    for name in [AUTHORIZATION, PROXY_AUTHORIZATION, EXPECT] {
         req.remove_header(&name);
+    }
+    if up.body_len.is_some() {
+        // Warden reads LLM responses for usage (no compression) and sends the body it read.
+        req.remove_header(&ACCEPT_ENCODING);
+        req.remove_header(&TRANSFER_ENCODING);
     }
     for name in [
         "x-api-key",
@@ -114,7 +115,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
         req.remove_header("content-digest");
     }
     req.insert_header(HOST, up.authority.clone())?;
-    req.insert_header(CONTENT_LENGTH, up.body_len)?;
+    if let Some(len) = up.body_len {
+        req.insert_header(CONTENT_LENGTH, len)?;
+    }
     match up.auth {
         UpstreamAuth::Bearer(value) => req.insert_header(AUTHORIZATION, value.clone())?,
         UpstreamAuth::XApiKey(value) => req.insert_header("x-api-key", value.clone())?,
@@ -214,7 +217,7 @@ mod tests {
             auth: &auth,
             agent_id: &HeaderValue::from_static("bot"),
             request_id: Some(&HeaderValue::from_static("rid")),
-            body_len: 42,
+            body_len: Some(42),
             body_rewritten: false,
             provider_headers: &[(
                 HeaderName::from_static("openai-organization"),

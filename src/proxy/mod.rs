@@ -19,6 +19,7 @@ pub mod large_body;
 pub mod models;
 mod record;
 pub mod request;
+pub mod service;
 pub mod stream_usage;
 pub mod usage;
 pub mod verify;
@@ -82,6 +83,8 @@ enum Admitted {
 enum Body {
     /// Pingora's retry buffer holds all of it; its normal phases send it upstream.
     Replayed,
+    /// Not read: Pingora streams it to the upstream as it arrives (service calls).
+    Streamed,
     /// Too large for the retry buffer: Warden's copy is forwarded by [`large_body`].
     Large(Bytes),
 }
@@ -100,7 +103,7 @@ impl ProxyHttp for WardenProxy {
                 answer_json(session, ctx, body).await?;
                 Ok(true)
             }
-            Ok(Admitted::Forward(Body::Replayed)) => Ok(false),
+            Ok(Admitted::Forward(Body::Replayed | Body::Streamed)) => Ok(false),
             Ok(Admitted::Forward(Body::Large(body))) => {
                 large_body::forward(self, &self.connector, session, ctx, body).await
             }
@@ -174,7 +177,13 @@ impl ProxyHttp for WardenProxy {
             _ => None,
         };
         let uri = &upstream_request.uri;
-        let path_and_query = request::upstream_path(base_path, uri.path(), uri.query());
+        let path_and_query = match ctx.service {
+            Some(call) => {
+                let rest = uri.path().get(call.prefix_len..).filter(|p| !p.is_empty());
+                request::join_path(base_path, rest.unwrap_or("/"), uri.query())
+            }
+            None => request::upstream_path(base_path, uri.path(), uri.query()),
+        };
         headers::rewrite_upstream(
             upstream_request,
             headers::UpstreamIdentity {
@@ -183,7 +192,7 @@ impl ProxyHttp for WardenProxy {
                 auth: &provider.auth,
                 agent_id: &agent.id_header,
                 request_id: ctx.request_id.as_ref(),
-                body_len: forward.body_len,
+                body_len: ctx.service.is_none().then_some(forward.body_len),
                 body_rewritten: forward.rewritten,
                 provider_headers: &provider.headers,
                 vouch,
@@ -202,7 +211,7 @@ impl ProxyHttp for WardenProxy {
         }
         let upstream = &mut ctx.upstream;
         upstream.first_byte = Some(Instant::now());
-        if response.status.is_success() {
+        if response.status.is_success() && ctx.service.is_none() {
             let content_type = response
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -261,23 +270,7 @@ impl ProxyHttp for WardenProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let writable =
-            session.response_written().is_none() && !matches!(e.esource(), ErrorSource::Downstream);
-        if !writable {
-            return FailToProxy {
-                error_code: session.response_written().map_or(0, |r| r.status.as_u16()),
-                can_reuse_downstream: false,
-            };
-        }
-        let refusal = Refusal::from_upstream_error(e);
-        let error_code = refusal.status().as_u16();
-        if let Err(e) = error::refuse(session, ctx, refusal).await {
-            log::debug!("cannot send the error response: {e}");
-        }
-        FailToProxy {
-            error_code,
-            can_reuse_downstream: false,
-        }
+        error::fail_to_proxy(session, e, ctx).await
     }
 
     /// A client that went away is an outcome (`client_closed` in metrics and audit), not a
@@ -352,6 +345,10 @@ impl WardenProxy {
 
         let path = session.req_header().uri.path();
         request::check_path(path)?;
+        if path.starts_with(service::PREFIX) {
+            service::begin(session, ctx, &snapshot, agent).await?;
+            return Ok(Admitted::Forward(Body::Streamed));
+        }
         crate::policy::check_endpoint(agent, &session.req_header().method, path)?;
         if session.req_header().method == http::Method::GET {
             return models::answer(&snapshot, agent, narrowing, path).map(Admitted::Answer);

@@ -131,6 +131,11 @@ pub fn upstream_path(base_path: &str, path: &str, query: Option<&str>) -> String
         .strip_prefix("/v1")
         .filter(|r| r.is_empty() || r.starts_with('/'))
         .unwrap_or(path);
+    join_path(base_path, rest, query)
+}
+
+/// `base_path` + `rest` (+ `?query`): a service's base path followed by the agent's path on it.
+pub fn join_path(base_path: &str, rest: &str, query: Option<&str>) -> String {
     let mut out =
         String::with_capacity(base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(base_path);
