@@ -73,6 +73,19 @@ pub enum UpstreamAuth {
 }
 
 impl Provider {
+    /// The path prefix of its `base_url` (`""` for the mock).
+    pub fn base_path(&self) -> &str {
+        match &self.upstream {
+            Upstream::Http(up) => &up.base_path,
+            Upstream::Mock => "",
+        }
+    }
+
+    /// Whether it is served at `host:port` (a CONNECT target).
+    pub fn is_at(&self, host: &str, port: u16) -> bool {
+        matches!(&self.upstream, Upstream::Http(up) if up.host.eq_ignore_ascii_case(host) && up.port == port)
+    }
+
     /// Why this provider cannot take a request now (no key, host not resolved), in words
     /// without secrets; `None` when it can.
     pub fn unusable(&self) -> Option<String> {

@@ -97,6 +97,8 @@ impl RequestCtx {
 /// the credential headers it carries itself (those are stripped like any agent credential).
 pub struct TunnelCredential {
     headers: http::HeaderMap,
+    /// The service whose host the tunnel reached, if any: its requests are service calls.
+    service: Option<String>,
 }
 
 impl TunnelCredential {
@@ -106,7 +108,23 @@ impl TunnelCredential {
         let value = http::HeaderValue::from_str(&format!("Bearer {secret}")).ok()?;
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, value);
-        Some(TunnelCredential { headers })
+        Some(TunnelCredential {
+            headers,
+            service: None,
+        })
+    }
+
+    /// The same credential, for a tunnel to `service`'s host.
+    pub fn to_service(self, service: &str) -> Self {
+        TunnelCredential {
+            service: Some(service.to_string()),
+            ..self
+        }
+    }
+
+    /// The service this tunnel reached, by name.
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
     }
 
     /// An `Authorization: Bearer` header carrying the credential.

@@ -308,6 +308,9 @@ impl WardenProxy {
             .and_then(|d| d.proxy_digest.as_deref())
             .and_then(|p| p.user_data.as_deref())
             .and_then(|u| u.downcast_ref::<TunnelCredential>());
+        let tunnel_service = tunnel
+            .and_then(TunnelCredential::service)
+            .map(str::to_owned);
         let identified = crate::identity::authenticate(
             &snapshot.identity,
             &Target {
@@ -345,8 +348,8 @@ impl WardenProxy {
 
         let path = session.req_header().uri.path();
         request::check_path(path)?;
-        if path.starts_with(service::PREFIX) {
-            service::begin(session, ctx, &snapshot, agent).await?;
+        if tunnel_service.is_some() || path.starts_with(service::PREFIX) {
+            service::begin(session, ctx, &snapshot, agent, tunnel_service.as_deref()).await?;
             return Ok(Admitted::Forward(Body::Streamed));
         }
         crate::policy::check_endpoint(agent, &session.req_header().method, path)?;

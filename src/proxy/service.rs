@@ -24,18 +24,37 @@ pub struct ServiceCall {
     pub prefix_len: usize,
 }
 
-/// Admits `method path` (a path under [`PREFIX`]) for `agent`, counting it against the day.
+/// Admits `method path` for `agent`, counting it against the day: a path under [`PREFIX`], or
+/// (`tunnelled`) any path of the named service's host reached through an intercepted CONNECT.
 pub fn admit(
     snapshot: &Snapshot,
     agent: &Agent,
     method: &Method,
     path: &str,
+    tunnelled: Option<&str>,
     now: Timestamp,
 ) -> Result<ServiceCall, Refusal> {
-    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
-    let (name, service_path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
+    let (name, service_path, prefix_len) = match tunnelled {
+        Some(name) => {
+            let base = snapshot
+                .providers
+                .iter()
+                .find(|p| p.service && p.name == name)
+                .map_or("", |p| p.base_path());
+            let rest = path
+                .strip_prefix(base)
+                .filter(|r| r.is_empty() || r.starts_with('/'));
+            let rest = rest.ok_or(Refusal::DestinationNotAllowed)?;
+            (name, if rest.is_empty() { "/" } else { rest }, base.len())
+        }
+        None => {
+            let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+            let (name, service_path) = match rest.find('/') {
+                Some(slash) => (&rest[..slash], &rest[slash..]),
+                None => (rest, "/"),
+            };
+            (name, service_path, PREFIX.len() + name.len())
+        }
     };
     let service = snapshot
         .providers
@@ -70,7 +89,7 @@ pub fn admit(
     }
     Ok(ServiceCall {
         service,
-        prefix_len: PREFIX.len() + name.len(),
+        prefix_len,
     })
 }
 
@@ -81,13 +100,16 @@ pub async fn begin(
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     agent: &Agent,
+    tunnelled: Option<&str>,
 ) -> Result<(), Refusal> {
     let request = session.req_header();
+    let path = request.uri.path();
     let call = admit(
         snapshot,
         agent,
         &request.method,
-        request.uri.path(),
+        path,
+        tunnelled,
         ctx.arrived,
     )?;
     ctx.provider = Some(call.service);

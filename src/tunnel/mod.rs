@@ -45,6 +45,12 @@ use crate::policy::revocations::RevokedKind;
 use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
 use authority::Authority;
 
+/// The first byte of a TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Why an intercepted host is refused without an interception CA.
+const NO_CA: &str = "this host is intercepted, and no interception CA is configured";
+
 /// How long a new connection may take to send its first bytes.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -83,7 +89,7 @@ impl ServerApp for Front {
 
 /// What a CONNECT was allowed to become.
 enum Admitted {
-    Intercept { tls: bool },
+    Intercept,
     Plain,
 }
 
@@ -138,7 +144,7 @@ impl Front {
             }
         };
         match admitted {
-            Admitted::Intercept { tls } => {
+            Admitted::Intercept => {
                 let (Some(user_data), Ok(answer)) = (credential, ResponseHeader::build(200, None))
                 else {
                     return;
@@ -151,7 +157,7 @@ impl Front {
                 if established(&mut stream).await.is_err() {
                     return;
                 }
-                self.intercept(stream, tls, shutdown).await;
+                self.intercept(stream, shutdown).await;
             }
             Admitted::Plain => self.plain(stream, facts, &authority).await,
         }
@@ -194,14 +200,23 @@ impl Front {
         facts.agent = Some(principal.agent);
         let agent = &snapshot.agents[principal.agent];
         crate::policy::check_agent(agent, facts.arrived).map_err(|d| (Refusal::from(d), ""))?;
+        // A service's host, for an agent granted that service: its requests are service calls.
+        let granted = snapshot.providers.iter().find(|s| {
+            s.service
+                && s.is_at(&authority.host, authority.port)
+                && agent.services.contains_key(&s.name)
+        });
+        if let Some(service) = granted {
+            let credential = credential.to_service(&service.name);
+            return match (authority.port, &self.interceptor) {
+                (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
+                _ => Ok((Admitted::Intercept, Some(credential))),
+            };
+        }
         if snapshot.server.intercept_hosts.matches(&authority.host) {
             return match (authority.port, &self.interceptor) {
-                (80, _) => Ok((Admitted::Intercept { tls: false }, Some(credential))),
-                (_, Some(_)) => Ok((Admitted::Intercept { tls: true }, Some(credential))),
-                (_, None) => Err((
-                    Refusal::DestinationNotAllowed,
-                    "this host is intercepted, and no interception CA is configured",
-                )),
+                (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
+                _ => Ok((Admitted::Intercept, Some(credential))),
             };
         }
         crate::policy::check_destination(agent, &facts.destination)
@@ -211,9 +226,18 @@ impl Front {
 
     /// Serves the decrypted (or port-80 plain) requests of an intercepted tunnel through the
     /// pipeline, request after request on the one connection.
-    async fn intercept(self: &Arc<Self>, stream: Stream, tls: bool, shutdown: &ShutdownWatch) {
+    async fn intercept(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) {
+        // What the client sends first says whether the tunnel carries TLS (a handshake record)
+        // or plain HTTP (`CONNECT host:80`, or an `http://` target through a proxy agent).
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.try_peek(&mut first)).await;
+        if !matches!(peeked, Ok(Ok(true))) {
+            return;
+        }
+        let tls = first[0] == TLS_HANDSHAKE;
         let mut stream = if tls {
             let Some(acceptor) = &self.interceptor else {
+                log::warn!("a tunnel to an intercepted host started TLS, and no interception CA is configured");
                 return;
             };
             // The listener's streams are TCP streams; TLS wraps the concrete type.

@@ -175,3 +175,22 @@ def test_check_reports_grants_of_undefined_services(tmp_path):
     assert "is granted service `stripe`, which no `services:` entry defines" in out.stdout
     assert "`get` is not an HTTP method in upper case" in out.stdout
     assert "service paths start with `/`: `v1/send`" in out.stdout
+
+
+def test_a_tunnel_to_a_service_host_takes_the_service_path(warden, service):
+    """HTTPS_PROXY mode: a CONNECT to a service's own host is governed like /svc/<name>/ (here
+    plain HTTP inside the tunnel, as an `http://` target through a proxy agent sends it)."""
+    from test_connect import connect
+    status, _, s = connect(warden, f"127.0.0.1:{service.port}", f"Bearer {PAYER_KEY}")
+    assert status.endswith("200 Connection Established")
+    s.sendall(f"GET /api/v1/payment_intents HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\n"
+              f"Authorization: Bearer {PAYER_KEY}\r\n\r\n".encode())
+    answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    seen = service.requests[-1]
+    assert seen["path"] == "/api/v1/payment_intents"
+    assert seen["headers"]["authorization"] == f"Bearer {SERVICE_KEY}" and seen["headers"]["x-agent-id"] == "payer"
+    s.sendall(f"GET /api/v1/customers HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\n\r\n".encode())
+    refused = s.recv(65536)
+    assert refused.startswith(b"HTTP/1.1 403") and b"destination_not_allowed" in refused
+    s.close()
