@@ -31,7 +31,39 @@ struct Request {
     #[serde(default)]
     target: Option<String>,
     #[serde(default)]
-    parameters: Option<Map<String, Value>>,
+    parameters: Option<Parameters>,
+}
+
+/// `parameters`, refusing a key given twice: readers disagree on which copy counts (first or
+/// last), and the executor of the action must see the amount Warden verified.
+struct Parameters(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Parameters;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Parameters, A::Error> {
+                let mut out = Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "`parameters.{key}` is given twice"
+                        )));
+                    }
+                    out.insert(key, value);
+                }
+                Ok(Parameters(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// Reads the request, judges it and builds the answer.
@@ -62,7 +94,7 @@ pub async fn answer(
             "`target` is longer than {MAX_TARGET} bytes"
         )));
     }
-    let parameters = request.parameters.unwrap_or_default();
+    let parameters = request.parameters.map(|p| p.0).unwrap_or_default();
     let amount = match parameters.get("amount") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {

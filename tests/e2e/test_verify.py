@@ -120,7 +120,8 @@ def test_status_and_schedule_are_part_of_the_verdict(warden):
 
 def test_bad_requests_get_the_error_shape(warden):
     for raw in [b"{", b'{"target": "x"}', b'{"action": ""}', b'{"action": "a", "parameters": {"amount": -1}}',
-                b'{"action": "a", "parameters": {"amount": "ten"}}', b'\xff\xfe']:
+                b'{"action": "a", "parameters": {"amount": "ten"}}', b'\xff\xfe',
+                b'{"action": "a", "action": "b"}', b'{"action": "a", "parameters": {"amount": 1, "amount": 900}}']:
         r = verify(warden, PAYER_KEY, None, raw=raw)
         assert r.status_code == 400, raw
         assert r.json()["error"]["code"] == "invalid_json" and r.headers["x-warden-error"] == "invalid_json"
