@@ -34,6 +34,20 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
         }),
         tokens_source: tokens.map(|_| warden::audit::event::TokensSource::Estimated),
         cost_usd: Some(latency),
+        // Tunnel and action records carry more fields, which must sit in canonical order too.
+        tunnel: (seq % 3 == 1).then(|| warden::audit::event::Tunnel {
+            destination: path.to_string(),
+            bytes_up: seq,
+            bytes_down: seq / 2,
+            end: (seq % 2 == 0).then_some("idle_timeout"),
+        }),
+        action: (seq % 3 == 2).then(|| warden::audit::event::Action {
+            name: model.to_string(),
+            target: (seq % 2 == 0).then(|| instance.to_string()),
+            amount_usd: Some(latency),
+            verified: seq % 4 == 0,
+            errors: vec![Code::ALL[(seq % Code::ALL.len() as u64) as usize]],
+        }),
     };
     let mut chain = ChainState::new(instance.to_string());
     chain.seq = seq % (1 << 53);

@@ -212,3 +212,16 @@ def test_node_undici_proxy_agent_is_governed(tunnel_warden, provider, ca):
     assert provider.last().header("authorization") == f"Bearer {PROVIDER_KEY}"
     denied = call(OTHER_KEY, "gpt-4o")
     assert denied["status"] == 403 and denied["body"]["error"]["code"] == "model_not_allowed"
+
+
+def test_tunnel_records_keep_the_chain_intact(tunnel_warden):
+    from harness import run_warden_cli
+    status, _, s = connect(tunnel_warden, "10.9.9.9:22", f"Bearer {OTHER_KEY}")
+    s.close()
+    assert status.startswith("HTTP/1.1 403")
+
+    def intact():
+        assert '"type":"tunnel"' in tunnel_warden.audit_log.read_text()
+        out = run_warden_cli("audit", "verify", str(tunnel_warden.audit_log))
+        assert out.returncode == 0, out.stdout + out.stderr
+    eventually(intact, timeout=10)

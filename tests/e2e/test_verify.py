@@ -129,3 +129,16 @@ def test_bad_requests_get_the_error_shape(warden):
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_credentials"
     wrong_method = requests.get(warden.base + "/v1/verify", headers={"Authorization": f"Bearer {PAYER_KEY}"})
     assert wrong_method.status_code == 403
+
+
+def test_action_records_keep_the_chain_intact(warden):
+    """Action records carry extra fields; the verifier recomputes every hash from the written
+    line, so a field out of canonical order would show as tampering."""
+    from harness import eventually, run_warden_cli
+    verify(warden, PAYER_KEY, {"action": "read_data", "target": "t"})
+
+    def intact():
+        out = run_warden_cli("audit", "verify", str(warden.audit_log))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert '"type":"action"' in warden.audit_log.read_text()
+    eventually(intact, timeout=10)
