@@ -23,11 +23,13 @@ impl Authority {
             return None;
         }
         let port = authority.port_u16()?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() || port == 0 {
+        let host = authority.host();
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok().map(|_| v6)?,
+            None if is_host_name(host) => host,
+            None => return None,
+        };
+        if port == 0 {
             return None;
         }
         Some(Authority {
@@ -35,6 +37,20 @@ impl Authority {
             port,
         })
     }
+}
+
+/// A DNS name or IPv4 address: letters, digits, `-`, `_` and non-empty dot-separated labels
+/// (anything else, percent-encoding included, is refused: it could be read two ways).
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 impl fmt::Display for Authority {
@@ -116,6 +132,9 @@ mod tests {
             "user@host:443",
             "host:0",
             "h:443/x",
+            "%rr:5",
+            "[zz]:443",
+            "a..b:443",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
