@@ -45,11 +45,13 @@ pub enum Code {
     SpendBudgetExhausted,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// The fleet's Redis is unreachable and policy says `on_unavailable: deny`.
+    FleetUnavailable,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 31] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -80,6 +82,7 @@ impl Code {
         Code::SpendBudgetExhausted,
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
+        Code::FleetUnavailable,
     ];
 
     /// The code as written on the wire, in metrics and in audit records.
@@ -115,6 +118,7 @@ impl Code {
             Code::SpendBudgetExhausted => "spend_budget_exhausted",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
+            Code::FleetUnavailable => "fleet_unavailable",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod code;
 pub mod config;
 pub mod environment;
+pub mod fleet;
 pub mod globs;
 pub mod identity;
 pub mod k8s;

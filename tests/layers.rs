@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["problem", "globs", "environment", "clock", "code", "mock"],
     &[
+        "fleet",
         "limits",
         "identity",
         "policy",

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod demo;
+pub mod fleet;
 pub mod inject;
 pub mod keygen;
 pub mod keys;
@@ -81,6 +82,41 @@ pub enum Command {
         file: PathBuf,
         #[command(flatten)]
         sidecar: inject::SidecarArgs,
+    },
+    /// Revoke an agent, key or token on every Warden of the fleet (`fleet:` in policy), live
+    /// within a second and until reinstated.
+    Revoke {
+        /// Policy file or directory [default: $WARDEN_CONFIG, else config/warden.yaml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: fleet::Target,
+        /// Why (recorded with the revocation and in audit events)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Suspend an agent on every Warden of the fleet for a while.
+    Suspend {
+        /// Policy file or directory [default: $WARDEN_CONFIG, else config/warden.yaml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The agent id
+        #[arg(long)]
+        agent: String,
+        /// How long, like 30m, 1h or 2d
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (recorded with the suspension and in audit events)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift what `revoke` or `suspend` pushed for an agent, key or token.
+    Reinstate {
+        /// Policy file or directory [default: $WARDEN_CONFIG, else config/warden.yaml]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: fleet::Target,
     },
     /// Serve the sidecar injection as a mutating admission webhook (TLS).
     Webhook {
@@ -165,6 +201,18 @@ pub fn run(cli: Cli) -> ExitCode {
             command: AuditCommand::Verify { key, files },
         } => audit::verify(key.as_deref(), &files),
         Command::Schema => schema::run(),
+        Command::Revoke {
+            config,
+            target,
+            reason,
+        } => fleet::revoke(config, &target, reason),
+        Command::Suspend {
+            config,
+            agent,
+            duration,
+            reason,
+        } => fleet::suspend(config, &agent, &duration, reason),
+        Command::Reinstate { config, target } => fleet::reinstate(config, &target),
         Command::Inject { file, sidecar } => inject::run(&file, &sidecar),
         Command::Webhook {
             listen,

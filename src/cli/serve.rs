@@ -24,6 +24,8 @@ use crate::config::source::{self, Sources};
 use crate::config::watch::ConfigSource;
 use crate::config::{self, Environment, Snapshot};
 use crate::environment::SystemLookup;
+use crate::fleet::runtime::{load_pushed, FleetService};
+use crate::fleet::{FleetSettings, FleetState};
 use crate::limits::LiveState;
 use crate::metrics::Metrics;
 use crate::mock::MockProvider;
@@ -37,6 +39,8 @@ pub const DEFAULT_CONFIG: &str = "config/warden.yaml";
 /// Pingora sleeps this long unconditionally, so it is kept short; Kubernetes allows 30 s.
 const GRACE_PERIOD_SECS: u64 = 3;
 const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
+/// How long start-up waits for the fleet's pushed revocations.
+const STARTUP_FLEET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How Warden is started, beyond the policy itself.
 #[derive(Debug, Default, Clone)]
@@ -130,6 +134,9 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         snapshot.version,
         reload::summary(&snapshot)
     );
+    if let Some(settings) = &snapshot.fleet {
+        start_fleet(&live.fleet, settings);
+    }
     on_ready(&snapshot);
     let publisher = Publisher {
         policy: Arc::new(ArcSwapOption::empty()),
@@ -208,6 +215,12 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         ));
     }
     server.add_service(GenBackgroundService::new(
+        "warden fleet".to_string(),
+        Arc::new(FleetService {
+            fleet: Arc::clone(&publisher.live.fleet),
+        }),
+    ));
+    server.add_service(GenBackgroundService::new(
         "warden provider resolver".to_string(),
         Arc::new(Resolver::new(
             Arc::clone(&publisher.policy),
@@ -223,6 +236,34 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     }
     log::info!("warden listening on {listen} (admin {admin})");
     server.run_forever()
+}
+
+/// Reads the revocations pushed through the fleet's Redis before any traffic is accepted, so
+/// a Warden started after `warden revoke` refuses from its first request. Redis being
+/// unreachable is not fatal (a sidecar must start without it): limits then follow
+/// `on_unavailable` until the fleet task connects.
+fn start_fleet(fleet: &FleetState, settings: &FleetSettings) {
+    let loaded = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(STARTUP_FLEET_WAIT, load_pushed(fleet, settings))
+                    .await
+                    .unwrap_or_else(|_| Err("Redis did not answer in time".into()))
+            })
+        });
+    match loaded {
+        Ok(count) => {
+            fleet.link.set_healthy(true);
+            log::info!("fleet: {count} pushed revocations loaded from Redis");
+        }
+        Err(e) => log::warn!(
+            "fleet: {e}; starting without Redis (limits follow `on_unavailable: {}`)",
+            settings.on_unavailable.as_str()
+        ),
+    }
 }
 
 /// Opens the audit spool, restores the chain and reads the signing key: an audit trail that

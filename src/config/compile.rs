@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use super::env::Environment;
 use indexmap::IndexMap;
@@ -23,6 +24,7 @@ use super::server::ServerSettings;
 use super::snapshot::Snapshot;
 use super::source::Sources;
 use crate::audit::AuditSettings;
+use crate::fleet::FleetSettings;
 use crate::globs::{is_literal, GlobCache, Globs};
 use crate::identity::compile::{voucher, Keys};
 use crate::identity::jwt::Issuer;
@@ -94,6 +96,8 @@ pub fn compile_parsed(
         problems: &mut problems,
         server: None,
         audit: None,
+        shared: files.iter().any(|(_, policy)| policy.fleet.is_some()),
+        fleet: None,
         providers: Vec::new(),
         provider_names: HashMap::new(),
         agents: Vec::new(),
@@ -125,6 +129,7 @@ pub fn compile_parsed(
     let Builder {
         server,
         audit,
+        fleet,
         providers,
         agents,
         keys,
@@ -145,7 +150,7 @@ pub fn compile_parsed(
         server: server.map(|(_, s)| s).unwrap_or_default(),
         providers,
         agents,
-        identity: keys.finish(issuers, voucher),
+        identity: keys.finish(issuers, voucher, Arc::clone(&env.live.fleet)),
         revocations,
         prices,
         days: Days::new(timezone.map(|(_, zone)| zone)),
@@ -155,6 +160,7 @@ pub fn compile_parsed(
             .collect(),
         referenced_files: secrets.read.into_inner(),
         audit: audit.map(|(_, a)| a),
+        fleet: fleet.map(|(_, f)| f),
     };
     Ok(Compiled {
         snapshot,
@@ -205,6 +211,9 @@ struct Builder<'a, 'f> {
     problems: &'a mut Vec<Problem>,
     server: Option<(Origin<'f>, ServerSettings)>,
     audit: Option<(Origin<'f>, AuditSettings)>,
+    /// Some file has `fleet:`: limits are bound to the fleet's leases.
+    shared: bool,
+    fleet: Option<(Origin<'f>, FleetSettings)>,
     providers: Vec<Provider>,
     provider_names: HashMap<&'f str, Origin<'f>>,
     agents: Vec<Agent>,
@@ -318,7 +327,9 @@ impl<'f> Builder<'_, 'f> {
                 continue;
             }
             let limits = spec.compile(&mut p);
-            let bound = self.live.bind(&team_state_key(&name.value), &limits);
+            let bound = self
+                .live
+                .bind(&team_state_key(&name.value), &limits, self.shared);
             self.teams
                 .insert(&name.value, (Origin::of(path, name), bound));
         }
@@ -336,6 +347,18 @@ impl<'f> Builder<'_, 'f> {
         }
         if let Some(revocations) = &policy.revocations {
             revocations.compile_into(&mut p, &mut self.revocations);
+        }
+        if let Some(fleet) = &policy.fleet {
+            match &self.fleet {
+                Some((first, _)) => {
+                    p.error(fleet, format!("`fleet` is already defined at {first}"))
+                }
+                None => {
+                    if let Some(settings) = fleet.value.compile(&mut p) {
+                        self.fleet = Some((Origin::of(path, fleet), settings));
+                    }
+                }
+            }
         }
         if let Some(audit) = &policy.audit {
             match &self.audit {
@@ -366,6 +389,7 @@ impl<'f> Builder<'_, 'f> {
             keys: &mut self.keys,
             revocations: &self.revocations,
             live: self.live,
+            shared: self.shared,
             served: &mut served,
         };
         for (id, spec) in &policy.agents {

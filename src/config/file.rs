@@ -61,6 +61,10 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, crate::providers::spec::ServiceSpec>")]
     pub services: IndexMap<Spanned<String>, crate::providers::spec::ServiceSpec>,
+    /// Limits and revocations shared by every Warden through Redis; one file may define it.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::fleet::FleetSpec>")]
+    pub fleet: Option<Spanned<crate::fleet::FleetSpec>>,
     /// Where audit events go; one file of a directory may define it.
     #[serde(default)]
     #[schemars(with = "Option<AuditSpec>")]

@@ -58,6 +58,7 @@ impl Publisher {
                 .map(|agent| (agent.id.as_str(), &agent.limits))
                 .chain(teams),
         );
+        self.live.fleet.set_settings(snapshot.fleet.clone());
         let now = self.clock.now().as_duration().as_secs_f64();
         self.metrics.policy_published(&snapshot.version, now);
     }

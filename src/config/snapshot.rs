@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub referenced_files: Vec<ReferencedFile>,
     /// `audit:`; read once at start-up (the shipper is not rebuilt on reload).
     pub audit: Option<AuditSettings>,
+    /// `fleet:`: limits and revocations shared through Redis (followed on reload).
+    pub fleet: Option<crate::fleet::FleetSettings>,
 }
 
 /// A file read while compiling, other than the policy sources.

@@ -117,13 +117,19 @@ impl<'f> Keys<'f> {
     }
 
     /// Every credential of the policy, with the issuers it trusts and Warden's own key.
-    pub fn finish(self, issuers: Vec<Issuer>, voucher: Option<Voucher>) -> Identities {
+    pub fn finish(
+        self,
+        issuers: Vec<Issuer>,
+        voucher: Option<Voucher>,
+        fleet: std::sync::Arc<crate::fleet::FleetState>,
+    ) -> Identities {
         Identities {
             keys: self.index,
             public_keys: self.public,
             issuers: Issuers::new(issuers),
             agents: self.agents,
             voucher,
+            fleet,
         }
     }
 }

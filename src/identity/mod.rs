@@ -33,6 +33,22 @@ pub struct Identities {
     pub agents: HashMap<Box<str>, usize>,
     /// Warden's own key, when `server.identity_key_file` is set (and read).
     pub voucher: Option<vouch::Voucher>,
+    /// Key and token revocations pushed through the fleet's Redis, on top of the policy's.
+    pub fleet: std::sync::Arc<crate::fleet::FleetState>,
+}
+
+impl Identities {
+    /// Whether a key id (API key or public key) is revoked through the fleet.
+    fn pushed_key_revoked(&self, id: &str) -> bool {
+        let pushed = self.fleet.pushed();
+        !pushed.is_empty() && pushed.key_revoked(id)
+    }
+
+    /// Whether a token id is revoked through the fleet.
+    fn pushed_token_revoked(&self, jti: &str) -> bool {
+        let pushed = self.fleet.pushed();
+        !pushed.is_empty() && pushed.token_revoked(jti)
+    }
 }
 
 /// An agent's Ed25519 public key (HTTP message signatures).
@@ -109,7 +125,19 @@ pub fn authenticate(
         if presented.is_some() {
             return Err((Rejection::Ambiguous, None));
         }
-        return signature::verify(&ids.public_keys, request, now.as_second(), checks.nonces);
+        let principal =
+            signature::verify(&ids.public_keys, request, now.as_second(), checks.nonces)?;
+        let revoked = match principal.credential {
+            Credential::Signature(index) => ids
+                .public_keys
+                .get(index)
+                .is_some_and(|key| ids.pushed_key_revoked(&key.id)),
+            _ => false,
+        };
+        if revoked {
+            return Err((Rejection::Revoked, Some(principal)));
+        }
+        return Ok(principal);
     }
     let presented = presented.ok_or((Rejection::Missing, None))?;
     if jwt::looks_like_jwt(presented.secret) {
@@ -123,6 +151,9 @@ pub fn authenticate(
         agent: key.agent,
         credential: Credential::ApiKey(key.hash),
     };
+    if ids.pushed_key_revoked(&key.key_id) {
+        return Err((Rejection::Revoked, Some(principal)));
+    }
     match key.check(now) {
         Ok(()) => Ok(principal),
         Err(KeyRejection::Revoked) => Err((Rejection::Revoked, Some(principal))),
@@ -150,7 +181,10 @@ fn from_token(
         Rejection::Invalid("the token's subject is not an agent"),
         None,
     ))?;
-    let revoked = verified.token_id.as_deref().is_some_and(token_revoked);
+    let revoked = verified
+        .token_id
+        .as_deref()
+        .is_some_and(|jti| token_revoked(jti) || ids.pushed_token_revoked(jti));
     let principal = Principal {
         agent,
         credential: Credential::Jwt(verified),

@@ -6,9 +6,15 @@
 //! before any is charged, and a check cannot race its increment. When the response is done the
 //! reservation is settled to the tokens the provider reported, releasing the difference. A
 //! window that rolled over while the request ran is not charged again.
+//!
+//! With `fleet:` each window is also a counter shared by the fleet: the reservation is taken
+//! from this Warden's lease on it (and settled there), and the local windows only count what
+//! this Warden used, enforced while Redis is unreachable under `on_unavailable: local`.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::fleet::{Lease, OnUnavailable, Take};
 
 /// Output tokens reserved for a request that sets no cap (`max_tokens` and the like).
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
@@ -62,6 +68,8 @@ pub struct TokenBudget {
     per_minute: Option<u64>,
     per_day: Option<u64>,
     state: Mutex<Windows>,
+    /// This Warden's leases on the fleet's minute and day counters, with `fleet:`.
+    leases: [Option<Arc<Lease>>; 2],
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +94,17 @@ impl Window {
     }
 }
 
+/// Who decides a reservation of a shared budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// The fleet's leases took it.
+    Leased,
+    /// The local windows (no fleet, or Redis unreachable under `on_unavailable: local`).
+    Local,
+    /// Nobody: Redis is unreachable and policy says `on_unavailable: allow`.
+    Unlimited,
+}
+
 /// One window's state, as the usage endpoint reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct WindowStatus {
@@ -101,6 +120,8 @@ pub struct Reservation {
     pub tokens: u64,
     minute: i64,
     day: i64,
+    /// Taken from the fleet's leases (settled there too).
+    leased: bool,
 }
 
 /// A reservation that does not fit: which window, and when it resets.
@@ -108,6 +129,9 @@ pub struct Reservation {
 pub struct Exhausted {
     pub retry_after: Duration,
     pub limit: u64,
+    /// Not exhausted but unknown: the fleet's Redis is unreachable and policy says
+    /// `on_unavailable: deny`.
+    pub fleet_unavailable: bool,
 }
 
 /// The most prompt tokens a body can hold: one per byte (a token is never shorter than a byte
@@ -131,7 +155,69 @@ impl TokenBudget {
             per_minute,
             per_day,
             state: Mutex::new(Windows::default()),
+            leases: [None, None],
         }
+    }
+
+    /// A budget whose windows are shared by the fleet through `leases` (minute, day).
+    pub fn shared(
+        per_minute: Option<u64>,
+        per_day: Option<u64>,
+        leases: [Option<Arc<Lease>>; 2],
+    ) -> Self {
+        TokenBudget {
+            leases,
+            ..Self::new(per_minute, per_day)
+        }
+    }
+
+    /// Whether this budget is shared by the fleet.
+    pub fn is_shared(&self) -> bool {
+        self.leases.iter().any(Option::is_some)
+    }
+
+    /// Takes `tokens` from every lease (minute, day), or from none; says who decides.
+    fn take_leases(
+        &self,
+        tokens: u64,
+        ids: [i64; 2],
+        resets: [i64; 2],
+    ) -> Result<Shared, Exhausted> {
+        let mut taken: Vec<(&Arc<Lease>, i64)> = Vec::with_capacity(2);
+        let give_back = |taken: &[(&Arc<Lease>, i64)]| {
+            for (lease, window) in taken {
+                lease.adjust(i64::try_from(tokens).unwrap_or(i64::MAX), *window);
+            }
+        };
+        for ((lease, id), reset) in self.leases.iter().zip(ids).zip(resets) {
+            let Some(lease) = lease else { continue };
+            match lease.take(tokens, id) {
+                Take::Granted { .. } => taken.push((lease, id)),
+                Take::Exhausted { retry_after } => {
+                    give_back(&taken);
+                    return Err(Exhausted {
+                        retry_after: retry_after.unwrap_or(Duration::from_secs(
+                            u64::try_from(reset).unwrap_or(1).max(1),
+                        )),
+                        limit: lease.limit,
+                        fleet_unavailable: false,
+                    });
+                }
+                Take::Unavailable(mode) => {
+                    give_back(&taken);
+                    return match mode {
+                        OnUnavailable::Local => Ok(Shared::Local),
+                        OnUnavailable::Allow => Ok(Shared::Unlimited),
+                        OnUnavailable::Deny => Err(Exhausted {
+                            retry_after: Duration::from_secs(1),
+                            limit: lease.limit,
+                            fleet_unavailable: true,
+                        }),
+                    };
+                }
+            }
+        }
+        Ok(Shared::Leased)
     }
 
     /// Whether this budget is for these limits (a reload with other limits starts afresh).
@@ -142,6 +228,12 @@ impl TokenBudget {
     /// Reserves `tokens` in every window at `now` (Unix seconds), or says which does not fit.
     pub fn reserve(&self, tokens: u64, now: i64, days: &Days) -> Result<Reservation, Exhausted> {
         let (minute, day) = (now.div_euclid(MINUTE), days.id(now));
+        let shared = if self.is_shared() {
+            let resets = [MINUTE - now.rem_euclid(MINUTE), days.until_midnight(now)];
+            self.take_leases(tokens, [minute, day], resets)?
+        } else {
+            Shared::Local
+        };
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
         for (limit, window, id, reset) in [
@@ -153,12 +245,13 @@ impl TokenBudget {
             ),
             (self.per_day, &mut state.day, day, days.until_midnight(now)),
         ] {
-            if let Some(limit) = limit {
+            if let (Some(limit), Shared::Local) = (limit, shared) {
                 let window = window.at(id);
                 if window.used.saturating_add(tokens) > limit {
                     return Err(Exhausted {
                         retry_after: Duration::from_secs(u64::try_from(reset).unwrap_or(1).max(1)),
                         limit,
+                        fleet_unavailable: false,
                     });
                 }
             }
@@ -169,12 +262,24 @@ impl TokenBudget {
             tokens,
             minute,
             day,
+            leased: shared == Shared::Leased,
         })
     }
 
     /// Settles `reservation` to the `actual` tokens used: the difference is released (or, when
     /// the estimate was short, charged) in the windows it was reserved in, if they are current.
     pub fn settle(&self, reservation: Reservation, actual: u64) {
+        if reservation.leased {
+            let back = i64::try_from(reservation.tokens)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(actual).unwrap_or(i64::MAX));
+            let windows = [reservation.minute, reservation.day];
+            for (lease, window) in self.leases.iter().zip(windows) {
+                if let Some(lease) = lease {
+                    lease.adjust(back, window);
+                }
+            }
+        }
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
         for (window, id) in [

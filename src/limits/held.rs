@@ -26,6 +26,27 @@ pub enum BudgetRefusal {
     Spend(Exhausted),
     /// A spend budget applies and the model has no price.
     Unpriced,
+    /// A budget is shared by the fleet, whose Redis is unreachable, and policy says
+    /// `on_unavailable: deny`.
+    FleetUnavailable,
+}
+
+impl BudgetRefusal {
+    fn tokens(e: Exhausted) -> Self {
+        if e.fleet_unavailable {
+            BudgetRefusal::FleetUnavailable
+        } else {
+            BudgetRefusal::Tokens(e)
+        }
+    }
+
+    fn spend(e: Exhausted) -> Self {
+        if e.fleet_unavailable {
+            BudgetRefusal::FleetUnavailable
+        } else {
+            BudgetRefusal::Spend(e)
+        }
+    }
 }
 
 impl Budgets {
@@ -50,7 +71,7 @@ impl Budgets {
                     Ok(reservation) => held.tokens[slot] = Some(reservation),
                     Err(exhausted) => {
                         self.release(held);
-                        return Err(BudgetRefusal::Tokens(exhausted));
+                        return Err(BudgetRefusal::tokens(exhausted));
                     }
                 }
             }
@@ -65,7 +86,7 @@ impl Budgets {
                     Ok(reservation) => held.spend[slot] = Some(reservation),
                     Err(exhausted) => {
                         self.release(held);
-                        return Err(BudgetRefusal::Spend(exhausted));
+                        return Err(BudgetRefusal::spend(exhausted));
                     }
                 }
             }

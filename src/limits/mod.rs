@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::fleet::{Link, Meter};
+
 pub use budget::{Exhausted, Reservation, TokenBudget};
 pub use concurrency::{InFlight, InFlightGuard};
 pub use counters::AgentCounters;
@@ -45,6 +47,40 @@ pub struct AgentLimits {
     pub service_calls: Arc<actions::ActionLedger>,
 }
 
+/// A token or spend budget, shared by the fleet through leases when `fleet` is given.
+fn shared_budget(
+    fleet: Option<&Arc<Link>>,
+    state_key: &str,
+    what: &str,
+    per_minute: Option<u64>,
+    per_day: Option<u64>,
+) -> TokenBudget {
+    let Some(link) = fleet else {
+        return TokenBudget::new(per_minute, per_day);
+    };
+    let minute = per_minute.map(|limit| {
+        let key = lease_key(state_key, &format!("{what}:minute"));
+        link.lease(key, Meter::Window { ttl_secs: 120 }, limit)
+    });
+    let day = per_day.map(|limit| {
+        let key = lease_key(state_key, &format!("{what}:day"));
+        link.lease(
+            key,
+            Meter::Window {
+                ttl_secs: 2 * 86_400,
+            },
+            limit,
+        )
+    });
+    TokenBudget::shared(per_minute, per_day, [minute, day])
+}
+
+/// The fleet counter of one limit of an agent (or of a team: its state key is `team:<name>`,
+/// and `:` never occurs in an agent id).
+pub fn lease_key(state_key: &str, limit: &str) -> String {
+    format!("limit:{state_key}:{limit}")
+}
+
 /// How long the live state of an agent removed from policy is kept. An agent that comes back
 /// within this time (a reverted commit, an agent moved between two files edited one at a time)
 /// finds its limits where it left them instead of freshly reset.
@@ -58,6 +94,8 @@ pub const REMOVED_AGENT_STATE_TTL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default)]
 pub struct LiveState {
     agents: Mutex<HashMap<String, AgentCells>>,
+    /// Leases on the fleet's shared counters and the revocations pushed through Redis.
+    pub fleet: Arc<crate::fleet::FleetState>,
 }
 
 #[derive(Debug, Default)]
@@ -79,7 +117,10 @@ impl LiveState {
     /// A request-rate bucket is kept while the configured rate stays the same; a changed rate
     /// starts a new bucket (the old one measured a different quota). The in-flight count is
     /// always kept: requests admitted under the old snapshot still hold slots.
-    pub fn bind(&self, agent: &str, limits: &Limits) -> AgentLimits {
+    ///
+    /// With `shared` (the policy has `fleet:`), rate and budgets draw on leases of the fleet's
+    /// counters; turning the fleet on or off starts them afresh.
+    pub fn bind(&self, agent: &str, limits: &Limits, shared: bool) -> AgentLimits {
         let Limits {
             requests_per_minute,
             max_concurrent,
@@ -90,19 +131,41 @@ impl LiveState {
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         let cells = agents.get(agent);
         let budgeted = tokens_per_minute.is_some() || tokens_per_day.is_some();
+        let fleet = shared.then_some(&self.fleet.link);
         let tokens = budgeted.then(|| match cells.and_then(|c| c.tokens.as_ref()) {
-            Some(budget) if budget.has_limits(tokens_per_minute, tokens_per_day) => {
+            Some(budget)
+                if budget.has_limits(tokens_per_minute, tokens_per_day)
+                    && budget.is_shared() == shared =>
+            {
                 Arc::clone(budget)
             }
-            _ => Arc::new(TokenBudget::new(tokens_per_minute, tokens_per_day)),
+            _ => Arc::new(shared_budget(
+                fleet,
+                agent,
+                "tokens",
+                tokens_per_minute,
+                tokens_per_day,
+            )),
         });
         let spend = micro_usd_per_day.map(|limit| match cells.and_then(|c| c.spend.as_ref()) {
-            Some(budget) if budget.has_limits(None, Some(limit)) => Arc::clone(budget),
-            _ => Arc::new(TokenBudget::new(None, Some(limit))),
+            Some(budget)
+                if budget.has_limits(None, Some(limit)) && budget.is_shared() == shared =>
+            {
+                Arc::clone(budget)
+            }
+            _ => Arc::new(shared_budget(fleet, agent, "usd", None, Some(limit))),
         });
         let rate = requests_per_minute.map(|rpm| match cells.and_then(|c| c.rate.as_ref()) {
-            Some(rate) if rate.limit() == rpm.get() => Arc::clone(rate),
-            _ => Arc::new(RequestRate::per_minute(rpm)),
+            Some(rate) if rate.limit() == rpm.get() && rate.is_shared() == shared => {
+                Arc::clone(rate)
+            }
+            _ => Arc::new(match fleet {
+                Some(link) => RequestRate::shared(
+                    rpm,
+                    link.lease(lease_key(agent, "rpm"), Meter::Rate, u64::from(rpm.get())),
+                ),
+                None => RequestRate::per_minute(rpm),
+            }),
         });
         let in_flight = cells.map_or_else(Arc::default, |c| Arc::clone(&c.in_flight));
         AgentLimits {
@@ -193,21 +256,21 @@ mod tests {
     #[test]
     fn rebinding_keeps_state_while_the_rate_is_unchanged() {
         let live = LiveState::default();
-        let first = live.bind("a", &configured(rpm(2), Some(4)));
+        let first = live.bind("a", &configured(rpm(2), Some(4)), false);
         publish(&live, &[("a", &first)]);
         let rate = first.requests_per_minute.clone().unwrap();
         assert!(rate.check().is_allowed());
         assert!(rate.check().is_allowed());
         assert!(!rate.check().is_allowed());
 
-        let second = live.bind("a", &configured(rpm(2), Some(4)));
+        let second = live.bind("a", &configured(rpm(2), Some(4)), false);
         assert!(Arc::ptr_eq(
             &rate,
             second.requests_per_minute.as_ref().unwrap()
         ));
         assert!(!second.requests_per_minute.unwrap().check().is_allowed());
 
-        let changed = live.bind("a", &configured(rpm(3), Some(4)));
+        let changed = live.bind("a", &configured(rpm(3), Some(4)), false);
         assert!(changed.requests_per_minute.unwrap().check().is_allowed());
         let (_, a) = first.max_concurrent.unwrap();
         let (_, b) = changed.max_concurrent.unwrap();
@@ -222,12 +285,12 @@ mod tests {
             micro_usd_per_day: Some(5),
             ..Limits::default()
         };
-        let first = live.bind("a", &limits);
+        let first = live.bind("a", &limits, false);
         publish(&live, &[("a", &first)]);
         let days = budget::Days::default();
         let budgets = &first.budgets;
         assert!(budgets.reserve(100, Some(5), 0, &days).is_ok());
-        let again = live.bind("a", &limits);
+        let again = live.bind("a", &limits, false);
         assert!(matches!(
             again.budgets.reserve(1, Some(0), 0, &days),
             Err(BudgetRefusal::Tokens(_))
@@ -238,6 +301,7 @@ mod tests {
                 tokens_per_minute: Some(200),
                 ..limits
             },
+            false,
         );
         assert!(
             changed.budgets.reserve(1, Some(0), 0, &days).is_ok(),
@@ -248,7 +312,7 @@ mod tests {
     #[test]
     fn binding_without_publishing_changes_nothing() {
         let live = LiveState::default();
-        let published = live.bind("a", &configured(rpm(1), None));
+        let published = live.bind("a", &configured(rpm(1), None), false);
         publish(&live, &[("a", &published)]);
         assert!(published
             .requests_per_minute
@@ -257,26 +321,26 @@ mod tests {
             .check()
             .is_allowed());
         // A policy that changes the rate but fails to compile is never published...
-        let _rejected = live.bind("a", &configured(rpm(5), None));
+        let _rejected = live.bind("a", &configured(rpm(5), None), false);
         // ...so the next good policy with the old rate still finds the exhausted bucket.
-        let next = live.bind("a", &configured(rpm(1), None));
+        let next = live.bind("a", &configured(rpm(1), None), false);
         assert!(!next.requests_per_minute.unwrap().check().is_allowed());
     }
 
     #[test]
     fn removed_agents_keep_state_until_the_ttl() {
         let live = LiveState::default();
-        let limits = live.bind("gone", &configured(rpm(1), None));
+        let limits = live.bind("gone", &configured(rpm(1), None), false);
         let start = Instant::now();
         live.publish_at([("gone", &limits)], start);
         assert!(limits.requests_per_minute.unwrap().check().is_allowed());
 
         live.publish_at([], start);
-        let back = live.bind("gone", &configured(rpm(1), None));
+        let back = live.bind("gone", &configured(rpm(1), None), false);
         assert!(!back.requests_per_minute.unwrap().check().is_allowed());
 
         live.publish_at([], start + REMOVED_AGENT_STATE_TTL);
-        let fresh = live.bind("gone", &configured(rpm(1), None));
+        let fresh = live.bind("gone", &configured(rpm(1), None), false);
         assert!(fresh.requests_per_minute.unwrap().check().is_allowed());
     }
 }

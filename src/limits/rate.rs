@@ -1,13 +1,19 @@
 //! Requests per minute, as a GCRA token bucket (governor): lock-free, one atomic per agent.
+//!
+//! With `fleet:` the bucket is shared by every Warden: a request takes from this Warden's
+//! lease on the fleet's bucket (the same GCRA, kept in Redis), and the local bucket is only
+//! used while Redis is unreachable under `on_unavailable: local`.
 
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+
+use crate::fleet::{Lease, OnUnavailable, Take};
 
 type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
 
@@ -17,6 +23,8 @@ type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddle
 pub struct RequestRate<C: Clock = DefaultClock> {
     limit: u32,
     limiter: Limiter<C>,
+    /// This Warden's lease on the fleet's bucket, with `fleet:`.
+    lease: Option<Arc<Lease>>,
 }
 
 /// The outcome of taking one request from the bucket, with what the `X-RateLimit-*` and
@@ -34,6 +42,8 @@ pub enum RateDecision {
         /// Until one more request would be allowed.
         retry_after: Duration,
     },
+    /// The fleet's Redis is unreachable and policy says `on_unavailable: deny`.
+    Unavailable,
 }
 
 impl RateDecision {
@@ -46,6 +56,19 @@ impl RequestRate<DefaultClock> {
     /// A bucket of `rpm` requests per minute on the real clock.
     pub fn per_minute(rpm: NonZeroU32) -> Self {
         Self::with_clock(rpm, real_clock())
+    }
+
+    /// A bucket of `rpm` requests per minute shared by the fleet through `lease`.
+    pub fn shared(rpm: NonZeroU32, lease: Arc<Lease>) -> Self {
+        RequestRate {
+            lease: Some(lease),
+            ..Self::per_minute(rpm)
+        }
+    }
+
+    /// Whether this bucket is shared by the fleet.
+    pub fn is_shared(&self) -> bool {
+        self.lease.is_some()
     }
 }
 
@@ -65,6 +88,7 @@ impl<C: Clock> RequestRate<C> {
         RequestRate {
             limit: rpm.get(),
             limiter,
+            lease: None,
         }
     }
 
@@ -73,8 +97,38 @@ impl<C: Clock> RequestRate<C> {
         self.limit
     }
 
-    /// Takes one request from the bucket if it can.
+    /// Takes one request from the bucket if it can (from the fleet's, with `fleet:`).
     pub fn check(&self) -> RateDecision {
+        if let Some(lease) = &self.lease {
+            let interval = Duration::from_secs(60) / self.limit;
+            match lease.take(1, 0) {
+                Take::Granted { fleet_left } => {
+                    let remaining = u32::try_from(fleet_left)
+                        .unwrap_or(u32::MAX)
+                        .min(self.limit);
+                    return RateDecision::Allowed {
+                        limit: self.limit,
+                        remaining,
+                        reset: interval * (self.limit - remaining),
+                    };
+                }
+                Take::Exhausted { retry_after } => {
+                    return RateDecision::Limited {
+                        limit: self.limit,
+                        retry_after: retry_after.unwrap_or(interval),
+                    }
+                }
+                Take::Unavailable(OnUnavailable::Deny) => return RateDecision::Unavailable,
+                Take::Unavailable(OnUnavailable::Allow) => {
+                    return RateDecision::Allowed {
+                        limit: self.limit,
+                        remaining: self.limit,
+                        reset: Duration::ZERO,
+                    }
+                }
+                Take::Unavailable(OnUnavailable::Local) => {}
+            }
+        }
         match self.limiter.check() {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();

@@ -332,6 +332,14 @@ impl Metrics {
             log::error!("cannot encode metrics: {e}");
         }
         write_agent_counters(&mut out, &self.live, &self.anonymous);
+        let fleet = &self.live.fleet;
+        let mut text = String::new();
+        let fallbacks = fleet
+            .link
+            .fallbacks
+            .load(std::sync::atomic::Ordering::Relaxed);
+        fleet.metrics.render(&mut text, fallbacks);
+        out.extend_from_slice(text.as_bytes());
         out
     }
 }

@@ -28,6 +28,8 @@ pub struct Agent {
     pub destinations: Globs,
     pub status: AgentStatus,
     pub limits: AgentLimits,
+    /// The revocations pushed through the fleet's Redis, which apply on top of `status`.
+    pub fleet: std::sync::Arc<crate::fleet::FleetState>,
 }
 
 /// Whether an agent may act at all.

@@ -26,6 +26,8 @@ pub struct AgentContext<'a, 'f> {
     pub keys: &'a mut Keys<'f>,
     pub revocations: &'a Revocations,
     pub live: &'a LiveState,
+    /// The policy has `fleet:`: limits are shared by the fleet.
+    pub shared: bool,
     /// Whether some provider serves a model allowlist entry (cross-checked by the caller, who
     /// knows the providers).
     pub served: &'a mut dyn FnMut(&'f str) -> bool,
@@ -92,7 +94,8 @@ impl AgentSpec {
             schedule,
             destinations,
             status,
-            limits: cx.live.bind(&id.value, &limits),
+            limits: cx.live.bind(&id.value, &limits, cx.shared),
+            fleet: std::sync::Arc::clone(&cx.live.fleet),
         })
     }
 

@@ -14,6 +14,7 @@ pub mod spec;
 
 use http::Method;
 
+use crate::fleet::AgentRefusal;
 use crate::globs::Globs;
 use jiff::Timestamp;
 
@@ -37,10 +38,16 @@ pub enum Denial {
 }
 
 /// Refuses an agent that may not act at all at `now`: revoked, or suspended (a suspension with
-/// an end lifts by itself when that time comes, without a reload).
+/// an end lifts by itself when that time comes, without a reload), by its policy or by a
+/// revocation pushed through the fleet (either one refuses).
 ///
 /// Also refuses it outside its `schedule`, whatever it asks for.
 pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
+    match agent.fleet.agent_refusal(&agent.id, now.as_second()) {
+        Some(AgentRefusal::Revoked) => return Err(Denial::AgentRevoked),
+        Some(AgentRefusal::Suspended) => return Err(Denial::AgentSuspended),
+        None => {}
+    }
     match agent.status {
         AgentStatus::Active => {}
         AgentStatus::Revoked => return Err(Denial::AgentRevoked),

@@ -15,7 +15,7 @@ use pingora::{Error, ErrorType};
 use super::headers;
 use crate::code::Code;
 use crate::identity::Rejection;
-use crate::limits::RateDecision;
+use crate::limits::{BudgetRefusal, RateDecision};
 use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
@@ -63,6 +63,9 @@ pub enum Refusal {
     /// The provider could not be reached (or cannot be used); the text says why, without secrets.
     UpstreamUnavailable(String),
     UpstreamTimeout,
+    /// A shared limit cannot be checked: the fleet's Redis is unreachable and policy says
+    /// `on_unavailable: deny`.
+    FleetUnavailable,
 }
 
 /// How long a client should wait after `concurrency_limited`: a slot frees when any in-flight
@@ -85,6 +88,21 @@ impl From<Denial> for Refusal {
     }
 }
 
+impl From<BudgetRefusal> for Refusal {
+    fn from(refusal: BudgetRefusal) -> Self {
+        match refusal {
+            BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted {
+                retry_after: e.retry_after,
+            },
+            BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted {
+                retry_after: e.retry_after,
+            },
+            BudgetRefusal::Unpriced => Refusal::UnpricedModel,
+            BudgetRefusal::FleetUnavailable => Refusal::FleetUnavailable,
+        }
+    }
+}
+
 impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Self {
         match rejection {
@@ -100,6 +118,15 @@ impl From<Rejection> for Refusal {
 }
 
 impl Refusal {
+    /// The refusal for a request-rate decision, if it refuses.
+    pub fn for_rate(decision: RateDecision) -> Option<Refusal> {
+        match decision {
+            RateDecision::Allowed { .. } => None,
+            RateDecision::Limited { retry_after, .. } => Some(Refusal::RateLimited { retry_after }),
+            RateDecision::Unavailable => Some(Refusal::FleetUnavailable),
+        }
+    }
+
     /// The stable SPEC code (also the `code` label of `warden_requests_total`).
     pub fn code(&self) -> Code {
         match self {
@@ -128,6 +155,7 @@ impl Refusal {
             Refusal::UnpricedModel => Code::ModelNotAllowed,
             Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
             Refusal::UpstreamTimeout => Code::UpstreamTimeout,
+            Refusal::FleetUnavailable => Code::FleetUnavailable,
         }
     }
 
@@ -156,6 +184,7 @@ impl Refusal {
             Refusal::UnpricedModel => StatusCode::FORBIDDEN,
             Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::FleetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -184,7 +213,9 @@ impl Refusal {
             | Refusal::TokenBudgetExhausted { .. }
             | Refusal::SpendBudgetExhausted { .. } => "rate_limit_error",
             Refusal::UnpricedModel => "permission_error",
-            Refusal::UpstreamUnavailable(_) | Refusal::UpstreamTimeout => "api_error",
+            Refusal::UpstreamUnavailable(_)
+            | Refusal::UpstreamTimeout
+            | Refusal::FleetUnavailable => "api_error",
         }
     }
 
@@ -223,6 +254,7 @@ impl Refusal {
             Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its max_tokens, or 1024, plus its prompt) do not fit what is left".into(),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
+            Refusal::FleetUnavailable => "this agent's limits are shared by the fleet, whose Redis cannot be reached; policy refuses until it is back (`on_unavailable: deny`)".into(),
         }
     }
 
@@ -231,7 +263,9 @@ impl Refusal {
             Refusal::RateLimited { retry_after }
             | Refusal::TokenBudgetExhausted { retry_after }
             | Refusal::SpendBudgetExhausted { retry_after } => Some(*retry_after),
-            Refusal::ConcurrencyLimited => Some(CONCURRENCY_RETRY_AFTER),
+            Refusal::ConcurrencyLimited | Refusal::FleetUnavailable => {
+                Some(CONCURRENCY_RETRY_AFTER)
+            }
             _ => None,
         }
     }

@@ -166,6 +166,7 @@ pub fn insert_rate_limit(header: &mut ResponseHeader, rate: &RateDecision) -> pi
             reset,
         } => (limit, remaining, reset),
         RateDecision::Limited { limit, retry_after } => (limit, 0, retry_after),
+        RateDecision::Unavailable => return Ok(()),
     };
     let reset_secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
     header.insert_header("x-ratelimit-limit", limit)?;

@@ -41,7 +41,7 @@ use crate::clock::Clock;
 use crate::config::Snapshot;
 use crate::identity::vouch::Subject;
 use crate::identity::{Checks, Credential, Target};
-use crate::limits::{budget, BudgetRefusal, RateDecision};
+use crate::limits::budget;
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
@@ -404,24 +404,16 @@ impl WardenProxy {
                 Ok(held) => ctx.held = held,
                 Err(refusal) => {
                     ctx.in_flight = None;
-                    return Err(match refusal {
-                        BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted {
-                            retry_after: e.retry_after,
-                        },
-                        BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted {
-                            retry_after: e.retry_after,
-                        },
-                        BudgetRefusal::Unpriced => Refusal::UnpricedModel,
-                    });
+                    return Err(refusal.into());
                 }
             }
         }
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
             ctx.rate = Some(decision);
-            if let RateDecision::Limited { retry_after, .. } = decision {
+            if let Some(refusal) = Refusal::for_rate(decision) {
                 release(agent, ctx);
-                return Err(Refusal::RateLimited { retry_after });
+                return Err(refusal);
             }
         }
 
