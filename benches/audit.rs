@@ -69,6 +69,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         cost_usd: Some(0.000384),
         tunnel: None,
         action: None,
+        revocation: None,
     }
 }
 

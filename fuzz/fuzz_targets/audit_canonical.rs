@@ -48,6 +48,10 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
             verified: seq % 4 == 0,
             errors: vec![Code::ALL[(seq % Code::ALL.len() as u64) as usize]],
         }),
+        revocation: (seq % 5 == 4).then(|| warden::audit::event::Revocation {
+            source: "fleet",
+            reason: path.to_string(),
+        }),
     };
     let mut chain = ChainState::new(instance.to_string());
     chain.seq = seq % (1 << 53);

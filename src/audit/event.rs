@@ -69,6 +69,24 @@ pub struct AuditEvent {
     pub tunnel: Option<Tunnel>,
     /// For `POST /v1/verify`: the action and the verdict.
     pub action: Option<Action>,
+    /// For a request refused as revoked or suspended: which list said so, and why.
+    pub revocation: Option<Revocation>,
+}
+
+/// The revocation (or suspension) that refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// `policy` (the GitOps `revocations:` or `status:`) or `fleet` (`warden revoke` or
+    /// `warden suspend`, pushed through Redis).
+    pub source: &'static str,
+    pub reason: String,
+}
+
+/// A revocation as written (fields in byte order of their names).
+#[derive(Debug, Serialize)]
+pub struct RevocationRecord<'a> {
+    pub reason: &'a str,
+    pub source: &'static str,
 }
 
 /// A verified (or refused) action (`POST /v1/verify`).
@@ -168,6 +186,9 @@ pub struct RequestRecord<'a> {
     pub provider: &'a str,
     pub provider_request_id: Option<&'a str>,
     pub request_id: &'a str,
+    /// Which list revoked or suspended a refused request's agent or credential, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationRecord<'a>>,
     pub seq: u64,
     pub status: u16,
     /// An action's target (action records only).
@@ -252,6 +273,10 @@ impl AuditEvent {
                 .as_ref()
                 .and_then(|id| id.to_str().ok())
                 .unwrap_or_default(),
+            revocation: self.revocation.as_ref().map(|r| RevocationRecord {
+                reason: &r.reason,
+                source: r.source,
+            }),
             seq: link.seq,
             status: self.status,
             target: action.and_then(|a| a.target.as_deref()),

@@ -373,6 +373,7 @@ mod tests {
             cost_usd: None,
             tunnel: None,
             action: None,
+            revocation: None,
         }
     }
 

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 
 use super::server::ServerSettings;
+use crate::audit::event::Revocation;
 use crate::audit::{AuditSettings, Directory};
+use crate::code::Code;
+use crate::fleet::pushed::Kind;
 use crate::globs::is_literal;
 use crate::identity::{Credential, Identities};
 use crate::limits::budget::Days;
 use crate::limits::pricing::Prices;
 use crate::limits::AgentLimits;
-use crate::policy::revocations::Revocations;
+use crate::policy::revocations::{Revocations, RevokedKind};
 use crate::policy::Agent;
 use crate::providers::Provider;
 
@@ -91,6 +94,53 @@ impl Snapshot {
 }
 
 /// Audit events name agents, providers and keys through the snapshot they were decided under.
+impl Snapshot {
+    /// For a request refused as revoked or suspended (`code`): which list said so — a pushed
+    /// entry first (the fleet's, checked first), else the policy's — and its reason. Runs on
+    /// refusals only, for the audit record.
+    pub fn revocation(
+        &self,
+        code: Code,
+        agent: Option<usize>,
+        credential: Option<&Credential>,
+    ) -> Option<Revocation> {
+        let kinds = match code {
+            Code::AgentRevoked => (Kind::Agent, RevokedKind::Agent),
+            Code::AgentSuspended => (Kind::Suspend, RevokedKind::Agent),
+            Code::CredentialRevoked => match credential? {
+                Credential::Jwt(_) => (Kind::Token, RevokedKind::Token),
+                _ => (Kind::Key, RevokedKind::Credential),
+            },
+            _ => return None,
+        };
+        let id = match (kinds.0, credential) {
+            (Kind::Agent | Kind::Suspend, _) => self.agents.get(agent?)?.id.as_str(),
+            (Kind::Token, Some(Credential::Jwt(token))) => token.token_id.as_deref()?,
+            (_, Some(credential)) => self.credential_id(credential)?,
+            (_, None) => return None,
+        };
+        let pushed = self.identity.fleet.pushed();
+        if let Some(entry) = pushed.get(kinds.0, id) {
+            return Some(Revocation {
+                source: "fleet",
+                reason: entry.reason.clone(),
+            });
+        }
+        let reason = match code {
+            Code::AgentSuspended => String::new(),
+            _ => self
+                .revocations
+                .get(kinds.1, id)
+                .map(|r| r.reason.clone())
+                .unwrap_or_default(),
+        };
+        Some(Revocation {
+            source: "policy",
+            reason,
+        })
+    }
+}
+
 impl Directory for Snapshot {
     fn version(&self) -> &str {
         &self.version

@@ -1,16 +1,35 @@
 //! An agent's verified actions today (`POST /v1/verify`): how many of each action and how many
 //! micro-dollars of amounts it has reserved since its day began. Live state: kept across
 //! reloads, reset at the policy time zone's midnight.
+//!
+//! With `fleet:` the day's counts and amount are counters shared by the fleet: a charge is
+//! taken from this Warden's leases on them, and the local ledger decides only while Redis is
+//! unreachable under `on_unavailable: local`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::budget::Days;
+use crate::fleet::{Lease, Link, Meter, OnUnavailable, Take};
+
+/// How long a day counter lives in Redis after its last change.
+const DAY_TTL_SECS: u64 = 2 * 86_400;
 
 /// One agent's action ledger for the current day.
 #[derive(Debug, Default)]
 pub struct ActionLedger {
     today: Mutex<Ledger>,
+    fleet: Option<Shared>,
+}
+
+/// The fleet's counters of a ledger: leases made on first use, by action (counts) and for the
+/// day's amount.
+#[derive(Debug)]
+struct Shared {
+    link: Arc<Link>,
+    /// The counters' key prefix (`limit:<agent>:actions`).
+    key: String,
+    leases: Mutex<HashMap<String, Arc<Lease>>>,
 }
 
 #[derive(Debug, Default)]
@@ -45,15 +64,59 @@ pub struct Day {
     pub micro_usd_left: Option<u64>,
     /// Seconds until the day's counts reset.
     pub resets_in: i64,
+    /// The counts are shared by the fleet, whose Redis is unreachable, and policy says
+    /// `on_unavailable: deny`: nothing was taken.
+    pub fleet_unavailable: bool,
+}
+
+/// What the fleet's leases said about a charge.
+enum Fleet {
+    /// Taken from the leases; what the fleet has left.
+    Taken {
+        count_left: Option<u64>,
+        micro_usd_left: Option<u64>,
+    },
+    /// The fleet's counts are out.
+    Over {
+        count: bool,
+        amount: bool,
+    },
+    /// The local ledger decides (`Some(false)`: without its limits).
+    Local {
+        enforce: bool,
+    },
+    Unavailable,
 }
 
 impl ActionLedger {
+    /// A ledger whose counts are shared by the fleet through `link`, under counters named
+    /// after `key`.
+    pub fn shared(link: &Arc<Link>, key: String) -> Self {
+        ActionLedger {
+            today: Mutex::default(),
+            fleet: Some(Shared {
+                link: Arc::clone(link),
+                key,
+                leases: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Whether the counts are shared by the fleet.
+    pub fn is_shared(&self) -> bool {
+        self.fleet.is_some()
+    }
+
     /// Takes `charge` from today's ledger if it fits every limit (`take`), or only reports
     /// what is left (`take == false`, or when it does not fit): all or nothing, under this
-    /// agent's lock only.
+    /// agent's lock only (and, shared, from this Warden's leases, never waiting on Redis).
     pub fn charge(&self, charge: Charge<'_>, take: bool, now: i64, days: &Days) -> Day {
-        let mut ledger = self.today.lock().unwrap_or_else(PoisonError::into_inner);
         let day = days.id(now);
+        let fleet = match (&self.fleet, take) {
+            (Some(shared), true) => shared.take(&charge, day),
+            _ => Fleet::Local { enforce: true },
+        };
+        let mut ledger = self.today.lock().unwrap_or_else(PoisonError::into_inner);
         if ledger.day != day {
             *ledger = Ledger {
                 day,
@@ -61,17 +124,24 @@ impl ActionLedger {
             };
         }
         let count = ledger.counts.get(charge.action).copied().unwrap_or(0);
-        let over_count = charge.per_day.is_some_and(|max| count >= max);
-        let over_amount = charge
-            .micro_usd_per_day
-            .is_some_and(|max| ledger.micro_usd.saturating_add(charge.micro_usd) > max);
-        let taken = take && !over_count && !over_amount;
-        if taken {
+        let enforce = matches!(fleet, Fleet::Local { enforce: true });
+        let (over_count, over_amount) = match fleet {
+            Fleet::Over { count, amount } => (count, amount),
+            _ => (
+                enforce && charge.per_day.is_some_and(|max| count >= max),
+                enforce
+                    && charge
+                        .micro_usd_per_day
+                        .is_some_and(|max| ledger.micro_usd.saturating_add(charge.micro_usd) > max),
+            ),
+        };
+        let unavailable = matches!(fleet, Fleet::Unavailable);
+        if take && !over_count && !over_amount && !unavailable {
             *ledger.counts.entry(charge.action.to_string()).or_insert(0) += 1;
             ledger.micro_usd = ledger.micro_usd.saturating_add(charge.micro_usd);
         }
         let count = ledger.counts.get(charge.action).copied().unwrap_or(0);
-        Day {
+        let mut left = Day {
             over_count,
             over_amount,
             count_left: charge.per_day.map(|max| max.saturating_sub(count)),
@@ -79,6 +149,74 @@ impl ActionLedger {
                 .micro_usd_per_day
                 .map(|max| max.saturating_sub(ledger.micro_usd)),
             resets_in: days.until_midnight(now),
+            fleet_unavailable: unavailable,
+        };
+        if let Fleet::Taken {
+            count_left,
+            micro_usd_left,
+        } = fleet
+        {
+            left.count_left = count_left.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            left.micro_usd_left = micro_usd_left;
+        }
+        left
+    }
+}
+
+impl Shared {
+    /// The lease on counter `name`, made on first use (or anew when its limit changed).
+    fn lease(&self, name: &str, limit: u64) -> Arc<Lease> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lease) = leases.get(name).filter(|l| l.limit == limit) {
+            return Arc::clone(lease);
+        }
+        let key = format!("{}:{name}", self.key);
+        let lease = self.link.lease(
+            key,
+            Meter::Window {
+                ttl_secs: DAY_TTL_SECS,
+            },
+            limit,
+        );
+        leases.insert(name.to_string(), Arc::clone(&lease));
+        lease
+    }
+
+    /// Takes one count of the action and its amount from the leases, or neither.
+    fn take(&self, charge: &Charge<'_>, day: i64) -> Fleet {
+        let count = charge
+            .per_day
+            .map(|max| self.lease(&format!("count:{}", charge.action), u64::from(max)));
+        let amount = charge.micro_usd_per_day.map(|max| self.lease("usd", max));
+        let mut taken: Vec<(&Arc<Lease>, u64)> = Vec::new();
+        let mut lefts = [None, None];
+        for (slot, (lease, units)) in [(&count, 1), (&amount, charge.micro_usd)]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(lease) = lease else { continue };
+            let outcome = match lease.take(units, day) {
+                Take::Granted { fleet_left } => {
+                    lefts[slot] = Some(fleet_left);
+                    taken.push((lease, units));
+                    continue;
+                }
+                Take::Exhausted { .. } => Fleet::Over {
+                    count: slot == 0,
+                    amount: slot == 1,
+                },
+                Take::Unavailable(OnUnavailable::Local) => Fleet::Local { enforce: true },
+                Take::Unavailable(OnUnavailable::Allow) => Fleet::Local { enforce: false },
+                Take::Unavailable(OnUnavailable::Deny) => Fleet::Unavailable,
+            };
+            for (lease, units) in taken {
+                lease.adjust(i64::try_from(units).unwrap_or(i64::MAX), day);
+            }
+            return outcome;
+        }
+        Fleet::Taken {
+            count_left: lefts[0],
+            micro_usd_left: lefts[1],
         }
     }
 }

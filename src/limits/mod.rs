@@ -75,6 +75,24 @@ fn shared_budget(
     TokenBudget::shared(per_minute, per_day, [minute, day])
 }
 
+/// The day ledger of actions or service calls: the one in use, unless the fleet was turned on
+/// or off.
+fn ledger(
+    current: Option<&Arc<actions::ActionLedger>>,
+    fleet: Option<&Arc<Link>>,
+    state_key: &str,
+    what: &str,
+) -> Arc<actions::ActionLedger> {
+    match (current, fleet) {
+        (Some(ledger), _) if ledger.is_shared() == fleet.is_some() => Arc::clone(ledger),
+        (_, Some(link)) => Arc::new(actions::ActionLedger::shared(
+            link,
+            lease_key(state_key, what),
+        )),
+        (_, None) => Arc::default(),
+    }
+}
+
 /// The fleet counter of one limit of an agent (or of a team: its state key is `team:<name>`,
 /// and `:` never occurs in an agent id).
 pub fn lease_key(state_key: &str, limit: &str) -> String {
@@ -176,8 +194,8 @@ impl LiveState {
                 spend: [spend, None],
             },
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
-            actions: cells.map_or_else(Arc::default, |c| Arc::clone(&c.actions)),
-            service_calls: cells.map_or_else(Arc::default, |c| Arc::clone(&c.service_calls)),
+            actions: ledger(cells.map(|c| &c.actions), fleet, agent, "actions"),
+            service_calls: ledger(cells.map(|c| &c.service_calls), fleet, agent, "services"),
         }
     }
 

@@ -147,6 +147,9 @@ impl WardenProxy {
             let millis = |from: Instant, to: Instant| {
                 to.saturating_duration_since(from).as_secs_f64() * 1000.0
             };
+            let credential = ctx.credential.take();
+            let revocation =
+                snapshot.and_then(|s| s.revocation(code, ctx.agent, credential.as_ref()));
             audit.emit(AuditEvent {
                 arrived: ctx.arrived,
                 request_id: ctx.request_id.clone(),
@@ -154,7 +157,7 @@ impl WardenProxy {
                 snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: ctx.agent,
                 provider: ctx.provider,
-                credential: ctx.credential.take(),
+                credential,
                 method: request.method.clone(),
                 path: capped(request.uri.path().to_string(), MAX_AUDITED_PATH),
                 model: ctx.model.take().map(|m| capped(m, MAX_AUDITED_MODEL)),
@@ -173,6 +176,7 @@ impl WardenProxy {
                 cost_usd: cost.map(|micro| micro as f64 / 1_000_000.0),
                 tunnel: None,
                 action: ctx.action.take(),
+                revocation,
             });
         }
     }

@@ -80,6 +80,9 @@ pub fn admit(
             now.as_second(),
             &snapshot.days,
         );
+        if day.fleet_unavailable {
+            return Err(Refusal::FleetUnavailable);
+        }
         if day.over_count {
             let wait = u64::try_from(day.resets_in).unwrap_or(1).max(1);
             return Err(Refusal::RateLimited {

@@ -154,6 +154,9 @@ pub async fn answer(
         now.as_second(),
         &snapshot.days,
     );
+    if day.fleet_unavailable {
+        errors.push((Code::FleetUnavailable, Refusal::FleetUnavailable.message()));
+    }
     if day.over_count {
         errors.push((
             Code::ActionLimit,

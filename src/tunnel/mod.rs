@@ -383,6 +383,10 @@ impl Front {
                     end: piped.map(|p| p.end.as_str()),
                 }),
                 action: None,
+                revocation: facts
+                    .snapshot
+                    .as_deref()
+                    .and_then(|s| s.revocation(code, facts.agent, None)),
             });
         }
     }
