@@ -27,6 +27,8 @@ pub const HORIZON: Duration = Duration::from_secs(2);
 pub const IDLE: Duration = Duration::from_secs(2);
 /// The largest lease, as a fraction of the limit (`1 / MAX_LEASE_DIVISOR`).
 pub const MAX_LEASE_DIVISOR: u64 = 50;
+/// What a request refused by a dry lease whose refill is on its way is told to wait.
+pub const PENDING_RETRY: Duration = Duration::from_secs(1);
 /// Refill requests waiting for the background task; beyond this a lease asks again later.
 const QUEUE: usize = 4096;
 
@@ -245,12 +247,17 @@ impl Lease {
             Take::Granted {
                 fleet_left: state.fleet_left.saturating_add(held),
             }
-        } else {
+        } else if exhausted {
             Take::Exhausted {
                 retry_after: state
                     .exhausted
                     .filter(|_| self.meter == Meter::Rate)
                     .map(|until| until.saturating_duration_since(now)),
+            }
+        } else {
+            // Dry, in debt, its refill on the way: the fleet may well have more.
+            Take::Exhausted {
+                retry_after: Some(PENDING_RETRY),
             }
         };
         let low = state.available.saturating_mul(2) < units(self.size(&state, now)).max(1);
@@ -385,7 +392,13 @@ mod tests {
         // Nothing granted yet: one lease (2 units) of credit.
         assert!(matches!(lease.take(1, 7), Take::Granted { .. }));
         assert!(matches!(lease.take(1, 7), Take::Granted { .. }));
-        assert!(matches!(lease.take(1, 7), Take::Exhausted { .. }));
+        assert_eq!(
+            lease.take(1, 7),
+            Take::Exhausted {
+                retry_after: Some(PENDING_RETRY)
+            },
+            "in debt, its refill pending: try again shortly"
+        );
         // The refill pays the debt of 2 and grants nothing: the fleet is out.
         let ask = lease.ask().unwrap();
         assert_eq!(ask.debt, 2);

@@ -1,0 +1,384 @@
+"""Limits and revocations shared by a fleet of Wardens through a real `redis-server`: three
+Warden processes on one agent's limits, Redis killed and restarted under each `on_unavailable`
+mode, and revocations pushed by the CLI reaching every Warden within a second."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conftest import PROVIDER_ENV
+from harness import Warden, eventually, free_port, run_warden_cli, sha256_hex
+from mock_provider import MockProvider
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is installed by scripts/ensure-test-deps")
+
+BOT_KEY = "sk-fleet-bot"
+VICTIM_KEY = "sk-fleet-victim"
+FREE_KEY = "sk-fleet-free"
+# Leases never exceed max(1, limit / 50) (src/fleet/lease.rs): what each Warden may admit on
+# credit beyond what Redis granted is one lease plus one request.
+MAX_LEASE_DIVISOR = 50
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, without persistence."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: self._assert_up(), timeout=10)
+
+    def _assert_up(self):
+        import socket
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                assert s.recv(16).startswith(b"+PONG")
+        except OSError as e:
+            raise AssertionError(f"redis-server is not up yet: {e}") from e
+
+    def command(self, *args):
+        """Runs one command and returns its reply line(s) (a tiny RESP client for checks)."""
+        import socket
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            parts = [f"*{len(args)}\r\n".encode()]
+            for a in args:
+                a = str(a).encode()
+                parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+            s.sendall(b"".join(parts))
+            time.sleep(0.05)
+            return s.recv(65536).decode()
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def fleet_policy(redis, provider, on_unavailable="local", bot_limits="{requests_per_minute: 30}",
+                 extra=""):
+    return f"""version: 1
+providers:
+  openai:
+    base_url: {provider.base_url}
+    models: ["gpt-*"]
+    api_key_env: TEST_OPENAI_KEY
+  local: {{kind: mock, models: ["mock-*"]}}
+fleet:
+  redis: {{url: "redis://127.0.0.1:{redis.port}/0"}}
+  on_unavailable: {on_unavailable}
+agents:
+  bot:
+    keys: [{{id: bot-1, sha256: {sha256_hex(BOT_KEY)}}}]
+    models: ["gpt-*", "mock-*"]
+    limits: {bot_limits}
+  victim:
+    keys: [{{id: victim-1, sha256: {sha256_hex(VICTIM_KEY)}}}]
+    models: ["mock-*"]
+  free:
+    keys: [{{id: free-1, sha256: {sha256_hex(FREE_KEY)}}}]
+    models: ["mock-*"]
+{extra}"""
+
+
+def chat(warden, key, model="mock-1", stream=False, max_tokens=5, timeout=10):
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens}
+    if stream:
+        body["stream"] = True
+    return httpx.post(warden.base + "/v1/chat/completions", json=body, timeout=timeout,
+                      headers={"Authorization": f"Bearer {key}"})
+
+
+def clear_of_minute_boundary(margin=8):
+    while time.time() % 60 > 60 - margin:
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def provider():
+    p = MockProvider(stream_interval=0.4)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def redis():
+    r = RedisServer()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(redis, provider, tmp_path_factory):
+    """Three Wardens on one policy; the first also keeps an audit trail."""
+    audit_dir = tmp_path_factory.mktemp("fleet-audit")
+    audit = f"""audit:
+  sink: {{file: {{path: {audit_dir / "audit.jsonl"}}}}}
+  spool_dir: {audit_dir / "spool"}
+"""
+    wardens = [Warden(fleet_policy(redis, provider, extra=audit if i == 0 else ""),
+                      env=PROVIDER_ENV) for i in range(3)]
+    wardens[0].audit_log = audit_dir / "audit.jsonl"
+    yield wardens
+    for w in wardens:
+        w.stop()
+
+
+def test_three_wardens_share_one_request_rate(fleet, redis):
+    limit = 30
+    started = time.time()
+    with ThreadPoolExecutor(24) as pool:
+        statuses = list(pool.map(lambda i: chat(fleet[i % 3], BOT_KEY).status_code, range(120)))
+    elapsed = time.time() - started
+    counts = Counter(statuses)
+    # Each Warden alone would admit the whole limit (90 together). The fleet admits the limit,
+    # plus what the bucket refills while the test runs, plus at most one lease and one request
+    # of credit per Warden.
+    refilled = int(elapsed * limit / 60) + 1
+    bound = 3 * (max(1, limit // MAX_LEASE_DIVISOR) + 1)
+    assert counts[200] <= limit + refilled + bound, counts
+    assert counts[200] >= limit - 3, counts
+    assert counts[200] + counts[429] == 120, counts
+    assert "warden:limit:bot:rpm" in redis.command("KEYS", "warden:*")
+    for w in fleet:
+        assert w.metric("warden_fleet_mode", 'mode="shared"') == 1
+        assert w.metric("warden_fleet_lease_refills_total") > 0
+        assert w.metric("warden_fleet_redis_round_trips_total", 'result="ok"') > 0
+
+
+def test_a_refusal_from_the_shared_rate_carries_retry_headers(fleet):
+    # The bucket was emptied by the test above (or is now): keep asking until one is refused.
+    for _ in range(60):
+        r = chat(fleet[1], BOT_KEY)
+        if r.status_code == 429:
+            assert r.headers["x-warden-error"] == "rate_limited"
+            assert int(r.headers["retry-after"]) >= 1
+            assert int(r.headers["retry-after-ms"]) >= 1
+            return
+    pytest.fail("the shared bucket never refused")
+
+
+def test_a_token_budget_is_shared_under_concurrent_streams(redis, provider):
+    limit = 5000
+    max_tokens = 1000
+    wardens = [Warden(fleet_policy(redis, provider, bot_limits=f"{{tokens_per_minute: {limit}}}"),
+                      env=PROVIDER_ENV) for _ in range(3)]
+    try:
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                           "max_tokens": max_tokens, "stream": True}).encode()
+        reservation = len(body) + max_tokens  # a prompt's bound is its byte count
+        clear_of_minute_boundary()
+        barrier = threading.Barrier(24)
+
+        def stream(i):
+            barrier.wait()
+            with httpx.stream("POST", wardens[i % 3].base + "/v1/chat/completions", content=body,
+                              timeout=20, headers={"Authorization": f"Bearer {BOT_KEY}",
+                                                   "Content-Type": "application/json"}) as r:
+                r.read()
+                return r.status_code, r.headers.get("x-warden-error")
+
+        with ThreadPoolExecutor(24) as pool:
+            outcomes = Counter(pool.map(stream, range(24)))
+        admitted = outcomes[(200, None)]
+        # Streams hold their reservation while they run (about 2 s here), so only what fits
+        # the minute's budget runs at once: 4 of them. Alone, each Warden would admit 4.
+        bound = 3 * (max(1, limit // MAX_LEASE_DIVISOR) + reservation)
+        assert admitted * reservation <= limit + bound, outcomes
+        assert admitted >= limit // reservation - 1, outcomes
+        assert admitted < 3 * (limit // reservation), outcomes
+        assert admitted + outcomes[(429, "token_budget_exhausted")] == 24, outcomes
+        keys = redis.command("KEYS", "warden:limit:bot:tokens:minute:*")
+        assert "warden:limit:bot:tokens:minute:" in keys
+    finally:
+        for w in wardens:
+            w.stop()
+
+
+def wait_mode(warden, mode, timeout=5):
+    def check():
+        assert warden.metric("warden_fleet_mode", f'mode="{mode}"') == 1
+    eventually(check, timeout=timeout)
+
+
+@pytest.mark.parametrize("mode", ["local", "deny", "allow"])
+def test_redis_killed_and_restarted(provider, mode):
+    redis = RedisServer()
+    w = Warden(fleet_policy(redis, provider, on_unavailable=mode,
+                            bot_limits="{requests_per_minute: 4}"), env=PROVIDER_ENV)
+    try:
+        wait_mode(w, "shared")
+        assert chat(w, BOT_KEY).status_code == 200
+        redis.kill()
+        wait_mode(w, mode)
+        statuses = [chat(w, BOT_KEY) for _ in range(8)]
+        codes = [r.status_code for r in statuses]
+        if mode == "local":
+            # This Warden alone enforces the whole limit: 4 per minute, in a burst.
+            assert codes.count(200) == 4 and codes.count(429) == 4, codes
+        elif mode == "deny":
+            assert codes == [503] * 8, codes
+            r = statuses[0]
+            assert r.headers["x-warden-error"] == "fleet_unavailable"
+            assert r.json()["error"]["code"] == "fleet_unavailable"
+            assert int(r.headers["retry-after"]) >= 1
+        else:
+            assert codes == [200] * 8, codes
+        # An agent without shared limits is served whatever the mode; readiness holds.
+        assert chat(w, FREE_KEY).status_code == 200
+        assert httpx.get(w.admin + "/readyz").status_code == 200
+        assert w.metric("warden_fleet_fallbacks_total") >= 8
+        assert w.metric("warden_fleet_redis_round_trips_total", 'result="error"') >= 1
+
+        redis.start()
+        wait_mode(w, "shared", timeout=10)
+        # Back on the fleet's (fresh) bucket.
+        assert chat(w, BOT_KEY).status_code == 200
+        assert w.metric("warden_fleet_redis_connects_total") >= 2
+        assert "fleet" in w.log_text()
+    finally:
+        w.stop()
+        redis.close()
+
+
+def refused_everywhere(wardens, key, code):
+    for w in wardens:
+        r = chat(w, key)
+        assert r.status_code == 403 and r.headers["x-warden-error"] == code, (r.status_code,
+                                                                               r.text)
+
+
+def served_everywhere(wardens, key):
+    for w in wardens:
+        assert chat(w, key).status_code == 200
+
+
+def cli(warden, *args):
+    result = run_warden_cli(*args, "--config", str(warden.config_path), env=PROVIDER_ENV)
+    assert result.returncode == 0, result.stderr
+    return time.time(), result.stdout
+
+
+def within(seconds, check):
+    started = time.time()
+    eventually(check, timeout=5)
+    took = time.time() - started
+    assert took < seconds, f"took {took:.2f} s"
+    return took
+
+
+def test_a_cli_revocation_reaches_every_warden_within_a_second(fleet, redis, provider):
+    served_everywhere(fleet, VICTIM_KEY)
+    _, said = cli(fleet[0], "revoke", "--agent", "victim", "--reason", "leaked key in a log")
+    assert "revoked agent `victim`" in said
+    within(1.0, lambda: refused_everywhere(fleet, VICTIM_KEY, "agent_revoked"))
+    # Other agents are untouched.
+    served_everywhere(fleet, FREE_KEY)
+    # The refusal's audit record says the fleet revoked it, and why.
+    r = chat(fleet[0], VICTIM_KEY)
+
+    def record():
+        for line in fleet[0].audit_log.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("request_id") == r.headers["x-request-id"]:
+                return event
+        raise AssertionError("no record yet")
+    event = eventually(record, timeout=10)
+    assert event["code"] == "agent_revoked"
+    assert event["revocation"] == {"reason": "leaked key in a log", "source": "fleet"}
+
+    # A Warden started after the revocation refuses from its first request.
+    late = Warden(fleet_policy(redis, provider), env=PROVIDER_ENV)
+    try:
+        refused_everywhere([late], VICTIM_KEY, "agent_revoked")
+        assert late.metric("warden_fleet_pushed_revocations") == 1
+    finally:
+        late.stop()
+
+    _, said = cli(fleet[1], "reinstate", "--agent", "victim")
+    assert "reinstated agent `victim`" in said
+    within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+
+def test_key_revocation_and_suspension_are_pushed_too(fleet):
+    cli(fleet[2], "revoke", "--key", "victim-1")
+    within(1.0, lambda: refused_everywhere(fleet, VICTIM_KEY, "credential_revoked"))
+    cli(fleet[2], "reinstate", "--key", "victim-1")
+    within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+    _, said = cli(fleet[0], "suspend", "--agent", "victim", "--for", "1h", "--reason", "review")
+    assert "suspended agent `victim`" in said
+    within(1.0, lambda: refused_everywhere(fleet, VICTIM_KEY, "agent_suspended"))
+    cli(fleet[0], "reinstate", "--agent", "victim")
+    within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+
+def test_a_missed_announcement_is_caught_by_the_resync(fleet, redis):
+    # Written straight into Redis, without the announcement: the version poll finds it.
+    entry = json.dumps({"reason": "by hand", "at": int(time.time())})
+    redis.command("HSET", "warden:revocations", "agent:victim", entry)
+    redis.command("INCR", "warden:revocations:version")
+    within(2.5, lambda: refused_everywhere(fleet, VICTIM_KEY, "agent_revoked"))
+    cli(fleet[0], "reinstate", "--agent", "victim")
+    within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+
+def test_cli_errors_are_clear(provider, tmp_path):
+    no_fleet = tmp_path / "plain.yaml"
+    no_fleet.write_text("version: 1\nagents: {}\n")
+    r = run_warden_cli("revoke", "--config", str(no_fleet), "--agent", "x")
+    assert r.returncode == 1 and "no `fleet:`" in r.stderr
+
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(f"version: 1\nfleet:\n  redis: {{url: redis://127.0.0.1:{free_port()}/0}}\n")
+    r = run_warden_cli("revoke", "--config", str(unreachable), "--agent", "x")
+    assert r.returncode == 1 and "Redis" in r.stderr
+
+    r = run_warden_cli("suspend", "--config", str(unreachable), "--agent", "x", "--for", "soon")
+    assert r.returncode == 1 and "--for" in r.stderr
+
+    r = run_warden_cli("revoke", "--config", str(unreachable), "--agent", "x", "--key", "y")
+    assert r.returncode != 0, "exactly one of --agent, --key, --token"
+
+
+@pytest.mark.parametrize("fleet_yaml, message", [
+    ("redis: {url: \"redis://:hunter2@redis:6379/0\"}", "must not carry credentials"),
+    ("redis: {url: \"http://redis:6379\"}", "redis:// or rediss://"),
+    ("redis: {url: \"redis://r:6379\"}\n  on_unavailable: sometimes", "unknown variant `sometimes`"),
+    ("redis: {url: \"redis://r:6379\", pasword_env: X}", "pasword_env"),
+])
+def test_check_refuses_a_bad_fleet_section(tmp_path, fleet_yaml, message):
+    policy = tmp_path / "warden.yaml"
+    policy.write_text(f"version: 1\nfleet:\n  {fleet_yaml}\n")
+    r = run_warden_cli("check", str(policy))
+    assert r.returncode == 1, r.stdout
+    assert message in r.stdout
+    assert "hunter2" not in r.stdout
+
+
+def test_check_accepts_a_fleet_section(tmp_path):
+    policy = tmp_path / "warden.yaml"
+    policy.write_text("version: 1\nfleet:\n  redis: {url: \"rediss://redis.warden.svc:6379/0\", "
+                      "password_env: REDIS_PASSWORD}\n  on_unavailable: deny\n")
+    r = run_warden_cli("check", str(policy))
+    assert r.returncode == 0, r.stdout
