@@ -27,6 +27,9 @@ pub const HORIZON: Duration = Duration::from_secs(2);
 pub const IDLE: Duration = Duration::from_secs(2);
 /// The largest lease, as a fraction of the limit (`1 / MAX_LEASE_DIVISOR`).
 pub const MAX_LEASE_DIVISOR: u64 = 50;
+/// How often a lease the fleet said was spent asks Redis again (slices given back by other
+/// Wardens become usable).
+pub const RECHECK: Duration = Duration::from_secs(1);
 /// What a request refused by a dry lease whose refill is on its way is told to wait.
 pub const PENDING_RETRY: Duration = Duration::from_secs(1);
 /// Refill requests waiting for the background task; beyond this a lease asks again later.
@@ -178,6 +181,9 @@ struct State {
     since: Instant,
     largest: u64,
     last_take: Instant,
+    /// When a refill was last asked for (an exhausted lease asks again once a second, in
+    /// case other Wardens gave slices back).
+    asked_at: Instant,
 }
 
 impl State {
@@ -192,6 +198,7 @@ impl State {
             since: now,
             largest: 0,
             last_take: now,
+            asked_at: now,
         }
     }
 }
@@ -261,8 +268,9 @@ impl Lease {
             }
         };
         let low = state.available.saturating_mul(2) < units(self.size(&state, now)).max(1);
+        let recheck = exhausted && now.saturating_duration_since(state.asked_at) >= RECHECK;
         drop(state);
-        if low && !exhausted {
+        if (low && !exhausted) || recheck {
             self.ask_refill();
         }
         take
@@ -315,6 +323,7 @@ impl Lease {
         let size = self.size(&state, now);
         state.spent = 0;
         state.since = now;
+        state.asked_at = now;
         let debt = u64::try_from(-state.available.min(0)).unwrap_or(0);
         let held = u64::try_from(state.available.max(0)).unwrap_or(0);
         Some(Ask {
