@@ -183,18 +183,19 @@ impl TokenBudget {
         ids: [i64; 2],
         resets: [i64; 2],
     ) -> Result<Shared, Exhausted> {
-        let mut taken: Vec<(&Arc<Lease>, i64)> = Vec::with_capacity(2);
-        let give_back = |taken: &[(&Arc<Lease>, i64)]| {
-            for (lease, window) in taken {
-                lease.adjust(i64::try_from(tokens).unwrap_or(i64::MAX), *window);
+        // At most the minute's lease is taken when the day's refuses: given back on the way out.
+        let mut taken: Option<(&Arc<Lease>, i64)> = None;
+        let give_back = |taken: Option<(&Arc<Lease>, i64)>| {
+            if let Some((lease, window)) = taken {
+                lease.adjust(i64::try_from(tokens).unwrap_or(i64::MAX), window);
             }
         };
         for ((lease, id), reset) in self.leases.iter().zip(ids).zip(resets) {
             let Some(lease) = lease else { continue };
             match lease.take(tokens, id) {
-                Take::Granted { .. } => taken.push((lease, id)),
+                Take::Granted { .. } => taken = Some((lease, id)),
                 Take::Exhausted { retry_after } => {
-                    give_back(&taken);
+                    give_back(taken);
                     return Err(Exhausted {
                         retry_after: retry_after.unwrap_or(Duration::from_secs(
                             u64::try_from(reset).unwrap_or(1).max(1),
@@ -204,7 +205,7 @@ impl TokenBudget {
                     });
                 }
                 Take::Unavailable(mode) => {
-                    give_back(&taken);
+                    give_back(taken);
                     return match mode {
                         OnUnavailable::Local => Ok(Shared::Local),
                         OnUnavailable::Allow => Ok(Shared::Unlimited),
