@@ -132,13 +132,20 @@ def redis():
 def fleet(redis, provider, tmp_path_factory):
     """Three Wardens on one policy; the first also keeps an audit trail."""
     audit_dir = tmp_path_factory.mktemp("fleet-audit")
+    issuer_key = audit_dir / "issuer.key"
+    assert run_warden_cli("keygen", "--out", str(issuer_key)).returncode == 0
+    public = (audit_dir / "issuer.key.pub").read_text().strip()
+    issuers = f"""issuers:
+  corp: {{ed25519: "{public}", audience: warden}}
+"""
     audit = f"""audit:
   sink: {{file: {{path: {audit_dir / "audit.jsonl"}}}}}
   spool_dir: {audit_dir / "spool"}
 """
-    wardens = [Warden(fleet_policy(redis, provider, extra=audit if i == 0 else ""),
+    wardens = [Warden(fleet_policy(redis, provider, extra=issuers + (audit if i == 0 else "")),
                       env=PROVIDER_ENV) for i in range(3)]
     wardens[0].audit_log = audit_dir / "audit.jsonl"
+    wardens[0].issuer_key = issuer_key
     yield wardens
     for w in wardens:
         w.stop()
@@ -331,6 +338,20 @@ def test_key_revocation_and_suspension_are_pushed_too(fleet):
     within(1.0, lambda: refused_everywhere(fleet, VICTIM_KEY, "agent_suspended"))
     cli(fleet[0], "reinstate", "--agent", "victim")
     within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+
+def test_a_token_revocation_is_pushed(fleet):
+    minted = run_warden_cli("token", "mint", "--issuer-key", str(fleet[0].issuer_key),
+                            "--agent", "victim", "--audience", "warden", "--jti", "fleet-jti-1")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    served_everywhere(fleet, token)
+    cli(fleet[1], "revoke", "--token", "fleet-jti-1", "--reason", "token leaked")
+    within(1.0, lambda: refused_everywhere(fleet, token, "credential_revoked"))
+    # The agent's API key is not the revoked credential.
+    served_everywhere(fleet, VICTIM_KEY)
+    cli(fleet[1], "reinstate", "--token", "fleet-jti-1")
+    within(1.0, lambda: served_everywhere(fleet, token))
 
 
 def test_a_missed_announcement_is_caught_by_the_resync(fleet, redis):
