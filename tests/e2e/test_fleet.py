@@ -185,11 +185,21 @@ def test_a_refusal_from_the_shared_rate_carries_retry_headers(fleet):
     pytest.fail("the shared bucket never refused")
 
 
-def test_a_token_budget_is_shared_under_concurrent_streams(redis, provider):
+TEAM = """teams:
+  finance: {limits: {tokens_per_minute: 5000}}
+"""
+
+
+@pytest.mark.parametrize("whose", ["agent", "team"])
+def test_a_token_budget_is_shared_under_concurrent_streams(redis, provider, whose):
     limit = 5000
     max_tokens = 1000
-    wardens = [Warden(fleet_policy(redis, provider, bot_limits=f"{{tokens_per_minute: {limit}}}"),
-                      env=PROVIDER_ENV) for _ in range(3)]
+    if whose == "agent":
+        policy = fleet_policy(redis, provider, bot_limits=f"{{tokens_per_minute: {limit}}}")
+    else:  # the bot's team holds the budget (the bot has none of its own)
+        policy = fleet_policy(redis, provider, bot_limits="{}", extra=TEAM).replace(
+            "  bot:\n", "  bot:\n    owner: finance\n")
+    wardens = [Warden(policy, env=PROVIDER_ENV) for _ in range(3)]
     try:
         body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
                            "max_tokens": max_tokens, "stream": True}).encode()
@@ -215,8 +225,56 @@ def test_a_token_budget_is_shared_under_concurrent_streams(redis, provider):
         assert admitted >= limit // reservation - 1, outcomes
         assert admitted < 3 * (limit // reservation), outcomes
         assert admitted + outcomes[(429, "token_budget_exhausted")] == 24, outcomes
-        keys = redis.command("KEYS", "warden:limit:bot:tokens:minute:*")
-        assert "warden:limit:bot:tokens:minute:" in keys
+        holder = "bot" if whose == "agent" else "team:finance"
+        keys = redis.command("KEYS", f"warden:limit:{holder}:tokens:minute:*")
+        assert f"warden:limit:{holder}:tokens:minute:" in keys
+    finally:
+        for w in wardens:
+            w.stop()
+
+
+PAYER_KEY = "sk-fleet-payer"
+PAYER = f"""  payer:
+    keys: [{{id: payer-1, sha256: {sha256_hex(PAYER_KEY)}}}]
+    models: ["mock-*"]
+    actions:
+      allow: [send_email, transfer_funds]
+      per_day: {{send_email: 5}}
+      usd_per_day: 100
+"""
+
+
+def test_action_counts_and_amounts_are_shared(redis, provider):
+    wardens = [Warden(fleet_policy(redis, provider, extra=PAYER), env=PROVIDER_ENV)
+               for _ in range(3)]
+
+    def verify(i, action, amount=None):
+        body = {"action": action, "target": "someone"}
+        if amount is not None:
+            body["parameters"] = {"amount": amount, "currency": "USD"}
+        r = httpx.post(wardens[i % 3].base + "/v1/verify", json=body, timeout=10,
+                       headers={"Authorization": f"Bearer {PAYER_KEY}"})
+        assert r.status_code == 200
+        return r.json()
+
+    try:
+        emails = [verify(i, "send_email") for i in range(15)]
+        verified = sum(a["verified"] for a in emails)
+        # 5 a day for the fleet (each Warden alone would verify 5: 15 together); the bound
+        # allows one lease (1) and one action of credit per Warden.
+        assert 5 <= verified <= 5 + 3 * 2, [a["errors"] for a in emails]
+        refused = [a for a in emails if not a["verified"]]
+        assert all([e["code"] for e in a["errors"]] == ["action_limit"] for a in refused)
+
+        transfers = [verify(i, "transfer_funds", 30) for i in range(9)]
+        paid = sum(a["verified"] for a in transfers)
+        # $100 a day: 3 transfers of $30 fit; credit is at most $2 (1/50) plus one transfer
+        # per Warden. Alone, each Warden would pay 3 (9 together).
+        assert 3 <= paid <= (100 + 3 * (2 + 30)) // 30, [a["errors"] for a in transfers]
+        assert all(e["code"] == "monetary_limit" for a in transfers if not a["verified"]
+                   for e in a["errors"])
+        assert "warden:limit:payer:actions:count:send_email:" in redis.command(
+            "KEYS", "warden:limit:payer:actions:*")
     finally:
         for w in wardens:
             w.stop()
