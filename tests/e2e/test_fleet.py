@@ -31,25 +31,41 @@ MAX_LEASE_DIVISOR = 50
 
 
 class RedisServer:
-    """A throwaway redis-server on a free loopback port, without persistence."""
+    """A throwaway redis-server on a free loopback port, without persistence; `args` are more
+    options (a password, TLS)."""
 
-    def __init__(self):
+    def __init__(self, args=(), plain=True):
         self.port = free_port()
+        self.args = list(args)
+        self.plain = plain
         self.proc = None
         self.start()
 
     def start(self):
+        ports = ["--port", str(self.port)] if self.plain else ["--port", "0", "--tls-port",
+                                                               str(self.port)]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        eventually(lambda: self._assert_up(), timeout=10)
+            ["redis-server", *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.plain:
+            eventually(lambda: self._assert_up(), timeout=10)
+        else:
+            eventually(lambda: self._assert_listening(), timeout=10)
+
+    def _assert_listening(self):
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError as e:
+            raise AssertionError(f"redis-server is not up yet: {e}") from e
 
     def _assert_up(self):
         import socket
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                assert s.recv(16).startswith(b"+PONG")
+                reply = s.recv(64)
+                assert reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
         except OSError as e:
             raise AssertionError(f"redis-server is not up yet: {e}") from e
 
@@ -420,6 +436,68 @@ def test_a_missed_announcement_is_caught_by_the_resync(fleet, redis):
     within(2.5, lambda: refused_everywhere(fleet, VICTIM_KEY, "agent_revoked"))
     cli(fleet[0], "reinstate", "--agent", "victim")
     within(1.0, lambda: served_everywhere(fleet, VICTIM_KEY))
+
+
+def test_a_password_protected_redis(provider, tmp_path):
+    password = "s3cret-redis-password"
+    redis = RedisServer(["--requirepass", password])
+    policy = fleet_policy(redis, provider).replace(
+        f'redis: {{url: "redis://127.0.0.1:{redis.port}/0"}}',
+        f'redis: {{url: "redis://127.0.0.1:{redis.port}/0", password_env: FLEET_REDIS_PASSWORD}}')
+    env = {**PROVIDER_ENV, "FLEET_REDIS_PASSWORD": password}
+    w = Warden(policy, env=env)
+    try:
+        wait_mode(w, "shared")
+        assert chat(w, BOT_KEY).status_code == 200
+        r = run_warden_cli("revoke", "--config", str(w.config_path), "--agent", "victim", env=env)
+        assert r.returncode == 0, r.stderr
+        within(1.0, lambda: refused_everywhere([w], VICTIM_KEY, "agent_revoked"))
+        # Without the password: a clear error that names the variable, never a secret.
+        assert "FLEET_REDIS_PASSWORD" not in os.environ
+        r = run_warden_cli("reinstate", "--config", str(w.config_path), "--agent", "victim",
+                           env=PROVIDER_ENV)
+        assert r.returncode == 1 and "FLEET_REDIS_PASSWORD" in r.stderr, r.stderr
+        wrong = {**env, "FLEET_REDIS_PASSWORD": "wrong-guess"}
+        r = run_warden_cli("reinstate", "--config", str(w.config_path), "--agent", "victim",
+                           env=wrong)
+        assert r.returncode == 1 and "Redis" in r.stderr
+        assert password not in r.stderr + r.stdout and "wrong-guess" not in r.stderr
+        assert password not in w.log_text() and password not in w.metrics()
+    finally:
+        w.stop()
+        redis.close()
+
+
+def test_a_tls_redis(provider, tmp_path):
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "redis.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "redis.key"))
+    redis = RedisServer(["--tls-cert-file", str(tmp_path / "redis.pem"),
+                         "--tls-key-file", str(tmp_path / "redis.key"),
+                         "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+                         "--tls-auth-clients", "no"], plain=False)
+    policy = fleet_policy(redis, provider).replace(
+        f'redis: {{url: "redis://127.0.0.1:{redis.port}/0"}}',
+        f'redis: {{url: "redis://localhost:{redis.port}/0", tls: true}}')
+    env = {**PROVIDER_ENV, "SSL_CERT_FILE": str(tmp_path / "ca.pem")}
+    w = Warden(policy, env=env)
+    try:
+        wait_mode(w, "shared")
+        r = run_warden_cli("revoke", "--config", str(w.config_path), "--agent", "victim", env=env)
+        assert r.returncode == 0, r.stderr
+        within(1.0, lambda: refused_everywhere([w], VICTIM_KEY, "agent_revoked"))
+        assert chat(w, BOT_KEY).status_code == 200
+        # Trusting another CA only, the CLI cannot connect.
+        trustme.CA().cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
+        r = run_warden_cli("reinstate", "--config", str(w.config_path), "--agent", "victim",
+                           env={**PROVIDER_ENV, "SSL_CERT_FILE": str(tmp_path / "other-ca.pem")})
+        assert r.returncode == 1 and "Redis" in r.stderr
+    finally:
+        w.stop()
+        redis.close()
 
 
 def test_cli_errors_are_clear(provider, tmp_path):
