@@ -120,7 +120,9 @@ impl Snapshot {
             (_, None) => return None,
         };
         let pushed = self.identity.fleet.pushed();
-        if let Some(entry) = pushed.get(kinds.0, id) {
+        let now = jiff::Timestamp::now().as_second();
+        let in_force = |entry: &&crate::fleet::pushed::Entry| entry.until.is_none_or(|u| now < u);
+        if let Some(entry) = pushed.get(kinds.0, id).filter(in_force) {
             return Some(Revocation {
                 source: "fleet",
                 reason: entry.reason.clone(),

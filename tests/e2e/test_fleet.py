@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
 BOT_KEY = "sk-fleet-bot"
 VICTIM_KEY = "sk-fleet-victim"
 FREE_KEY = "sk-fleet-free"
+RETIRED_KEY = "sk-fleet-retired"
 # Leases never exceed max(1, limit / 50) (src/fleet/lease.rs): what each Warden may admit on
 # credit beyond what Redis granted is one lease plus one request.
 MAX_LEASE_DIVISOR = 50
@@ -113,6 +114,9 @@ agents:
   free:
     keys: [{{id: free-1, sha256: {sha256_hex(FREE_KEY)}}}]
     models: ["mock-*"]
+  retired:
+    keys: [{{id: retired-1, sha256: {sha256_hex(RETIRED_KEY)}}}]
+    models: ["mock-*"]
 {extra}"""
 
 
@@ -153,6 +157,8 @@ def fleet(redis, provider, tmp_path_factory):
     public = (audit_dir / "issuer.key.pub").read_text().strip()
     issuers = f"""issuers:
   corp: {{ed25519: "{public}", audience: warden}}
+revocations:
+  agents: [{{id: retired, reason: "retired in git"}}]
 """
     audit = f"""audit:
   sink: {{file: {{path: {audit_dir / "audit.jsonl"}}}}}
@@ -376,17 +382,22 @@ def test_a_cli_revocation_reaches_every_warden_within_a_second(fleet, redis, pro
     # Other agents are untouched.
     served_everywhere(fleet, FREE_KEY)
     # The refusal's audit record says the fleet revoked it, and why.
-    r = chat(fleet[0], VICTIM_KEY)
-
-    def record():
-        for line in fleet[0].audit_log.read_text().splitlines():
-            event = json.loads(line)
-            if event.get("request_id") == r.headers["x-request-id"]:
-                return event
-        raise AssertionError("no record yet")
-    event = eventually(record, timeout=10)
+    def record(response):
+        def find():
+            for line in fleet[0].audit_log.read_text().splitlines():
+                event = json.loads(line)
+                if event.get("request_id") == response.headers["x-request-id"]:
+                    return event
+            raise AssertionError("no record yet")
+        return eventually(find, timeout=10)
+    event = record(chat(fleet[0], VICTIM_KEY))
     assert event["code"] == "agent_revoked"
     assert event["revocation"] == {"reason": "leaked key in a log", "source": "fleet"}
+    # The GitOps list revokes too, and its records say so.
+    event = record(chat(fleet[0], RETIRED_KEY))
+    assert event["code"] == "agent_revoked"
+    assert event["revocation"] == {"reason": "retired in git", "source": "policy"}
+    assert "revocation" not in record(chat(fleet[0], FREE_KEY))
 
     # A Warden started after the revocation refuses from its first request.
     late = Warden(fleet_policy(redis, provider), env=PROVIDER_ENV)
