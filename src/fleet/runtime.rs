@@ -7,6 +7,7 @@
 //! lease at once. Readiness never depends on it: a sidecar must not take its pod down with
 //! Redis.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,10 +130,7 @@ impl Session<'_> {
         if let Err(e) = sync(fleet, con, self.version, true).await {
             return e;
         }
-        fleet
-            .metrics
-            .connects
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        fleet.metrics.connects.fetch_add(1, Ordering::Relaxed);
         set_healthy(fleet, true);
         log::info!("fleet: connected to Redis; limits are shared");
         for lease in fleet.link.leases() {
@@ -166,7 +164,7 @@ impl Session<'_> {
                             if let Err(e) = store::give_back(con, &lease, window, units, &fleet.metrics).await {
                                 return e;
                             }
-                            fleet.metrics.returns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            fleet.metrics.returns.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -247,10 +245,7 @@ async fn refill(
     match store::refill(con, lease, ask, &fleet.metrics).await {
         Ok(grant) => {
             lease.granted(ask, grant);
-            fleet
-                .metrics
-                .refills
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            fleet.metrics.refills.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         Err(e) => {
