@@ -46,6 +46,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
     AuditEvent {
         arrived: jiff::Timestamp::now(),
         request_id: Some(request_id.clone()),
+        client_request_id: None,
         provider_request_id: None,
         snapshot: Some(Arc::clone(snapshot) as Arc<dyn Directory>),
         agent: Some(0),

@@ -82,7 +82,7 @@ fn decision(c: &mut Criterion) {
     c.bench_function("token budget: reserve + settle", |b| {
         b.iter(|| {
             let now = Timestamp::now().as_second();
-            let estimate = warden::limits::budget::estimate(black_box(Some(256)), black_box(900));
+            let estimate = warden::limits::budget::estimate(black_box(256), black_box(900));
             if let Ok(reservation) = budget.reserve(estimate, now, &days) {
                 budget.settle(reservation, black_box(300));
             }

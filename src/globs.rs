@@ -1,4 +1,6 @@
-//! Compiled glob lists (`gpt-*`, `claude-sonnet-*`) for model and endpoint allowlists.
+//! Compiled glob lists: names (`gpt-*`, `claude-sonnet-*`, actions, hosts), where `*` matches
+//! anything, and paths (endpoints, service grants), where `*` stays within one segment and
+//! `**` (a whole segment) crosses `/`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,34 +10,68 @@ use serde_saphyr::Spanned;
 
 use crate::problem::Problems;
 
-/// Matching is case-sensitive and `*` may cross `/` (model ids like `org/model` are opaque).
-const OPTIONS: MatchOptions = MatchOptions {
+/// Names: matching is case-sensitive and `*` may cross `/` (model ids like `org/model` are
+/// opaque).
+const NAMES: MatchOptions = MatchOptions {
     case_sensitive: true,
     require_literal_separator: false,
     require_literal_leading_dot: false,
 };
 
+/// Paths: `*`, `?` and `[…]` never match `/`, so `/public/*` cannot reach `/public/x/../..`
+/// on a server that normalises differently, nor a deeper path the grant did not mean.
+const PATHS: MatchOptions = MatchOptions {
+    require_literal_separator: true,
+    ..NAMES
+};
+
 /// A list of globs compiled once per snapshot; a value is allowed if any glob matches.
 ///
 /// Shared: agents with the same allowlist hold one compiled list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Globs {
     patterns: Arc<[Pattern]>,
+    options: MatchOptions,
+}
+
+impl Default for Globs {
+    fn default() -> Self {
+        Globs {
+            patterns: Arc::new([]),
+            options: NAMES,
+        }
+    }
 }
 
 impl Globs {
-    /// Compiles every pattern; the error names the first bad one.
+    /// Compiles every pattern as a name glob; the error names the first bad one.
     pub fn compile<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, PatternError> {
+        Self::compile_with(patterns, NAMES)
+    }
+
+    /// Compiles every pattern as a path glob (`*` within a segment, `**` across segments).
+    pub fn compile_paths<'a>(
+        patterns: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, PatternError> {
+        Self::compile_with(patterns, PATHS)
+    }
+
+    fn compile_with<'a>(
+        patterns: impl IntoIterator<Item = &'a str>,
+        options: MatchOptions,
+    ) -> Result<Self, PatternError> {
         let patterns = patterns
             .into_iter()
             .map(Pattern::new)
             .collect::<Result<Arc<[_]>, _>>()?;
-        Ok(Globs { patterns })
+        Ok(Globs { patterns, options })
     }
 
     /// Whether any glob matches `value` in full.
     pub fn matches(&self, value: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches_with(value, OPTIONS))
+        self.patterns
+            .iter()
+            .any(|p| p.matches_with(value, self.options))
     }
 
     /// Whether `value` is matched by a glob without wildcards (an exact, finite name).
@@ -65,32 +101,55 @@ pub fn is_literal(pattern: &str) -> bool {
 /// `'f` is the lifetime of the parsed policy files the patterns are borrowed from.
 #[derive(Default)]
 pub struct GlobCache<'f> {
-    compiled: HashMap<Vec<&'f str>, Globs>,
+    /// By kind (paths or names) and patterns.
+    compiled: HashMap<(bool, Vec<&'f str>), Globs>,
 }
 
 impl<'f> GlobCache<'f> {
-    /// The compiled list, or `None` with each bad glob reported as "bad `what` glob".
+    /// The compiled name list, or `None` with each bad glob reported as "bad `what` glob".
     pub fn compile(
         &mut self,
         p: &mut Problems<'_>,
         globs: &'f [Spanned<String>],
         what: &str,
     ) -> Option<Globs> {
-        let patterns: Vec<&'f str> = globs.iter().map(|g| g.value.as_str()).collect();
-        if let Some(compiled) = self.compiled.get(&patterns) {
+        self.compile_kind(p, globs, what, false)
+    }
+
+    /// The compiled path list (see [`Globs::compile_paths`]), or `None` with each bad glob
+    /// reported.
+    pub fn compile_paths(
+        &mut self,
+        p: &mut Problems<'_>,
+        globs: &'f [Spanned<String>],
+        what: &str,
+    ) -> Option<Globs> {
+        self.compile_kind(p, globs, what, true)
+    }
+
+    fn compile_kind(
+        &mut self,
+        p: &mut Problems<'_>,
+        globs: &'f [Spanned<String>],
+        what: &str,
+        paths: bool,
+    ) -> Option<Globs> {
+        let options = if paths { PATHS } else { NAMES };
+        let key = (paths, globs.iter().map(|g| g.value.as_str()).collect());
+        if let Some(compiled) = self.compiled.get(&key) {
             return Some(compiled.clone());
         }
         let mut ok = true;
         for g in globs {
-            if let Err(e) = Globs::compile([g.value.as_str()]) {
+            if let Err(e) = Globs::compile_with([g.value.as_str()], options) {
                 p.error(g, format!("bad {what} glob `{}`: {}", g.value, e.msg));
                 ok = false;
             }
         }
         let compiled = ok
-            .then(|| Globs::compile(patterns.iter().copied()).ok())
+            .then(|| Globs::compile_with(key.1.iter().copied(), options).ok())
             .flatten()?;
-        self.compiled.insert(patterns, compiled.clone());
+        self.compiled.insert(key, compiled.clone());
         Some(compiled)
     }
 }
@@ -108,6 +167,21 @@ mod tests {
         assert!(!globs.matches("claude-opus-4"));
         assert!(!globs.matches("GPT-4o"));
         assert!(!globs.matches("xgpt-4o"));
+    }
+
+    #[test]
+    fn in_paths_one_star_stays_in_its_segment_and_two_cross() {
+        let globs = Globs::compile_paths(["/public/*", "/docs/**", "/v1/pi*"]).unwrap();
+        assert!(globs.matches("/public/a"));
+        assert!(!globs.matches("/public/a/b"));
+        assert!(!globs.matches("/public/x/../../private/admin"));
+        assert!(globs.matches("/docs/a/b/c"));
+        assert!(globs.matches("/v1/pi_1"));
+        assert!(!globs.matches("/v1/pi_1/cancel"));
+        assert!(
+            Globs::compile_paths(["/a**"]).is_err(),
+            "** is a whole segment"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ fuzz_target!(|input: (&str, &str, &str, u64, f64, Option<(u64, u64)>)| {
     let event = AuditEvent {
         arrived: jiff::Timestamp::UNIX_EPOCH,
         request_id: http::HeaderValue::from_str(model).ok(),
+        client_request_id: http::HeaderValue::from_str(path).ok(),
         provider_request_id: None,
         snapshot: None,
         agent: None,

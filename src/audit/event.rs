@@ -36,6 +36,8 @@ pub trait Directory: Send + Sync + fmt::Debug {
 pub struct AuditEvent {
     pub arrived: Timestamp,
     pub request_id: Option<HeaderValue>,
+    /// The client's own `X-Request-ID`, when it sent a well-formed one.
+    pub client_request_id: Option<HeaderValue>,
     /// The provider's own request id (its `x-request-id`), for support cases with it.
     pub provider_request_id: Option<HeaderValue>,
     /// The policy the decision was made under; agent and provider are indexes into it.
@@ -164,6 +166,9 @@ pub struct RequestRecord<'a> {
     pub bytes_down: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_up: Option<u64>,
+    /// The id the client sent as `X-Request-ID` (Warden's own is `request_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<&'a str>,
     pub code: &'static str,
     pub config_version: &'a str,
     /// The tokens' cost by `pricing`; null when the model has no price or no tokens were billed.
@@ -243,6 +248,10 @@ impl AuditEvent {
             amount_usd: action.and_then(|a| a.amount_usd),
             bytes_down: tunnel.map(|t| t.bytes_down),
             bytes_up: tunnel.map(|t| t.bytes_up),
+            client_request_id: self
+                .client_request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok()),
             code: self.code.as_str(),
             config_version: snapshot.map_or("", |s| s.version()),
             cost_usd: self.cost_usd,

@@ -354,6 +354,7 @@ mod tests {
         AuditEvent {
             arrived: Timestamp::now(),
             request_id: None,
+            client_request_id: None,
             provider_request_id: None,
             snapshot: None,
             agent: None,

@@ -3,7 +3,8 @@
 //!
 //! Structured fields (`log`'s key-values, e.g. the request id and agent on every request line
 //! from the proxy's `warden::access` target) become JSON members, or `key=value` pairs in text.
-//! Nothing logged carries a secret: the proxy logs ids, never credentials.
+//! Nothing logged carries a secret: the proxy logs ids, never credentials, and libraries log
+//! at most at `info` (their debug lines carry request headers and bodies).
 //!
 //! Request lines never wait on the output: they go through a bounded queue to a writer thread
 //! that writes them in batches every 20 ms. A `write`, or a wake-up of the writer, per request
@@ -70,12 +71,26 @@ struct Split {
     queued: env_logger::Logger,
 }
 
+/// Whether a line may be written at all: below `info`, only Warden's own targets. Libraries'
+/// debug and trace lines (Pingora's print whole request headers and bodies, agent keys
+/// included) never are, whatever `WARDEN_LOG` says.
+fn may_log(metadata: &Metadata<'_>) -> bool {
+    metadata.level() <= log::Level::Info || is_wardens(metadata.target())
+}
+
+fn is_wardens(target: &str) -> bool {
+    target == "warden" || target.starts_with("warden::")
+}
+
 impl Log for Split {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.direct.enabled(metadata)
+        may_log(metadata) && self.direct.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
+        if !may_log(record.metadata()) {
+            return;
+        }
         if record.target() == ACCESS_LOG_TARGET {
             self.queued.log(record);
         } else {
@@ -187,5 +202,20 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
             push_json_string(out, &value.to_string());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_info_only_wardens_own_lines_are_written() {
+        let at = |level, target| may_log(&Metadata::builder().level(level).target(target).build());
+        assert!(at(log::Level::Debug, "warden::config"));
+        assert!(at(log::Level::Info, "pingora_core::server"));
+        assert!(!at(log::Level::Debug, "pingora_proxy::proxy_h1"));
+        assert!(!at(log::Level::Trace, "h2::codec"));
+        assert!(!at(log::Level::Debug, "wardenx"));
     }
 }

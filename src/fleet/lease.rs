@@ -7,10 +7,13 @@
 //!
 //! A lease that runs dry before its refill arrives may go into debt by up to one lease (at
 //! least one request): that request is admitted "on credit", and the refill charges the debt to
-//! Redis whatever is left. Once Redis reports nothing left, a dry lease refuses until the window
-//! ends (or, for a request rate, until the bucket has room). Hence the bound on what the fleet
-//! admits beyond a limit, per window: the credit of every Warden, at most
-//! `replicas × (max_lease + the largest request)`, with `max_lease = max(1, limit / 50)`.
+//! Redis whatever is left. Credit never covers a request larger than what the fleet can still
+//! grant: the whole limit until a refill has answered in the window, then what Redis said was
+//! left plus this lease; such a request is refused exactly as it would be without a fleet. Once
+//! Redis reports nothing left, a dry lease refuses until the window ends (or, for a request
+//! rate, until the bucket has room). Hence the bound on what the fleet admits beyond a limit,
+//! per window: the credit of every Warden, at most `replicas × (max_lease + the largest
+//! request)`, with `max_lease = max(1, limit / 50)` and no request larger than the limit.
 //!
 //! Leases are sized from the rate this Warden spends at: about [`HORIZON`] of it, never more
 //! than `max_lease`, so a quiet Warden holds a small slice and strands little of the limit.
@@ -176,6 +179,8 @@ struct State {
     exhausted: Option<Instant>,
     /// What Redis said was left at the last refill.
     fleet_left: u64,
+    /// A refill in this window answered: `fleet_left` is known.
+    known: bool,
     /// Spent since the last refill was asked for, and since when: the rate leases are sized by.
     spent: u64,
     since: Instant,
@@ -194,6 +199,7 @@ impl State {
             available: 0,
             exhausted: None,
             fleet_left: 0,
+            known: false,
             spent: 0,
             since: now,
             largest: 0,
@@ -243,8 +249,20 @@ impl Lease {
             .exhausted
             .is_some_and(|until| self.meter != Meter::Rate || now < until);
         let credit = units(self.max);
+        // What the fleet can still grant this request: all of the limit while no refill has
+        // answered in this window, else what Redis said was left plus this lease (a rate's
+        // bucket refills as time passes, so only its limit bounds it). A request larger than
+        // that is refused, never admitted on credit.
+        let grantable = if state.known && self.meter != Meter::Rate {
+            units(state.fleet_left).saturating_add(state.available.max(0))
+        } else {
+            units(self.limit)
+        };
+        let too_large = need > units(self.limit) || (state.available < need && need > grantable);
         let fits = state.available >= need
-            || (!exhausted && (state.available >= 0 || state.available - need >= -credit));
+            || (!exhausted
+                && !too_large
+                && (state.available >= 0 || state.available - need >= -credit));
         let take = if fits {
             state.available -= need;
             state.spent = state.spent.saturating_add(n);
@@ -254,7 +272,7 @@ impl Lease {
             Take::Granted {
                 fleet_left: state.fleet_left.saturating_add(held),
             }
-        } else if exhausted {
+        } else if exhausted || need > units(self.limit) {
             Take::Exhausted {
                 retry_after: state
                     .exhausted
@@ -346,6 +364,7 @@ impl Lease {
             .saturating_add(units(ask.debt))
             .saturating_add(units(grant.granted));
         state.fleet_left = grant.left;
+        state.known = true;
         state.exhausted = (grant.granted < ask.want)
             .then(|| Instant::now() + grant.retry_after.unwrap_or_default());
     }

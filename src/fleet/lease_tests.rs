@@ -121,3 +121,35 @@ fn leases_are_sized_from_the_rate_spent_within_the_maximum() {
         "credit stops at one lease"
     );
 }
+
+#[test]
+fn credit_never_covers_a_request_larger_than_the_fleet_can_grant() {
+    let link = link();
+    let lease = link.lease("a:usd".into(), Meter::Window { ttl_secs: 120 }, 10_000_000);
+    assert!(
+        matches!(
+            lease.take(5_000_000_000, 9),
+            Take::Exhausted { retry_after: None }
+        ),
+        "larger than the whole limit: refused until the window ends, even on a fresh lease"
+    );
+    assert!(matches!(lease.take(u64::MAX, 9), Take::Exhausted { .. }));
+    assert!(
+        matches!(lease.take(6_000_000, 9), Take::Granted { .. }),
+        "within the limit, before any refill: one request on credit"
+    );
+    let ask = lease.ask().unwrap();
+    lease.granted(
+        ask,
+        Grant {
+            granted: 200_000,
+            left: 3_000_000,
+            retry_after: None,
+        },
+    );
+    assert!(
+        matches!(lease.take(3_500_000, 9), Take::Exhausted { .. }),
+        "the fleet said 3.2 M are left (with this lease): 3.5 M does not fit"
+    );
+    assert!(matches!(lease.take(3_100_000, 9), Take::Granted { .. }));
+}

@@ -4,7 +4,8 @@
 //! A signed request carries `Signature-Input` (what is covered, and when, by which key) and
 //! `Signature`. Warden accepts it when: a label's `keyid` is one of an agent's public keys (not
 //! revoked); the covered components include `@method`, `@authority`, `@path` or
-//! `@target-uri`, and — for a request with a body — `content-digest`; `created` is within
+//! `@target-uri`, `@query` (or `@target-uri`) for a request with a query, and — for a request
+//! with a body — `content-digest`; `created` is within
 //! [`WINDOW`] of now and `expires` (if any) has not passed; `alg` (if any) is `ed25519`; the
 //! `nonce` is present and was never seen; and the Ed25519 signature over the RFC 9421
 //! signature base verifies. The body is checked against `Content-Digest` once it is read.
@@ -47,7 +48,7 @@ impl NonceCache {
         use quick_cache::sync::GuardResult;
         let key = (Box::from(key_id), Box::from(nonce));
         match self.seen.get_value_or_guard(&key, None) {
-            GuardResult::Value(expiry) if expiry > now => false,
+            GuardResult::Value(expiry) if expiry >= now => false,
             GuardResult::Value(_) => {
                 self.seen.insert(key, until);
                 true
@@ -127,6 +128,11 @@ pub fn verify(
     {
         return Err(bad(
             "the signature must cover @method, @authority, @path (or @target-uri) and content-digest",
+        ));
+    }
+    if target.uri.query().is_some() && !(has("@query") || has("@target-uri")) {
+        return Err(bad(
+            "the request has a query: the signature must cover @query (or @target-uri)",
         ));
     }
     check_params(input, now).map_err(|rejection| (rejection, Some(principal.clone())))?;
@@ -414,6 +420,10 @@ mod tests {
         assert!(nonces.first_use("k", "n-1", 100, 700));
         assert!(!nonces.first_use("k", "n-1", 101, 701));
         assert!(nonces.first_use("other-key", "n-1", 101, 701));
+        assert!(
+            !nonces.first_use("k", "n-1", 700, 1300),
+            "still remembered at its expiry second"
+        );
         assert!(
             nonces.first_use("k", "n-1", 800, 1400),
             "expired entries do not block"

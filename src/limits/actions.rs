@@ -42,11 +42,11 @@ struct Ledger {
 /// What an action would take from the day, and the day's limits it must fit.
 #[derive(Debug, Clone, Copy)]
 pub struct Charge<'a> {
-    pub action: &'a str,
+    /// The day's counters this action counts against, each with its limit: one per policy key
+    /// that names the action (an exact name, or a glob shared by every action it matches).
+    pub counts: &'a [(&'a str, u32)],
     /// The action's amount in micro-dollars (0 without one).
     pub micro_usd: u64,
-    /// The day's count limit for this action, if any.
-    pub per_day: Option<u32>,
     /// The day's amount limit, if any.
     pub micro_usd_per_day: Option<u64>,
 }
@@ -123,12 +123,15 @@ impl ActionLedger {
                 ..Ledger::default()
             };
         }
-        let count = ledger.counts.get(charge.action).copied().unwrap_or(0);
         let enforce = matches!(fleet, Fleet::Local { enforce: true });
         let (over_count, over_amount) = match fleet {
             Fleet::Over { count, amount } => (count, amount),
             _ => (
-                enforce && charge.per_day.is_some_and(|max| count >= max),
+                enforce
+                    && charge
+                        .counts
+                        .iter()
+                        .any(|(key, max)| ledger.count(key) >= *max),
                 enforce
                     && charge
                         .micro_usd_per_day
@@ -137,14 +140,25 @@ impl ActionLedger {
         };
         let unavailable = matches!(fleet, Fleet::Unavailable);
         if take && !over_count && !over_amount && !unavailable {
-            *ledger.counts.entry(charge.action.to_string()).or_insert(0) += 1;
+            for (key, _) in charge.counts {
+                match ledger.counts.get_mut(*key) {
+                    Some(count) => *count += 1,
+                    None => {
+                        ledger.counts.insert((*key).to_string(), 1);
+                    }
+                }
+            }
             ledger.micro_usd = ledger.micro_usd.saturating_add(charge.micro_usd);
         }
-        let count = ledger.counts.get(charge.action).copied().unwrap_or(0);
+        let count_left = charge
+            .counts
+            .iter()
+            .map(|(key, max)| max.saturating_sub(ledger.count(key)))
+            .min();
         let mut left = Day {
             over_count,
             over_amount,
-            count_left: charge.per_day.map(|max| max.saturating_sub(count)),
+            count_left,
             micro_usd_left: charge
                 .micro_usd_per_day
                 .map(|max| max.saturating_sub(ledger.micro_usd)),
@@ -160,6 +174,13 @@ impl ActionLedger {
             left.micro_usd_left = micro_usd_left;
         }
         left
+    }
+}
+
+impl Ledger {
+    /// Today's count of the counter `key`.
+    fn count(&self, key: &str) -> u32 {
+        self.counts.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -182,28 +203,32 @@ impl Shared {
         lease
     }
 
-    /// Takes one count of the action and its amount from the leases, or neither.
+    /// Takes one of each of the action's counts and its amount from the leases, or none.
     fn take(&self, charge: &Charge<'_>, day: i64) -> Fleet {
-        let count = charge
-            .per_day
-            .map(|max| self.lease(&format!("count:{}", charge.action), u64::from(max)));
-        let amount = charge.micro_usd_per_day.map(|max| self.lease("usd", max));
-        let mut taken: Vec<(&Arc<Lease>, u64)> = Vec::new();
-        let mut lefts = [None, None];
-        for (slot, (lease, units)) in [(&count, 1), (&amount, charge.micro_usd)]
-            .into_iter()
-            .enumerate()
-        {
-            let Some(lease) = lease else { continue };
+        let counts = charge
+            .counts
+            .iter()
+            .map(|(key, max)| (self.lease(&format!("count:{key}"), u64::from(*max)), 1));
+        let amount = charge
+            .micro_usd_per_day
+            .map(|max| (self.lease("usd", max), charge.micro_usd));
+        let mut taken: Vec<(Arc<Lease>, u64)> = Vec::new();
+        let (mut count_left, mut micro_usd_left) = (None::<u64>, None);
+        let is_amount = charge.counts.len();
+        for (slot, (lease, units)) in counts.chain(amount).enumerate() {
             let outcome = match lease.take(units, day) {
                 Take::Granted { fleet_left } => {
-                    lefts[slot] = Some(fleet_left);
+                    if slot == is_amount {
+                        micro_usd_left = Some(fleet_left);
+                    } else {
+                        count_left = Some(count_left.map_or(fleet_left, |l| l.min(fleet_left)));
+                    }
                     taken.push((lease, units));
                     continue;
                 }
                 Take::Exhausted { .. } => Fleet::Over {
-                    count: slot == 0,
-                    amount: slot == 1,
+                    count: slot != is_amount,
+                    amount: slot == is_amount,
                 },
                 Take::Unavailable(OnUnavailable::Local) => Fleet::Local { enforce: true },
                 Take::Unavailable(OnUnavailable::Allow) => Fleet::Local { enforce: false },
@@ -215,8 +240,8 @@ impl Shared {
             return outcome;
         }
         Fleet::Taken {
-            count_left: lefts[0],
-            micro_usd_left: lefts[1],
+            count_left,
+            micro_usd_left,
         }
     }
 }
@@ -229,11 +254,39 @@ mod tests {
 
     fn email(micro_usd: u64) -> Charge<'static> {
         Charge {
-            action: "send_email",
+            counts: &[("send_email", 2)],
             micro_usd,
-            per_day: Some(2),
             micro_usd_per_day: Some(100_000_000),
         }
+    }
+
+    #[test]
+    fn an_action_counts_against_every_key_that_names_it() {
+        let ledger = ActionLedger::default();
+        let days = Days::new(None);
+        let charge = |counts| Charge {
+            counts,
+            micro_usd: 0,
+            micro_usd_per_day: None,
+        };
+        let a = [("transfer_*", 2), ("transfer_a", 5)];
+        let b = [("transfer_*", 2)];
+        assert_eq!(
+            ledger.charge(charge(&a), true, NOON, &days).count_left,
+            Some(1)
+        );
+        assert!(!ledger.charge(charge(&b), true, NOON, &days).over_count);
+        let third = ledger.charge(charge(&a), true, NOON, &days);
+        assert!(
+            third.over_count,
+            "the glob's two are spent by a and b together"
+        );
+        assert_eq!(
+            ledger
+                .charge(charge(&[("transfer_a", 5)]), false, NOON, &days)
+                .count_left,
+            Some(4)
+        );
     }
 
     #[test]

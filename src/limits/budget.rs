@@ -141,12 +141,10 @@ pub fn prompt_bound(body_len: usize) -> u64 {
     u64::try_from(body_len).unwrap_or(u64::MAX).max(1)
 }
 
-/// The tokens to reserve for a request: its prompt bound plus its output cap (or
-/// [`DEFAULT_OUTPUT_ESTIMATE`]).
-pub fn estimate(output_cap: Option<u64>, body_len: usize) -> u64 {
-    output_cap
-        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
-        .saturating_add(prompt_bound(body_len))
+/// The tokens to reserve for a request: its prompt bound plus the most output it can be
+/// billed (its cap, or [`DEFAULT_OUTPUT_ESTIMATE`], times its choices).
+pub fn estimate(output_bound: u64, body_len: usize) -> u64 {
+    output_bound.saturating_add(prompt_bound(body_len))
 }
 
 impl TokenBudget {

@@ -1,8 +1,9 @@
 //! Requests per minute, as a GCRA token bucket (governor): lock-free, one atomic per agent.
 //!
 //! With `fleet:` the bucket is shared by every Warden: a request takes from this Warden's
-//! lease on the fleet's bucket (the same GCRA, kept in Redis), and the local bucket is only
-//! used while Redis is unreachable under `on_unavailable: local`.
+//! lease on the fleet's bucket (the same GCRA, kept in Redis). The local bucket counts every
+//! request this Warden admits and decides while Redis is unreachable under
+//! `on_unavailable: local`.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
@@ -103,6 +104,9 @@ impl<C: Clock> RequestRate<C> {
             let interval = Duration::from_secs(60) / self.limit;
             match lease.take(1, 0) {
                 Take::Granted { fleet_left } => {
+                    // The local bucket counts what this Warden admitted, so that if Redis drops
+                    // under `on_unavailable: local` it carries on from there, not from full.
+                    let _ = self.limiter.check();
                     let remaining = u32::try_from(fleet_left)
                         .unwrap_or(u32::MAX)
                         .min(self.limit);
@@ -182,6 +186,32 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(rate.check().is_allowed());
         assert!(!rate.check().is_allowed());
+    }
+
+    #[test]
+    fn the_local_bucket_counts_what_the_fleet_granted() {
+        use crate::fleet::lease::Grant;
+        use crate::fleet::{Link, Meter};
+        let link = Arc::new(Link::default());
+        link.set_healthy(true);
+        link.set_on_unavailable(OnUnavailable::Local);
+        let lease = link.lease("a:rpm".into(), Meter::Rate, 3);
+        let ask = lease.ask().unwrap();
+        let grant = Grant {
+            granted: 3,
+            left: 0,
+            retry_after: None,
+        };
+        lease.granted(ask, grant);
+        let rate = RequestRate::shared(NonZeroU32::new(3).unwrap(), lease);
+        for _ in 0..3 {
+            assert!(rate.check().is_allowed());
+        }
+        link.set_healthy(false);
+        assert!(
+            !rate.check().is_allowed(),
+            "Redis gone: the local bucket already holds the three admitted"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct ActionsSpec {
     /// Largest sum of verified amounts per day, in USD (the day of the policy's `timezone`).
     #[schemars(with = "Option<f64>")]
     pub usd_per_day: Option<Spanned<f64>>,
-    /// Most verifications per day of an action, by exact action name.
+    /// Most verifications per day, by action name or glob: a glob's count is shared by every
+    /// action it matches, and an action counts against every key that matches it.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, u32>")]
     pub per_day: IndexMap<Spanned<String>, Spanned<u32>>,
@@ -50,7 +51,8 @@ pub struct Actions {
     micro_usd_per_action: Option<u64>,
     /// Largest sum of amounts per day, micro-dollars.
     pub micro_usd_per_day: Option<u64>,
-    per_day: HashMap<String, u32>,
+    /// Daily counts: the key as written (the counter's name), what it matches, its limit.
+    per_day: Vec<(String, Globs, u32)>,
     /// USD per unit, by upper-case currency code (USD included).
     currencies: HashMap<String, f64>,
 }
@@ -66,20 +68,26 @@ pub struct Intent<'a> {
 
 /// What the policy says of an intent, before the day's counts are consulted.
 #[derive(Debug, Default)]
-pub struct Judgement {
+pub struct Judgement<'a> {
     /// Every reason the action is refused, in check order.
     pub errors: Vec<(Code, String)>,
     /// The amount in micro-dollars (0 without one).
     pub micro_usd: u64,
-    /// The action's daily count limit.
-    pub per_day: Option<u32>,
+    /// The daily counters the action counts against (every `per_day` key matching it), with
+    /// their limits.
+    pub per_day: Vec<(&'a str, u32)>,
 }
 
 impl Actions {
     /// Judges `intent` against the policy (allow, deny, currency, per-action cap).
-    pub fn judge(&self, intent: Intent<'_>) -> Judgement {
+    pub fn judge(&self, intent: Intent<'_>) -> Judgement<'_> {
         let mut judgement = Judgement {
-            per_day: self.per_day.get(intent.action).copied(),
+            per_day: self
+                .per_day
+                .iter()
+                .filter(|(_, globs, _)| globs.matches(intent.action))
+                .map(|(key, _, max)| (key.as_str(), *max))
+                .collect(),
             ..Judgement::default()
         };
         if self.deny.matches(intent.action) {
@@ -162,11 +170,19 @@ impl ActionsSpec {
                 currencies.insert(code.value.clone(), rate.value);
             }
         }
-        let per_day = self
-            .per_day
-            .iter()
-            .map(|(action, count)| (action.value.clone(), count.value))
-            .collect();
+        let mut per_day = Vec::with_capacity(self.per_day.len());
+        for (action, count) in &self.per_day {
+            match Globs::compile([action.value.as_str()]) {
+                Ok(globs) => per_day.push((action.value.clone(), globs, count.value)),
+                Err(e) => {
+                    p.error(
+                        action,
+                        format!("bad action glob `{}`: {}", action.value, e.msg),
+                    );
+                    ok = false;
+                }
+            }
+        }
         Some(Actions {
             allow: allow?,
             deny: deny?,

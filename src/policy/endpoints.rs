@@ -6,7 +6,8 @@
 //! take a `model` and only compute. Anything else must be listed, and `warden check` warns when
 //! a listed entry reaches a management endpoint.
 //!
-//! An entry is `[METHODS ]PATH`: `PATH` is a glob; `METHODS` is `*` or a comma-separated list
+//! An entry is `[METHODS ]PATH`: `PATH` is a path glob (`*` within a segment, `**` across
+//! segments); `METHODS` is `*` or a comma-separated list
 //! (`GET,DELETE /v1/files/*`). Without methods an entry allows the inference method of its
 //! path: `GET` for `/v1/models…`, `POST` for everything else.
 
@@ -32,7 +33,7 @@ pub const INFERENCE: &[&str] = &[
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
     "GET /v1/models",
-    "GET /v1/models/*",
+    "GET /v1/models/**",
 ];
 
 /// Paths that manage the provider account rather than compute: listing one is warned about.
@@ -166,8 +167,8 @@ fn parse(entry: &str) -> Result<Rule, String> {
     if !path.starts_with('/') {
         return Err(format!("endpoint `{entry}` must start with /"));
     }
-    let glob =
-        Globs::compile([path]).map_err(|e| format!("bad endpoint glob `{path}`: {}", e.msg))?;
+    let glob = Globs::compile_paths([path])
+        .map_err(|e| format!("bad endpoint glob `{path}`: {}", e.msg))?;
     let methods = match methods {
         Some("*") => None,
         Some(list) => Some(
@@ -210,6 +211,7 @@ mod tests {
         assert!(e.allows(&Method::POST, "/v1/chat/completions"));
         assert!(e.allows(&Method::POST, "/v1/messages"));
         assert!(e.allows(&Method::GET, "/v1/models/gpt-4o"));
+        assert!(e.allows(&Method::GET, "/v1/models/meta-llama/llama-3"));
         assert!(!e.allows(&Method::GET, "/v1/chat/completions"));
         assert!(!e.allows(&Method::DELETE, "/v1/chat/completions"));
         assert!(!e.allows(&Method::POST, "/v1/files"));
@@ -225,6 +227,7 @@ mod tests {
         assert!(!e.allows(&Method::GET, "/v1/embeddings"));
         assert!(e.allows(&Method::DELETE, "/v1/files/file-1"));
         assert!(!e.allows(&Method::POST, "/v1/files/file-1"));
+        assert!(!e.allows(&Method::DELETE, "/v1/files/file-1/content"));
         assert!(e.allows(&Method::PATCH, "/v1/batches"));
         assert!(list(&["/v1/models"]).allows(&Method::GET, "/v1/models"));
     }

@@ -19,7 +19,9 @@ pub struct ServiceGrantSpec {
     /// HTTP methods allowed (upper case), or `["*"]` for any.
     #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
-    /// Path globs on the service (the part after `/svc/<name>`), e.g. `/v1/payment_intents*`.
+    /// Path globs on the service (the part after `/svc/<name>`), e.g. `/v1/payment_intents*`:
+    /// `*` stays within one segment, `**` (a whole segment) crosses `/`; `["*"]` alone is
+    /// every path.
     #[schemars(with = "Vec<String>")]
     pub paths: Vec<Spanned<String>>,
     /// Most calls per day (the day of the policy's `timezone`).
@@ -33,13 +35,16 @@ pub struct ServiceGrant {
     /// `None`: any method.
     methods: Option<Vec<Method>>,
     paths: Globs,
+    /// `paths: ["*"]`: every path of the service.
+    any_path: bool,
     pub requests_per_day: Option<u32>,
 }
 
 impl ServiceGrant {
     /// Whether `method` on `path` (the service's own path) is granted.
     pub fn allows(&self, method: &Method, path: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method)) && self.paths.matches(path)
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
+            && (self.any_path || self.paths.matches(path))
     }
 }
 
@@ -80,7 +85,7 @@ pub fn compile<'f>(
             );
             ok = false;
         }
-        let paths = globs.compile(p, &grant.paths, "service path");
+        let paths = globs.compile_paths(p, &grant.paths, "service path");
         for path in &grant.paths {
             if !path.value.starts_with('/') && path.value != "*" {
                 p.error(
@@ -96,6 +101,7 @@ pub fn compile<'f>(
                 ServiceGrant {
                     methods: (!any).then_some(methods),
                     paths,
+                    any_path: grant.paths.iter().any(|p| p.value == "*"),
                     requests_per_day: grant.requests_per_day.as_ref().map(|n| n.value),
                 },
             );

@@ -20,6 +20,10 @@ pub struct Forward {
     pub body_len: usize,
     /// Warden changed the body (asked a stream for usage): digests of the original are dropped.
     pub rewritten: bool,
+    /// Warden read the whole body and sends exactly `body_len` bytes (every model call; a
+    /// service call only when its signed body was checked). Otherwise the body streams as the
+    /// client framed it.
+    pub whole: bool,
 }
 
 /// What happened on the way to the provider and back, filled by the upstream phases.
@@ -45,7 +49,10 @@ pub struct RequestCtx {
     pub arrived: jiff::Timestamp,
     /// Loaded once at the start of the request; every decision reads this one.
     pub snapshot: Option<Arc<Snapshot>>,
+    /// Warden's id for the request (authoritative).
     pub request_id: Option<HeaderValue>,
+    /// The client's own `X-Request-ID`, kept beside Warden's.
+    pub client_request_id: Option<HeaderValue>,
     pub agent: Option<usize>,
     /// The credential the agent was identified by (kind and id, never the secret).
     pub credential: Option<crate::identity::Credential>,
@@ -76,6 +83,7 @@ impl RequestCtx {
             arrived: clock.now(),
             snapshot: None,
             request_id: None,
+            client_request_id: None,
             agent: None,
             credential: None,
             model: None,

@@ -11,9 +11,11 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use crate::limits::RateDecision;
 use crate::providers::UpstreamAuth;
 
-/// Request id header, kept from the client when well-formed, else generated.
+/// Request id header: Warden's own id, sent to the provider and returned to the client.
 pub const REQUEST_ID: &str = "x-request-id";
-/// Agent identity header set for the provider; any client-sent `X-Agent-*` is removed first.
+/// Where the client's own `X-Request-ID` goes upstream (OpenAI's name for a caller's id): kept
+/// beside Warden's, never in its place, so no agent can reuse another's id in the audit trail.
+pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
 pub const AGENT_ID: &str = "x-agent-id";
 /// Warden's signed statement of the agent's identity, for providers with `identity_header`.
 pub const AGENT_IDENTITY: &str = "x-agent-identity";
@@ -34,29 +36,30 @@ pub const OPERATOR_HEADERS: &[&str] = &[
     "x-goog-user-project",
 ];
 
-/// Longest client request id Warden keeps (longer ones are replaced).
+/// Longest client request id Warden keeps (longer ones are dropped).
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The request id for this request: the client's `X-Request-ID` if it is 1–128 characters of
-/// `A-Z a-z 0-9 - _ . :`, otherwise a new UUID v4.
-pub fn request_id(request: &RequestHeader) -> HeaderValue {
-    if let Some(value) = request.headers.get(REQUEST_ID) {
-        let bytes = value.as_bytes();
-        let well_formed = !bytes.is_empty()
-            && bytes.len() <= MAX_REQUEST_ID_LEN
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
-        if well_formed {
-            return value.clone();
-        }
-    }
+/// A new request id (UUID v4): Warden's, authoritative in metrics, logs and audit.
+pub fn request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id = uuid::Builder::from_random_bytes(rand::random())
         .into_uuid()
         .hyphenated()
         .encode_lower(&mut buf);
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// The client's own `X-Request-ID`, if it is 1–128 characters of `A-Z a-z 0-9 - _ . :`
+/// (recorded beside Warden's id as `client_request_id`).
+pub fn client_request_id(request: &RequestHeader) -> Option<HeaderValue> {
+    let value = request.headers.get(REQUEST_ID)?;
+    let bytes = value.as_bytes();
+    let well_formed = !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+    well_formed.then(|| value.clone())
 }
 
 /// What the provider needs to see of this request.
@@ -68,6 +71,8 @@ pub struct UpstreamIdentity<'a> {
     pub auth: &'a UpstreamAuth,
     pub agent_id: &'a HeaderValue,
     pub request_id: Option<&'a HeaderValue>,
+    /// The client's own request id, sent as [`CLIENT_REQUEST_ID`].
+    pub client_request_id: Option<&'a HeaderValue>,
     /// The exact length of the body Warden read; `None` for a body streamed as the client
     /// framed it (service calls: its `Content-Length` or chunking is kept).
     pub body_len: Option<usize>,
@@ -127,6 +132,9 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
     if let Some(id) = up.request_id {
         req.insert_header(REQUEST_ID, id.clone())?;
     }
+    if let Some(id) = up.client_request_id {
+        req.insert_header(CLIENT_REQUEST_ID, id.clone())?;
+    }
     for (name, value) in up.provider_headers {
         req.insert_header(name.clone(), value.clone())?;
     }
@@ -180,14 +188,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_well_formed_client_request_ids_only() {
+    fn request_ids_are_wardens_and_the_clients_is_kept_when_well_formed() {
         let mut req = RequestHeader::build("POST", b"/v1/x", None).unwrap();
         req.insert_header(REQUEST_ID, "abc-123").unwrap();
-        assert_eq!(request_id(&req), "abc-123");
+        assert_eq!(client_request_id(&req).unwrap(), "abc-123");
         req.insert_header(REQUEST_ID, "bad id\t").unwrap();
-        let generated = request_id(&req);
+        assert_eq!(client_request_id(&req), None);
+        let generated = request_id();
         assert_eq!(generated.len(), 36);
-        assert_ne!(generated, request_id(&req));
+        assert_ne!(generated, request_id());
     }
 
     #[test]
@@ -218,6 +227,7 @@ mod tests {
             auth: &auth,
             agent_id: &HeaderValue::from_static("bot"),
             request_id: Some(&HeaderValue::from_static("rid")),
+            client_request_id: Some(&HeaderValue::from_static("theirs")),
             body_len: Some(42),
             body_rewritten: false,
             provider_headers: &[(
@@ -239,6 +249,7 @@ mod tests {
         assert_eq!(h["anthropic-version"], "2023-06-01");
         assert_eq!(h["host"], "api.example");
         assert_eq!(h["x-request-id"], "rid");
+        assert_eq!(h["x-client-request-id"], "theirs");
         assert_eq!(h["openai-organization"], "org-operator");
         assert!(h.get("openai-project").is_none() && h.get("api-key").is_none());
     }

@@ -11,6 +11,7 @@
 //! Only a body larger than Pingora's 64 KiB retry buffer takes another way: [`large_body`]
 //! forwards it with Pingora's connector, calling these same upstream phase methods.
 
+mod admission;
 pub mod body;
 pub mod ctx;
 pub mod error;
@@ -45,6 +46,9 @@ use crate::limits::budget;
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
+use admission::{
+    check_signed_body, release, take_concurrency_slot, take_rate, take_request_limits,
+};
 pub use ctx::{Forward, RequestCtx, TunnelCredential, UpstreamLeg};
 
 /// The log target of the one line every request leaves (its request id, agent, outcome); the
@@ -192,7 +196,8 @@ impl ProxyHttp for WardenProxy {
                 auth: &provider.auth,
                 agent_id: &agent.id_header,
                 request_id: ctx.request_id.as_ref(),
-                body_len: ctx.service.is_none().then_some(forward.body_len),
+                client_request_id: ctx.client_request_id.as_ref(),
+                body_len: forward.whole.then_some(forward.body_len),
                 body_rewritten: forward.rewritten,
                 provider_headers: &provider.headers,
                 vouch,
@@ -291,7 +296,8 @@ impl WardenProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Admitted, Refusal> {
-        ctx.request_id = Some(headers::request_id(session.req_header()));
+        ctx.request_id = Some(headers::request_id());
+        ctx.client_request_id = headers::client_request_id(session.req_header());
         let snapshot = self
             .policy
             .load_full()
@@ -339,21 +345,27 @@ impl WardenProxy {
         ctx.credential = Some(principal.credential);
         // Warden's own endpoint: the agent's status and schedule are part of the verdict.
         if session.req_header().uri.path() == verify::PATH {
+            take_request_limits(agent, ctx)?;
             return verify::answer(session, ctx, &snapshot, agent, now)
                 .await
                 .map(Admitted::Answer);
         }
         crate::policy::check_agent(agent, now)?;
-        let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
 
         let path = session.req_header().uri.path();
         request::check_path(path)?;
         if tunnel_service.is_some() || path.starts_with(service::PREFIX) {
-            service::begin(session, ctx, &snapshot, agent, tunnel_service.as_deref()).await?;
-            return Ok(Admitted::Forward(Body::Streamed));
+            let read = service::begin(session, ctx, &snapshot, agent, tunnel_service.as_deref());
+            return Ok(Admitted::Forward(match read.await? {
+                Some(body) => Body::Large(body),
+                None => Body::Streamed,
+            }));
         }
         crate::policy::check_endpoint(agent, &session.req_header().method, path)?;
         if session.req_header().method == http::Method::GET {
+            take_request_limits(agent, ctx)?;
+            let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
+            let path = session.req_header().uri.path();
             return models::answer(&snapshot, agent, narrowing, path).map(Admitted::Answer);
         }
 
@@ -366,12 +378,10 @@ impl WardenProxy {
             session.enable_retry_buffering();
         }
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
-        if let Some(Credential::Signature(_)) = &ctx.credential {
-            crate::identity::signature::check_content_digest(&session.req_header().headers, &body)
-                .map_err(Refusal::from)?;
-        }
+        check_signed_body(ctx, session, &body)?;
         let fields = request::body_fields(&body)?;
         ctx.model = Some(fields.model.clone().into_owned());
+        let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
         crate::policy::check_model(agent, narrowing, &fields.model)?;
         let (provider_index, provider) = snapshot
             .route(&fields.model)
@@ -384,18 +394,12 @@ impl WardenProxy {
         // A refused request spends no limit: the concurrency slot and the token reservation are
         // taken first (and given back if a later limit refuses), because a rate token once
         // taken cannot be returned.
-        if let Some((max, in_flight)) = &agent.limits.max_concurrent {
-            ctx.in_flight = Some(
-                in_flight
-                    .try_acquire(*max)
-                    .ok_or(Refusal::ConcurrencyLimited)?,
-            );
-        }
+        take_concurrency_slot(agent, ctx)?;
         let budgets = &agent.limits.budgets;
         if budgets.tokens.iter().any(Option::is_some) || budgets.has_spend() {
-            let estimate = budget::estimate(fields.output_cap, body.len());
+            let output = fields.output_bound(budget::DEFAULT_OUTPUT_ESTIMATE);
+            let estimate = budget::estimate(output, body.len());
             let prompt = budget::prompt_bound(body.len());
-            let output = fields.output_cap.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE);
             let cost = snapshot
                 .prices
                 .find(&fields.model)
@@ -408,13 +412,9 @@ impl WardenProxy {
                 }
             }
         }
-        if let Some(rate) = &agent.limits.requests_per_minute {
-            let decision = rate.check();
-            ctx.rate = Some(decision);
-            if let Some(refusal) = Refusal::for_rate(decision) {
-                release(agent, ctx);
-                return Err(refusal);
-            }
+        if let Err(refusal) = take_rate(agent, ctx) {
+            release(agent, ctx);
+            return Err(refusal);
         }
 
         // A stream that reports usage only on request is asked for it (and the extra chunk
@@ -428,6 +428,7 @@ impl WardenProxy {
                 ctx.forward = Some(Forward {
                     body_len: rewritten.len(),
                     rewritten: true,
+                    whole: true,
                 });
                 return Ok(Admitted::Forward(Body::Large(rewritten)));
             }
@@ -435,6 +436,7 @@ impl WardenProxy {
         ctx.forward = Some(Forward {
             body_len: body.len(),
             rewritten: false,
+            whole: true,
         });
         // A stream goes through Warden's own forwarder too: if its client leaves, the forwarder
         // reads on for the provider's usage report (Pingora's loop would stop).
@@ -447,13 +449,6 @@ impl WardenProxy {
             },
         ))
     }
-}
-
-/// Gives back what admission took before a later limit refused: the concurrency slot and the
-/// token and spend reservations.
-fn release(agent: &crate::policy::Agent, ctx: &mut RequestCtx) {
-    ctx.in_flight = None;
-    agent.limits.budgets.release(std::mem::take(&mut ctx.held));
 }
 
 /// The snapshot, provider index and forwarding plan of an admitted request.

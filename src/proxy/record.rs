@@ -81,7 +81,7 @@ impl WardenProxy {
             // What the provider reported (or the estimate of a stream cut short); without
             // either, a forwarded request keeps its reservation (it may have been billed) and a
             // refused or failed one gives it back.
-            let kept = ctx.forward.is_some() && code == Code::Ok;
+            let kept = ctx.forward.is_some() && may_have_been_billed(code, status);
             let tokens = billed.map(|b| b.input + b.output);
             agent.limits.budgets.settle(
                 std::mem::take(&mut ctx.held),
@@ -153,6 +153,7 @@ impl WardenProxy {
             audit.emit(AuditEvent {
                 arrived: ctx.arrived,
                 request_id: ctx.request_id.clone(),
+                client_request_id: ctx.client_request_id.take(),
                 provider_request_id: upstream.provider_request_id.clone(),
                 snapshot: ctx.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: ctx.agent,
@@ -182,6 +183,18 @@ impl WardenProxy {
     }
 }
 
+/// Whether a forwarded request that ended with `code` (and the response status, if one
+/// started) may have been billed by the provider. A client that hung up, or a provider that
+/// timed out or broke off mid-answer, may well have done the work: the reservation stands.
+/// The provider's own error answers, and failures before any answer, are not billed.
+fn may_have_been_billed(code: Code, status: Option<u16>) -> bool {
+    match code {
+        Code::Ok | Code::ClientClosed | Code::UpstreamTimeout => true,
+        Code::UpstreamUnavailable => status.is_some_and(|s| s < 400),
+        _ => false,
+    }
+}
+
 /// Longest request path and model name written to an audit event: a hostile agent cannot
 /// make events huge.
 const MAX_AUDITED_PATH: usize = 2048;
@@ -207,4 +220,23 @@ fn capped(mut text: String, max: usize) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_request_keeps_its_reservation_unless_the_provider_refused_it() {
+        assert!(may_have_been_billed(Code::Ok, Some(200)));
+        assert!(may_have_been_billed(Code::ClientClosed, None));
+        assert!(may_have_been_billed(Code::ClientClosed, Some(200)));
+        assert!(may_have_been_billed(Code::UpstreamTimeout, None));
+        assert!(may_have_been_billed(Code::UpstreamUnavailable, Some(200)));
+        assert!(!may_have_been_billed(Code::UpstreamUnavailable, None));
+        assert!(!may_have_been_billed(Code::UpstreamUnavailable, Some(502)));
+        assert!(!may_have_been_billed(Code::Upstream4xx, Some(400)));
+        assert!(!may_have_been_billed(Code::Upstream5xx, Some(500)));
+        assert!(!may_have_been_billed(Code::RateLimited, Some(429)));
+    }
 }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::error::Refusal;
-use super::stream_usage::{StreamOptions, StreamOptionsProbe};
+use super::stream_usage::{present_or_null, StreamOptions, StreamOptionsProbe};
 
 /// What Warden needs from a JSON request body.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,6 +22,19 @@ pub struct BodyFields<'a> {
     /// The request's cap on output tokens (`max_completion_tokens`, `max_tokens` or
     /// `max_output_tokens`, the first present), for token budgets.
     pub output_cap: Option<u64>,
+    /// How many completions the provider generates, each up to the cap: `n` or `best_of`
+    /// (the larger), at least 1.
+    pub choices: u64,
+}
+
+impl BodyFields<'_> {
+    /// The most output tokens the request can be billed: its cap (or `default_cap`) for each
+    /// of its choices.
+    pub fn output_bound(&self, default_cap: u64) -> u64 {
+        self.output_cap
+            .unwrap_or(default_cap)
+            .saturating_mul(self.choices)
+    }
 }
 
 #[derive(Deserialize)]
@@ -30,14 +43,18 @@ struct Probe<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptionsProbe>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    stream_options: Option<Option<StreamOptionsProbe>>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
     max_output_tokens: Option<u64>,
+    #[serde(default)]
+    n: Option<u64>,
+    #[serde(default)]
+    best_of: Option<u64>,
 }
 
 /// Extracts `model` and `stream` from a JSON body (an object; other fields are validated as JSON
@@ -65,6 +82,7 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
                 .max_completion_tokens
                 .or(probe.max_tokens)
                 .or(probe.max_output_tokens),
+            choices: probe.n.max(probe.best_of).unwrap_or(1).max(1),
         }),
         _ => Err(Refusal::MissingModel),
     }
@@ -110,10 +128,11 @@ fn hex4(body: &[u8], at: usize) -> Option<u16> {
 
 /// Checks that a request path is in the one form Warden and the provider read the same way.
 pub fn check_path(path: &str) -> Result<(), Refusal> {
-    const WHY: &str =
-        "the request path must be plain: no '.', '..' or empty segments and no percent-encoding";
+    const WHY: &str = "the request path must be plain: no '.', '..' or empty segments, no percent-encoding, ';' or '\\'";
+    // `;` starts path parameters and `\` is a separator on some servers (servlet containers,
+    // IIS): `/public/..;/private` would be judged here as one path and served as another.
     let plain = path.starts_with('/')
-        && !path.contains('%')
+        && !path.contains(['%', ';', '\\'])
         && path[1..]
             .split('/')
             .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
@@ -162,6 +181,20 @@ mod tests {
     }
 
     #[test]
+    fn every_choice_counts_towards_the_output_bound() {
+        let f = body_fields(br#"{"model":"m","n":50,"max_tokens":1000}"#).unwrap();
+        assert_eq!(f.output_bound(1024), 50_000);
+        let f = body_fields(br#"{"model":"m","best_of":3,"n":2,"max_tokens":10}"#).unwrap();
+        assert_eq!(f.output_bound(1024), 30);
+        let f = body_fields(br#"{"model":"m","n":4}"#).unwrap();
+        assert_eq!(f.output_bound(100), 400);
+        let f = body_fields(br#"{"model":"m","n":0,"max_tokens":7}"#).unwrap();
+        assert_eq!(f.output_bound(1024), 7);
+        let f = body_fields(br#"{"model":"m","n":18446744073709551615,"max_tokens":9}"#).unwrap();
+        assert_eq!(f.output_bound(1), u64::MAX);
+    }
+
+    #[test]
     fn refuses_what_it_cannot_read_like_the_provider() {
         let code = |b: &[u8]| body_fields(b).unwrap_err().code().as_str();
         assert_eq!(code(br#"{"model":"a","model":"b"}"#), "invalid_json");
@@ -188,6 +221,8 @@ mod tests {
             "/v1/../v2",
             "/v1/chat%2Fcompletions",
             "/v1/chat/",
+            "/svc/docs/public/..;/private/admin",
+            "/svc/docs/public/x\\..\\..\\private\\admin",
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }

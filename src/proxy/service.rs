@@ -1,11 +1,12 @@
 //! `/svc/<name>/…`: an agent's call to a non-LLM API (`services:`). Warden checks the service,
-//! method and path against the agent's `services:` entry (403 `destination_not_allowed`) and
-//! its daily count (429 `rate_limited`, `Retry-After` at the day's end), then forwards the
-//! request with the service's credential in place of the agent's. The body is streamed as it
-//! arrives, never read: services take uploads of any size.
+//! method and path against the agent's `services:` entry (403 `destination_not_allowed`), the
+//! agent's request limits (concurrency, rate) and the grant's daily count (429 `rate_limited`,
+//! `Retry-After` at the day's end), then forwards the request with the service's credential in
+//! place of the agent's. The body is streamed as it arrives, never read: services take uploads
+//! of any size. Only a body bound by a message signature's `Content-Digest` is read first
+//! (within `max_body_bytes`), to check it is the body signed.
 
 use http::Method;
-use jiff::Timestamp;
 use pingora::proxy::Session;
 
 use super::{body, Forward, Refusal, RequestCtx};
@@ -24,16 +25,18 @@ pub struct ServiceCall {
     pub prefix_len: usize,
 }
 
-/// Admits `method path` for `agent`, counting it against the day: a path under [`PREFIX`], or
-/// (`tunnelled`) any path of the named service's host reached through an intercepted CONNECT.
-pub fn admit(
+/// Admits `method path` for `agent`, taking its request limits and counting the call against
+/// the day: a path under [`PREFIX`], or (`tunnelled`) any path of the named service's host
+/// reached through an intercepted CONNECT.
+fn admit(
+    ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     agent: &Agent,
     method: &Method,
     path: &str,
     tunnelled: Option<&str>,
-    now: Timestamp,
 ) -> Result<ServiceCall, Refusal> {
+    let now = ctx.arrived;
     let (name, service_path, prefix_len) = match tunnelled {
         Some(name) => {
             let base = snapshot
@@ -68,12 +71,12 @@ pub fn admit(
     if !grant.allows(method, service_path) {
         return Err(Refusal::DestinationNotAllowed);
     }
+    super::admission::take_request_limits(agent, ctx)?;
     if let Some(per_day) = grant.requests_per_day {
         let day = agent.limits.service_calls.charge(
             Charge {
-                action: name,
+                counts: &[(name, per_day)],
                 micro_usd: 0,
-                per_day: Some(per_day),
                 micro_usd_per_day: None,
             },
             true,
@@ -96,31 +99,35 @@ pub fn admit(
     })
 }
 
-/// Admits the service call in `session` for `agent` and readies it for forwarding: the body is
-/// then streamed by Pingora's own phases.
+/// Admits the service call in `session` for `agent` and readies it for forwarding. Its body is
+/// then streamed by Pingora's own phases (`None`), or, when a signature binds it, read and
+/// checked here and returned for Warden to forward.
 pub async fn begin(
     session: &mut Session,
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
     agent: &Agent,
     tunnelled: Option<&str>,
-) -> Result<(), Refusal> {
+) -> Result<Option<bytes::Bytes>, Refusal> {
     let request = session.req_header();
-    let path = request.uri.path();
-    let call = admit(
-        snapshot,
-        agent,
-        &request.method,
-        path,
-        tunnelled,
-        ctx.arrived,
-    )?;
+    let (method, path) = (request.method.clone(), request.uri.path().to_owned());
+    let call = admit(ctx, snapshot, agent, &method, &path, tunnelled)?;
     ctx.provider = Some(call.service);
     ctx.service = Some(call);
     if let Some(why) = snapshot.providers[call.service].unusable() {
         return Err(Refusal::UpstreamUnavailable(why));
     }
+    if super::admission::signed_body(ctx, session) {
+        let body = body::read(session, snapshot.server.max_body_bytes).await?;
+        super::admission::check_signed_body(ctx, session, &body)?;
+        ctx.forward = Some(Forward {
+            body_len: body.len(),
+            whole: true,
+            ..Forward::default()
+        });
+        return Ok(Some(body));
+    }
     body::answer_continue(session).await?;
     ctx.forward = Some(Forward::default());
-    Ok(())
+    Ok(None)
 }

@@ -16,7 +16,7 @@ const USAGE_ON_REQUEST: &[&str] = &["/v1/chat/completions", "/v1/completions"];
 /// What the request says about stream usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamOptions {
-    /// `stream_options` is present (an object).
+    /// The `stream_options` key is in the body (an object, or `null`).
     pub present: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
@@ -29,13 +29,27 @@ pub struct StreamOptionsProbe {
     include_usage: Option<bool>,
 }
 
-impl From<Option<StreamOptionsProbe>> for StreamOptions {
-    fn from(probe: Option<StreamOptionsProbe>) -> Self {
+impl From<Option<Option<StreamOptionsProbe>>> for StreamOptions {
+    /// From the key's presence and its value (`Some(None)`: `"stream_options": null`).
+    fn from(probe: Option<Option<StreamOptionsProbe>>) -> Self {
         StreamOptions {
             present: probe.is_some(),
-            include_usage: probe.and_then(|p| p.include_usage).unwrap_or(false),
+            include_usage: probe
+                .flatten()
+                .and_then(|p| p.include_usage)
+                .unwrap_or(false),
         }
     }
+}
+
+/// Reads a member that may be `null` as `Some(None)` (serde's default reads `null` as absent):
+/// Warden must know the key is there to rewrite it rather than add a second one.
+pub fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Whether Warden must ask for usage on this request: a streaming completion on a path whose
@@ -46,7 +60,8 @@ pub fn needs_injection(path: &str, stream: bool, options: StreamOptions) -> bool
 
 /// The body with `stream_options.include_usage` set to true. A body without `stream_options`
 /// gets it as its first member (the rest is forwarded byte for byte); one whose
-/// `stream_options` says otherwise is re-serialized with it set.
+/// `stream_options` says otherwise (or is `null`) is re-serialized with it set, so the
+/// provider reads exactly one `stream_options`.
 pub fn inject_include_usage(body: &[u8], options: StreamOptions) -> Option<Bytes> {
     if !options.present {
         let open = body.iter().position(|b| *b == b'{')?;
@@ -57,8 +72,13 @@ pub fn inject_include_usage(body: &[u8], options: StreamOptions) -> Option<Bytes
         return Some(Bytes::from(out));
     }
     let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let options = value.get_mut("stream_options")?.as_object_mut()?;
-    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    let options = value.get_mut("stream_options")?;
+    if options.is_null() {
+        *options = serde_json::Value::Object(serde_json::Map::new());
+    }
+    options
+        .as_object_mut()?
+        .insert("include_usage".into(), serde_json::Value::Bool(true));
     serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
@@ -164,6 +184,15 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["stream_options"]["x"], 1);
+        let body = br#"{"model":"m","stream":true,"stream_options":null}"#;
+        let out = inject_include_usage(body, options(true, false)).unwrap();
+        assert_eq!(
+            memmem::find_iter(&out, b"stream_options").count(),
+            1,
+            "one key, not the client's null beside Warden's"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["stream_options"]["include_usage"], true);
     }
 
     #[test]

@@ -78,12 +78,20 @@ pub async fn answer(
         return Err(Refusal::EndpointNotAllowed("/v1/verify takes POST"));
     }
     let body = body::read(session, snapshot.server.max_body_bytes).await?;
+    super::admission::check_signed_body(ctx, session, &body)?;
     let request: Request = serde_json::from_slice(&body)
         .map_err(|e| Refusal::InvalidJson(format!("not a verify request: {e}")))?;
     if request.action.is_empty() || request.action.len() > MAX_NAME {
         return Err(Refusal::InvalidJson(format!(
             "`action` must be 1-{MAX_NAME} bytes"
         )));
+    }
+    // The executor may trim or drop what the globs would see: ` transfer_x` must not slip
+    // past `deny: [transfer_*]` and then run as `transfer_x`.
+    if request.action.trim() != request.action || request.action.chars().any(char::is_control) {
+        return Err(Refusal::InvalidJson(
+            "`action` must not start or end with whitespace or hold control characters".into(),
+        ));
     }
     if request
         .target
@@ -145,9 +153,8 @@ pub async fn answer(
     let micro_usd_per_day = agent.actions.as_ref().and_then(|a| a.micro_usd_per_day);
     let day = agent.limits.actions.charge(
         Charge {
-            action: &request.action,
+            counts: &judgement.per_day,
             micro_usd: judgement.micro_usd,
-            per_day: judgement.per_day,
             micro_usd_per_day,
         },
         errors.is_empty(),

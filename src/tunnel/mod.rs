@@ -10,7 +10,9 @@
 //!   requests, identified by the CONNECT's credential ([`TunnelCredential`]);
 //! - any other `host:port` must match the agent's `destinations` (else 403
 //!   `destination_not_allowed`) and becomes a **plain tunnel**, audited and counted with its
-//!   bytes each way, closed when idle or too long.
+//!   bytes each way, closed when idle or too long, and within [`RECHECK`] of the agent losing
+//!   the right to open it (revoked, suspended, outside its schedule, its credential revoked or
+//!   expired, the destination no longer listed).
 //!
 //! Warden never tunnels an unidentified agent or an unlisted destination, and never passes an
 //! intercepted host through unread.
@@ -53,6 +55,9 @@ const NO_CA: &str = "this host is intercepted, and no interception CA is configu
 
 /// How long a new connection may take to send its first bytes.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often an open plain tunnel's right to stay open is judged again, on the live policy.
+pub const RECHECK: Duration = Duration::from_millis(500);
 
 /// The proxy listener's application: CONNECT here, everything else to the pipeline.
 pub struct Front {
@@ -99,6 +104,8 @@ struct Connect {
     arrived: jiff::Timestamp,
     snapshot: Option<Arc<Snapshot>>,
     agent: Option<usize>,
+    /// The credential the CONNECT was identified by (kind and id, for the audit record).
+    credential: Option<crate::identity::Credential>,
     destination: String,
 }
 
@@ -114,6 +121,7 @@ impl Front {
             arrived: self.clock.now(),
             snapshot: self.policy.load_full(),
             agent: None,
+            credential: None,
             destination: String::new(),
         };
         let request = session.req_header();
@@ -145,10 +153,10 @@ impl Front {
         };
         match admitted {
             Admitted::Intercept => {
-                let (Some(user_data), Ok(answer)) = (credential, ResponseHeader::build(200, None))
-                else {
+                let Ok(answer) = ResponseHeader::build(200, None) else {
                     return;
                 };
+                let user_data = credential;
                 // Every request on this connection finds the tunnel's credential here.
                 stream.set_proxy_digest(ProxyDigest::new(
                     Box::new(answer),
@@ -159,7 +167,7 @@ impl Front {
                 }
                 self.intercept(stream, shutdown).await;
             }
-            Admitted::Plain => self.plain(stream, facts, &authority).await,
+            Admitted::Plain => self.plain(stream, facts, &authority, &credential).await,
         }
     }
 
@@ -169,7 +177,7 @@ impl Front {
         facts: &mut Connect,
         authority: &Authority,
         secret: String,
-    ) -> Result<(Admitted, Option<TunnelCredential>), (Refusal, &'static str)> {
+    ) -> Result<(Admitted, TunnelCredential), (Refusal, &'static str)> {
         let snapshot = facts.snapshot.clone().ok_or((
             Refusal::UpstreamUnavailable("no valid policy is loaded".into()),
             "",
@@ -194,10 +202,14 @@ impl Front {
             },
         );
         let principal = identified.map_err(|(rejection, known)| {
-            facts.agent = known.map(|k| k.agent);
+            if let Some(known) = known {
+                facts.agent = Some(known.agent);
+                facts.credential = Some(known.credential);
+            }
             (Refusal::from(rejection), "")
         })?;
         facts.agent = Some(principal.agent);
+        facts.credential = Some(principal.credential);
         let agent = &snapshot.agents[principal.agent];
         crate::policy::check_agent(agent, facts.arrived).map_err(|d| (Refusal::from(d), ""))?;
         // A service's host, for an agent granted that service: its requests are service calls.
@@ -210,18 +222,50 @@ impl Front {
             let credential = credential.to_service(&service.name);
             return match (authority.port, &self.interceptor) {
                 (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
-                _ => Ok((Admitted::Intercept, Some(credential))),
+                _ => Ok((Admitted::Intercept, credential)),
             };
         }
         if snapshot.server.intercept_hosts.matches(&authority.host) {
             return match (authority.port, &self.interceptor) {
                 (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
-                _ => Ok((Admitted::Intercept, Some(credential))),
+                _ => Ok((Admitted::Intercept, credential)),
             };
         }
         crate::policy::check_destination(agent, &facts.destination)
             .map_err(|d| (Refusal::from(d), ""))?;
-        Ok((Admitted::Plain, None))
+        Ok((Admitted::Plain, credential))
+    }
+
+    /// Whether the agent of an open plain tunnel may still hold it open, judged on the live
+    /// policy (and pushed revocations) as the CONNECT was: identified by the same credential,
+    /// as the same agent, allowed now, the destination still listed.
+    fn may_keep(&self, agent_id: &str, credential: &TunnelCredential, destination: &str) -> bool {
+        let Some(snapshot) = self.policy.load_full() else {
+            return false;
+        };
+        let now = self.clock.now();
+        let revocations = &snapshot.revocations;
+        let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
+        let identified = crate::identity::authenticate(
+            &snapshot.identity,
+            &Target {
+                method: &http::Method::CONNECT,
+                uri: &http::Uri::from_static("/"),
+                headers: credential.headers(),
+            },
+            &Checks {
+                now,
+                token_revoked: &token_revoked,
+                nonces: &self.nonces,
+            },
+        );
+        let Ok(principal) = identified else {
+            return false;
+        };
+        let agent = &snapshot.agents[principal.agent];
+        agent.id == agent_id
+            && crate::policy::check_agent(agent, now).is_ok()
+            && crate::policy::check_destination(agent, destination).is_ok()
     }
 
     /// Serves the decrypted (or port-80 plain) requests of an intercepted tunnel through the
@@ -265,8 +309,15 @@ impl Front {
         }
     }
 
-    /// Connects to the destination, answers 200 and pipes bytes both ways.
-    async fn plain(&self, mut stream: Stream, mut facts: Connect, authority: &Authority) {
+    /// Connects to the destination, answers 200 and pipes bytes both ways while the agent may
+    /// keep the tunnel.
+    async fn plain(
+        &self,
+        mut stream: Stream,
+        mut facts: Connect,
+        authority: &Authority,
+        credential: &TunnelCredential,
+    ) {
         let settings = facts
             .snapshot
             .as_ref()
@@ -294,13 +345,19 @@ impl Front {
         if established(&mut stream).await.is_err() {
             return;
         }
-        let piped = pipe::run(
-            stream,
-            upstream,
-            settings.tunnel_idle_timeout,
-            settings.tunnel_max_duration,
-        )
-        .await;
+        let agent_id = facts
+            .snapshot
+            .as_deref()
+            .zip(facts.agent)
+            .map(|(s, a)| s.agents[a].id.clone())
+            .unwrap_or_default();
+        let limits = pipe::Limits {
+            idle: settings.tunnel_idle_timeout,
+            max: settings.tunnel_max_duration,
+            recheck: RECHECK,
+        };
+        let keep = || self.may_keep(&agent_id, credential, &facts.destination);
+        let piped = pipe::run(stream, upstream, limits, keep).await;
         self.record(&facts, Code::Ok, 200, Some(&piped));
     }
 
@@ -359,11 +416,12 @@ impl Front {
             audit.emit(AuditEvent {
                 arrived: facts.arrived,
                 request_id: None,
+                client_request_id: None,
                 provider_request_id: None,
                 snapshot: facts.snapshot.clone().map(|s| s as Arc<dyn Directory>),
                 agent: facts.agent,
                 provider: None,
-                credential: None,
+                credential: facts.credential.clone(),
                 method: http::Method::CONNECT,
                 path: facts.destination.clone(),
                 model: None,
@@ -386,7 +444,7 @@ impl Front {
                 revocation: facts
                     .snapshot
                     .as_deref()
-                    .and_then(|s| s.revocation(code, facts.agent, None)),
+                    .and_then(|s| s.revocation(code, facts.agent, facts.credential.as_ref())),
             });
         }
     }

@@ -1,5 +1,7 @@
 //! A plain tunnel's bytes, both ways, until both sides are done, one side fails, nothing moves
-//! for the idle timeout, or the tunnel reaches its longest life.
+//! for the idle timeout, the tunnel reaches its longest life, or its agent loses the right to
+//! keep it. Each write toward either side is flushed at once: interactive protocols exchange
+//! a few bytes at a time.
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ pub enum End {
     Idle,
     /// The tunnel reached its longest life.
     MaxDuration,
+    /// Its agent lost the right to keep it open (revoked, suspended, outside its schedule…).
+    Revoked,
 }
 
 impl End {
@@ -27,6 +31,7 @@ impl End {
             End::Broken => "broken",
             End::Idle => "idle_timeout",
             End::MaxDuration => "max_duration",
+            End::Revoked => "revoked",
         }
     }
 }
@@ -41,8 +46,22 @@ pub struct Piped {
     pub end: End,
 }
 
-/// Pipes `client` ⇄ `upstream`.
-pub async fn run(client: Stream, upstream: TcpStream, idle: Duration, max: Duration) -> Piped {
+/// How long a tunnel may live, and how often its right to is judged again.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle: Duration,
+    pub max: Duration,
+    pub recheck: Duration,
+}
+
+/// Pipes `client` ⇄ `upstream`, asking `keep` every `limits.recheck` whether to go on.
+pub async fn run(
+    client: Stream,
+    upstream: TcpStream,
+    limits: Limits,
+    mut keep: impl FnMut() -> bool,
+) -> Piped {
+    let Limits { idle, max, recheck } = limits;
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let mut up_buf = vec![0u8; 16 * 1024];
@@ -54,6 +73,9 @@ pub async fn run(client: Stream, upstream: TcpStream, idle: Duration, max: Durat
     };
     let (mut client_open, mut upstream_open) = (true, true);
     let deadline = tokio::time::Instant::now() + max;
+    let mut rechecks = tokio::time::interval(recheck);
+    rechecks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_since = tokio::time::Instant::now();
     while client_open || upstream_open {
         tokio::select! {
             read = client_read.read(&mut up_buf), if client_open => match read {
@@ -67,6 +89,7 @@ pub async fn run(client: Stream, upstream: TcpStream, idle: Duration, max: Durat
                         break;
                     }
                     piped.up += n as u64;
+                    idle_since = tokio::time::Instant::now();
                 }
                 Err(_) => {
                     piped.end = End::Broken;
@@ -79,20 +102,28 @@ pub async fn run(client: Stream, upstream: TcpStream, idle: Duration, max: Durat
                     let _ = client_write.shutdown().await;
                 }
                 Ok(n) => {
-                    if client_write.write_all(&down_buf[..n]).await.is_err() {
+                    let written = client_write.write_all(&down_buf[..n]).await;
+                    if written.is_err() || client_write.flush().await.is_err() {
                         piped.end = End::Broken;
                         break;
                     }
                     piped.down += n as u64;
+                    idle_since = tokio::time::Instant::now();
                 }
                 Err(_) => {
                     piped.end = End::Broken;
                     break;
                 }
             },
-            () = tokio::time::sleep(idle) => {
+            () = tokio::time::sleep_until(idle_since + idle) => {
                 piped.end = End::Idle;
                 break;
+            }
+            _ = rechecks.tick() => {
+                if !keep() {
+                    piped.end = End::Revoked;
+                    break;
+                }
             }
             () = tokio::time::sleep_until(deadline) => {
                 piped.end = End::MaxDuration;
