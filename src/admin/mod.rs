@@ -13,6 +13,7 @@ use pingora::protocols::http::ServerSession;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::Snapshot;
@@ -64,6 +65,18 @@ impl ServeHttp for AdminApp {
                 )
             }
             _ => match path.strip_prefix("/v1/agents/") {
+                Some(_) if !self.authorized(session) => {
+                    let mut refused = text(
+                        StatusCode::UNAUTHORIZED,
+                        "application/json",
+                        br#"{"error":{"message":"the admin port's agent endpoints need `Authorization: Bearer <token>` (server.admin_token_file); off loopback they are closed without one","type":"authentication_error","code":"invalid_credentials"}}"#.to_vec(),
+                    );
+                    refused.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer realm=\"warden-admin\""),
+                    );
+                    refused
+                }
                 Some(rest) => match rest.strip_suffix("/usage") {
                     Some(id) => self.usage(id),
                     None => self.agent(rest),
@@ -75,6 +88,28 @@ impl ServeHttp for AdminApp {
 }
 
 impl AdminApp {
+    /// Whether a request may read `/v1/agents/*`: with `server.admin_token_file`, only with that
+    /// bearer token; without one, only on a loopback admin address (what an agent in the pod
+    /// could reach anyway, but not the rest of the cluster).
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let snapshot = self.policy.load();
+        let Some(snapshot) = snapshot.as_ref() else {
+            return false;
+        };
+        let server = &snapshot.server;
+        let Some(expected) = &server.admin_token else {
+            return server.admin.ip().is_loopback();
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
+        presented.is_some_and(|hash| hash == *expected)
+    }
+
     /// `GET /v1/agents/{id}/usage`: the agent's requests and tokens, with its limits, what is
     /// left and when each window resets.
     fn usage(&self, id: &str) -> Response<Vec<u8>> {

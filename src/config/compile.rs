@@ -344,6 +344,10 @@ impl<'f> Builder<'_, 'f> {
             if let Some(issuer) = spec.compile(name, &mut p) {
                 self.issuers.push(issuer);
             }
+            if policy.issuers.len() > 1 && spec.agents.is_none() {
+                let message = format!("issuer `{}` may mint tokens for every agent, beside other trusted issuers: scope it with `agents: [globs]`", name.value);
+                p.warning(name, message);
+            }
         }
         if let Some(revocations) = &policy.revocations {
             revocations.compile_into(&mut p, &mut self.revocations);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
 
 use crate::globs::Globs;
 use crate::problem::Problems;
@@ -57,6 +58,10 @@ pub struct ServerSpec {
     pub listen: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub admin: Option<Spanned<String>>,
+    /// A file holding the bearer token `/v1/agents/*` on the admin port requires (`/metrics`,
+    /// `/healthz`, `/readyz` stay open). Needed when `admin` is not a loopback address.
+    #[schemars(with = "Option<String>")]
+    pub admin_token_file: Option<Spanned<String>>,
     #[schemars(with = "Option<u64>")]
     pub max_body_bytes: Option<Spanned<u64>>,
     /// Seconds to wait for a TCP/TLS connection to a provider.
@@ -95,6 +100,8 @@ pub struct ServerSpec {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// SHA-256 of the admin token (`admin_token_file`), compared against a presented token's.
+    pub admin_token: Option<[u8; 32]>,
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -113,6 +120,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: DEFAULT_LISTEN,
             admin: DEFAULT_ADMIN,
+            admin_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
@@ -148,6 +156,7 @@ impl ServerSpec {
                 ),
             }
         }
+        self.compile_admin_token(p, &mut settings);
         if let Some(max) = &self.max_body_bytes {
             match usize::try_from(max.value) {
                 Ok(n) if n > 0 => settings.max_body_bytes = n,
@@ -233,5 +242,35 @@ impl ServerSpec {
             (None, None) => {}
         }
         settings
+    }
+}
+
+impl ServerSpec {
+    /// Reads `admin_token_file` (its content, trimmed, is the token; kept only as a hash), and
+    /// warns when the admin port is reachable off the host without one.
+    fn compile_admin_token(&self, p: &mut Problems<'_>, settings: &mut ServerSettings) {
+        if let Some(file) = &self.admin_token_file {
+            match std::fs::read_to_string(&file.value) {
+                Ok(token) if !token.trim().is_empty() => {
+                    settings.admin_token = Some(Sha256::digest(token.trim().as_bytes()).into());
+                }
+                Ok(_) => p.error(file, format!("`admin_token_file` {} is empty", file.value)),
+                Err(e) => p.error(
+                    file,
+                    format!("cannot read `admin_token_file` {}: {e}", file.value),
+                ),
+            }
+        } else if let Some(admin) = &self.admin {
+            let off_host = admin
+                .value
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_loopback());
+            if off_host {
+                p.warning(
+                    admin,
+                    "the admin port is not on loopback and `admin_token_file` is not set: `/v1/agents/*` is refused (403) until it is",
+                );
+            }
+        }
     }
 }

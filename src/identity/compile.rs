@@ -16,6 +16,7 @@ use super::spec::{IssuerSpec, KeySpec, PublicKeySpec};
 use super::vouch::Voucher;
 use super::{Identities, PublicKey, PublicKeys};
 use crate::environment::Secrets;
+use crate::globs::GlobCache;
 use crate::problem::{Origin, Problems};
 
 /// Gathers every agent's API keys and public keys, checking that key ids (of both kinds) and
@@ -185,12 +186,19 @@ impl IssuerSpec {
             .clock_skew_secs
             .as_ref()
             .map_or(DEFAULT_CLOCK_SKEW_SECS, |s| s.value);
-        Some(Issuer::new(
-            name.value.clone(),
-            &key?.to_bytes(),
-            &self.audience.value,
-            skew,
-        ))
+        let agents = match &self.agents {
+            Some(globs) => Some(GlobCache::default().compile(p, globs, "issuer agent")?),
+            None => None,
+        };
+        Some(
+            Issuer::new(
+                name.value.clone(),
+                &key?.to_bytes(),
+                &self.audience.value,
+                skew,
+            )
+            .for_agents(agents),
+        )
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Issuer {
     key: DecodingKey,
     validation: Validation,
     clock_skew: i64,
+    /// The agents it may mint for (`None`: all).
+    agents: Option<crate::globs::Globs>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -51,7 +53,18 @@ impl Issuer {
             key: DecodingKey::from_ed_der(key),
             validation,
             clock_skew: i64::try_from(clock_skew_secs).unwrap_or(i64::MAX),
+            agents: None,
         }
+    }
+
+    /// The same issuer, trusted only for agents matching `agents` (`None`: every agent).
+    pub fn for_agents(self, agents: Option<crate::globs::Globs>) -> Self {
+        Issuer { agents, ..self }
+    }
+
+    /// Whether this issuer may mint tokens for agent `id`.
+    pub fn may_mint_for(&self, id: &str) -> bool {
+        self.agents.as_ref().is_none_or(|globs| globs.matches(id))
     }
 }
 

@@ -181,6 +181,16 @@ fn from_token(
         Rejection::Invalid("the token's subject is not an agent"),
         None,
     ))?;
+    let scoped = ids
+        .issuers
+        .get(verified.issuer)
+        .is_some_and(|issuer| issuer.may_mint_for(&verified.subject));
+    if !scoped {
+        return Err((
+            Rejection::Invalid("the token's issuer may not mint tokens for this agent"),
+            None,
+        ));
+    }
     let revoked = verified
         .token_id
         .as_deref()

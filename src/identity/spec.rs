@@ -40,4 +40,9 @@ pub struct IssuerSpec {
     /// Allowance for clocks that disagree, on `exp`, `nbf` and `iat` (default 60 s).
     #[schemars(with = "Option<u64>")]
     pub clock_skew_secs: Option<Spanned<u64>>,
+    /// Agent id globs this issuer may mint tokens for (default: every agent). A token whose
+    /// `sub` is outside them is refused.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub agents: Option<Vec<Spanned<String>>>,
 }

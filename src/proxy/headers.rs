@@ -36,6 +36,14 @@ pub const OPERATOR_HEADERS: &[&str] = &[
     "x-goog-user-project",
 ];
 
+/// Headers that make a server act as another method than the request's (a `GET` grant must
+/// not become a `DELETE`): never forwarded.
+pub const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Longest client request id Warden keeps (longer ones are dropped).
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -111,6 +119,7 @@ pub fn rewrite_upstream(req: &mut RequestHeader, up: UpstreamIdentity<'_>) -> pi
         "signature-input",
     ]
     .iter()
+    .chain(METHOD_OVERRIDES)
     .chain(OPERATOR_HEADERS)
     {
         req.remove_header(*name);
@@ -217,6 +226,7 @@ mod tests {
             ("openai-organization", "org-someone-else"),
             ("OpenAI-Project", "proj-x"),
             ("api-key", "agent-secret"),
+            ("x-http-method-override", "DELETE"),
         ] {
             req.insert_header(k, v).unwrap();
         }
@@ -252,5 +262,6 @@ mod tests {
         assert_eq!(h["x-client-request-id"], "theirs");
         assert_eq!(h["openai-organization"], "org-operator");
         assert!(h.get("openai-project").is_none() && h.get("api-key").is_none());
+        assert!(h.get("x-http-method-override").is_none());
     }
 }

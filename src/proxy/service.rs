@@ -3,7 +3,8 @@
 //! agent's request limits (concurrency, rate) and the grant's daily count (429 `rate_limited`,
 //! `Retry-After` at the day's end), then forwards the request with the service's credential in
 //! place of the agent's. The body is streamed as it arrives, never read: services take uploads
-//! of any size. Only a body bound by a message signature's `Content-Digest` is read first
+//! of any size. `TRACE` and `CONNECT` are never forwarded, method-override headers are
+//! removed, and a `_method` query parameter must name a granted method. Only a body bound by a message signature's `Content-Digest` is read first
 //! (within `max_body_bytes`), to check it is the body signed.
 
 use http::Method;
@@ -34,9 +35,13 @@ fn admit(
     agent: &Agent,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     tunnelled: Option<&str>,
 ) -> Result<ServiceCall, Refusal> {
     let now = ctx.arrived;
+    if NEVER_FORWARDED.contains(method) {
+        return Err(Refusal::DestinationNotAllowed);
+    }
     let (name, service_path, prefix_len) = match tunnelled {
         Some(name) => {
             let base = snapshot
@@ -68,7 +73,8 @@ fn admit(
         .services
         .get(name)
         .ok_or(Refusal::DestinationNotAllowed)?;
-    if !grant.allows(method, service_path) {
+    if !grant.allows(method, service_path) || !method_overrides_allowed(grant, query, service_path)
+    {
         return Err(Refusal::DestinationNotAllowed);
     }
     super::admission::take_request_limits(agent, ctx)?;
@@ -99,6 +105,30 @@ fn admit(
     })
 }
 
+/// Methods never sent to a service, whatever its grant: `TRACE` makes a server echo the
+/// request (the service's credential included) back to the agent; `CONNECT` is a tunnel.
+const NEVER_FORWARDED: &[Method] = &[Method::TRACE, Method::CONNECT];
+
+/// Whether every method a `_method` query parameter asks the server to act as (Rails, Laravel,
+/// Express' method-override) is granted too. Override headers are removed before forwarding.
+fn method_overrides_allowed(
+    grant: &crate::policy::services::ServiceGrant,
+    query: Option<&str>,
+    path: &str,
+) -> bool {
+    let Some(query) = query else { return true };
+    query.split('&').all(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !name.eq_ignore_ascii_case("_method") {
+            return true;
+        }
+        match Method::from_bytes(value.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => !NEVER_FORWARDED.contains(&m) && grant.allows(&m, path),
+            Err(_) => false,
+        }
+    })
+}
+
 /// Admits the service call in `session` for `agent` and readies it for forwarding. Its body is
 /// then streamed by Pingora's own phases (`None`), or, when a signature binds it, read and
 /// checked here and returned for Warden to forward.
@@ -111,7 +141,16 @@ pub async fn begin(
 ) -> Result<Option<bytes::Bytes>, Refusal> {
     let request = session.req_header();
     let (method, path) = (request.method.clone(), request.uri.path().to_owned());
-    let call = admit(ctx, snapshot, agent, &method, &path, tunnelled)?;
+    let query = request.uri.query().map(str::to_owned);
+    let call = admit(
+        ctx,
+        snapshot,
+        agent,
+        &method,
+        &path,
+        query.as_deref(),
+        tunnelled,
+    )?;
     ctx.provider = Some(call.service);
     ctx.service = Some(call);
     if let Some(why) = snapshot.providers[call.service].unusable() {
