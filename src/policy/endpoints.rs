@@ -39,12 +39,15 @@ pub const INFERENCE: &[&str] = &[
 /// Paths that manage the provider account rather than compute: listing one is warned about.
 const MANAGEMENT_SAMPLES: &[&str] = &[
     "/v1/files",
+    "/v1/files/file-x",
     "/v1/files/file-x/content",
     "/v1/fine_tuning/jobs",
     "/v1/batches",
+    "/v1/batches/batch-x",
     "/v1/assistants",
     "/v1/threads/thread-x/runs",
     "/v1/vector_stores",
+    "/v1/vector_stores/vs-x",
     "/v1/uploads",
     "/v1/organization/users",
     "/v1/projects",

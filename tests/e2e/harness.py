@@ -39,15 +39,16 @@ def eventually(check, timeout=5):
 
 
 def audit_record(log, request_id, timeout=10):
-    """The audit record of `request_id` in the file sink `log`, once the shipper has written it
-    (it batches every 50 ms, after the request's last byte)."""
+    """The audit record of `request_id` (Warden's id, or the client's own `X-Request-ID`) in the
+    file sink `log`, once the shipper has written it (it batches every 50 ms, after the
+    request's last byte)."""
     import json
     deadline = time.time() + timeout
     while time.time() < deadline:
         if log.exists():
             for line in log.read_text().splitlines():
                 record = json.loads(line)
-                if record.get("request_id") == request_id:
+                if request_id in (record.get("request_id"), record.get("client_request_id")):
                     return record
         time.sleep(0.05)
     raise AssertionError(f"no audit record for {request_id}")

@@ -48,7 +48,7 @@ def test_body_reaches_provider_intact(warden, provider, bodies, size, encoding, 
     body, _, status = out.stdout.rpartition(b"\n")
     assert status == b"200", out.stderr + body[:500]
     assert json.loads(body)["choices"][0]["message"]["content"] == "hello from mock"
-    seen = [r for r in provider.requests if r.header("x-request-id") == f"body-{size}-{encoding}-{expect}"]
+    seen = [r for r in provider.requests if r.header("x-client-request-id") == f"body-{size}-{encoding}-{expect}"]
     assert len(seen) == 1
     assert seen[0].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert seen[0].header("content-length") == str(SIZES[size])

@@ -45,10 +45,10 @@ def test_headers_both_ways(limited, provider, path):
     r = post(limited, body("gpt-4o-mini", PATHS[path]), key="sk-limited",
              headers={"X-Request-ID": rid, "X-Agent-ID": "forged", "x-api-key": "sk-limited"})
     assert r.status_code == 200, r.text
-    assert r.headers["x-request-id"] == rid
+    assert r.headers["x-request-id"] != rid, "Warden's own id, the client's kept beside it"
     assert r.headers["x-ratelimit-limit"] == "100"
     assert int(r.headers["x-ratelimit-remaining"]) < 100
-    [seen] = [q for q in provider.requests if q.header("x-request-id") == rid]
+    [seen] = [q for q in provider.requests if q.header("x-client-request-id") == rid]
     assert seen.header("authorization") == f"Bearer {PROVIDER_KEY}"
     assert seen.header("x-api-key") is None
     assert seen.header("x-agent-id") == "limited"
@@ -112,7 +112,7 @@ def test_large_bodies_reuse_provider_connections(limited, provider):
     for i in range(5):
         rid = f"reuse-{i}"
         assert post(limited, body("gpt-4o-mini", 100_000), headers={"X-Request-ID": rid}).status_code == 200
-        [seen] = [q for q in provider.requests if q.header("x-request-id") == rid]
+        [seen] = [q for q in provider.requests if q.header("x-client-request-id") == rid]
         ports.add(seen.client_port)
     assert len(ports) == 1, ports
 

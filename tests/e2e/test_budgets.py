@@ -142,18 +142,20 @@ def test_spend_is_reserved_priced_and_settled(priced):
         fits = used + reserve <= 0.14 + 1e-9
         expected.append(200 if fits else 429)
         used += 0.023 if fits else 0
-    codes = []
+    codes, ids = [], []
     for i in range(4):
         r = httpx.post(priced.base + "/v1/chat/completions", timeout=10, content=body("gpt-4o-mini", 10),
                        headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": f"spend-{i}",
                                 "Content-Type": "application/json"})
         codes.append(r.status_code)
+        ids.append(r.headers["x-request-id"])
         if r.status_code == 429:
             assert r.headers["x-warden-error"] == "spend_budget_exhausted"
             assert int(r.headers["retry-after"]) >= 1
         time.sleep(0.1)  # each request settles before the next reserves
     assert codes == expected == [200, 200, 200, 429], (codes, expected, reserve)
-    first = audit_record(priced.audit_log, "spend-0")
+    first = audit_record(priced.audit_log, ids[0])
+    assert first["client_request_id"] == "spend-0"
     assert first["cost_usd"] == pytest.approx(0.023)
     spent = [l for l in priced.metrics().splitlines() if l.startswith('warden_spend_usd_total{agent="spender"}')]
     assert spent and float(spent[0].rsplit(" ", 1)[1]) == pytest.approx(0.069), spent

@@ -14,13 +14,14 @@ def test_openai_credential_swap_and_identity(warden, provider):
                             "X-Agent-Role": "root", "X-Request-ID": "client-req-42",
                             "Accept-Encoding": "gzip"}, timeout=10)
     assert r.status_code == 200
-    assert r.headers["x-request-id"] == "client-req-42"
+    assert r.headers["x-request-id"] != "client-req-42", "Warden's id is authoritative"
     seen = provider.last()
     assert seen.path == "/v1/chat/completions?trace=1"
     assert seen.header("authorization") == f"Bearer {PROVIDER_KEY}"
     assert seen.header("x-agent-id") == "app"
     assert seen.header("x-agent-role") is None
-    assert seen.header("x-request-id") == "client-req-42"
+    assert seen.header("x-request-id") == r.headers["x-request-id"]
+    assert seen.header("x-client-request-id") == "client-req-42"
     assert seen.header("accept-encoding") is None
     assert seen.header("host") == f"127.0.0.1:{provider.port}"
     assert AGENT_KEY not in str(seen.headers)

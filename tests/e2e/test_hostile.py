@@ -146,12 +146,13 @@ def test_billing_headers_are_the_operators(env):
     seen = env.provider.last()
     assert seen.header("openai-organization") == "org-operator"
     assert seen.header("openai-project") is None
-    # Warden's id (here the client's, kept) is X-Request-ID; the provider's own id is kept too.
-    assert r.headers["x-request-id"] == "agent-chosen-1" == seen.header("x-request-id")
+    # Warden's id is X-Request-ID (the client's goes beside it); the provider's own id is kept too.
+    assert r.headers["x-request-id"] == seen.header("x-request-id") != "agent-chosen-1"
+    assert seen.header("x-client-request-id") == "agent-chosen-1"
     assert r.headers["x-provider-request-id"].startswith("req_mock_")
     provider_id = r.headers["x-provider-request-id"]
-    wait(lambda: audit_records(env, request_id="agent-chosen-1"))
-    [record] = audit_records(env, request_id="agent-chosen-1")
+    wait(lambda: audit_records(env, client_request_id="agent-chosen-1"))
+    [record] = audit_records(env, client_request_id="agent-chosen-1")
     assert record["provider_request_id"] == provider_id
 
 
@@ -261,8 +262,8 @@ def test_a_client_hanging_up_mid_stream_is_client_closed(env):
     assert first.startswith(b"HTTP/1.1 200"), first
     s.close()
     wait(lambda: code_count(env, "app", "client_closed") == before + 1)
-    wait(lambda: audit_records(env, request_id="hangs-up-1"))
-    [record] = audit_records(env, request_id="hangs-up-1")
+    wait(lambda: audit_records(env, client_request_id="hangs-up-1"))
+    [record] = audit_records(env, client_request_id="hangs-up-1")
     assert record["code"] == "client_closed" and record["status"] == 200
 
 
@@ -275,8 +276,8 @@ def test_an_upstream_failing_mid_stream_is_not_ok(env):
         with pytest.raises(httpx.HTTPError):
             for _ in r.iter_bytes():
                 pass
-    wait(lambda: audit_records(env, request_id="breaks-1"))
-    [record] = audit_records(env, request_id="breaks-1")
+    wait(lambda: audit_records(env, client_request_id="breaks-1"))
+    [record] = audit_records(env, client_request_id="breaks-1")
     assert record["code"] == "upstream_unavailable", record
     assert code_count(env, "app", "upstream_unavailable") >= 1
     assert code_count(env, "app", "ok") == before_ok

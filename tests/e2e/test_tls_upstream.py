@@ -100,7 +100,7 @@ def test_bodies_on_both_paths_reach_a_tls_provider_intact(warden, provider, size
     r = httpx.post(warden.base + "/v1/chat/completions", content=body, timeout=30,
                    headers={"Authorization": f"Bearer {AGENT_KEY}", "X-Request-ID": f"tls-{size}"})
     assert r.status_code == 200, r.text
-    seen = [q for q in provider.requests if q.header("x-request-id") == f"tls-{size}"]
+    seen = [q for q in provider.requests if q.header("x-client-request-id") == f"tls-{size}"]
     assert len(seen) == 1 and seen[0].sha256 == hashlib.sha256(body).hexdigest()
 
 
