@@ -14,10 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 WARDEN_BIN = os.environ.get("WARDEN_BIN", str(ROOT / "target" / "debug" / "warden"))
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, never the same twice in this run: Pingora binds with
+    SO_REUSEPORT, so two Wardens given one port would both start and split its connections."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def sha256_hex(secret):
