@@ -1,6 +1,7 @@
 //! Differential: whenever Warden accepts a body, a standard JSON reader (serde_json's `Value`,
-//! last duplicate wins like most provider stacks) reads the same `model` and `stream`, and the
-//! body is valid UTF-8 without lone surrogates.
+//! last duplicate wins like most provider stacks) reads the same `model`, `stream`,
+//! `stream_options` presence and choice count (`n`, `best_of`), and the body is valid UTF-8
+//! without lone surrogates.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,4 +18,14 @@ fuzz_target!(|body: &[u8]| {
     };
     assert_eq!(value["model"].as_str(), Some(&*fields.model));
     assert_eq!(value["stream"].as_bool().unwrap_or(false), fields.stream);
+    assert_eq!(
+        value.get("stream_options").is_some(),
+        fields.stream_options.present
+    );
+    let choices = value["n"]
+        .as_u64()
+        .max(value["best_of"].as_u64())
+        .unwrap_or(1)
+        .max(1);
+    assert_eq!(choices, fields.choices);
 });
