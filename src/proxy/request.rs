@@ -73,6 +73,7 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
         return Err(Refusal::InvalidJson(format!("invalid UTF-8 at byte {at}")));
     }
     check_escapes(body)?;
+    check_numbers(body)?;
     match probe.model {
         Some(model) if !model.is_empty() => Ok(BodyFields {
             model,
@@ -118,6 +119,53 @@ fn check_escapes(body: &[u8]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Refuses a number beyond the range of a double (`1e999`, 400 digits) anywhere in the body:
+/// serde_json skips it in fields Warden ignores, but readers disagree on it (Python reads
+/// `inf`, Go and serde_json refuse), so Warden cannot know what the provider acts on. Called on
+/// a body that already parsed as JSON: outside strings, a digit or `-` starts a number.
+fn check_numbers(body: &[u8]) -> Result<(), Refusal> {
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
+        match byte {
+            b'"' => at = string_end(body, at + 1),
+            b'-' | b'0'..=b'9' => {
+                let len = body[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(body.len() - at);
+                let number = std::str::from_utf8(&body[at..at + len]).ok();
+                if !number
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .is_some_and(f64::is_finite)
+                {
+                    return Err(Refusal::InvalidJson(format!(
+                        "a number at byte {at} is beyond the range of a double"
+                    )));
+                }
+                at += len;
+            }
+            _ => at += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Where the string whose content starts at `at` ends (just past its closing quote).
+fn string_end(body: &[u8], mut at: usize) -> usize {
+    while let Some(found) = body
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        at += found;
+        if body[at] == b'\\' {
+            at += 2;
+        } else {
+            return at + 1;
+        }
+    }
+    body.len()
 }
 
 /// The four hex digits at `at`, as a number.
@@ -210,6 +258,13 @@ mod tests {
         assert_eq!(code(br#"{"model":"a","x":"\ud800"}"#), "invalid_json");
         assert_eq!(code(br#"{"model":"a","x":"\udc00\ud800"}"#), "invalid_json");
         assert_eq!(code(br#"{"model":"a","x":"\ud800\u0041"}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","x":7e3333335}"#), "invalid_json");
+        assert_eq!(code(br#"{"model":"a","x":[1,-1e400]}"#), "invalid_json");
+        let digits = format!(r#"{{"model":"a","x":{}}}"#, "9".repeat(400));
+        assert_eq!(code(digits.as_bytes()), "invalid_json");
+        assert!(
+            body_fields(br#"{"model":"a","x":"1e999 \" 1e999","y":[1.5e300,-0,2E-9]}"#).is_ok()
+        );
     }
 
     #[test]
