@@ -369,3 +369,14 @@ agents:
         assert "s3cret-admin-token" not in w.log_text() and "s3cret-admin-token" not in w.metrics()
     finally:
         w.stop()
+
+
+def test_a_number_readers_disagree_on_is_refused(warden, provider):
+    """Found by the body_fields fuzzer: `7e3333335` in a field Warden skips. Python reads it as
+    inf, Go and serde_json refuse it: Warden cannot know what the provider acts on."""
+    before = len(provider.requests)
+    raw = b'{"model": "gpt-4o-mini", "messages": [], "temperature": 7e3333335}'
+    r = requests.post(warden.base + "/v1/chat/completions", data=raw, timeout=10,
+                      headers={"Authorization": f"Bearer {AGENT_KEY}", "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert len(provider.requests) == before
