@@ -186,21 +186,7 @@ impl Front {
             Refusal::InvalidCredentials("the proxy credential is not valid"),
             "",
         ))?;
-        let revocations = &snapshot.revocations;
-        let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
-        let identified = crate::identity::authenticate(
-            &snapshot.identity,
-            &Target {
-                method: &http::Method::CONNECT,
-                uri: &http::Uri::from_static("/"),
-                headers: credential.headers(),
-            },
-            &Checks {
-                now: facts.arrived,
-                token_revoked: &token_revoked,
-                nonces: &self.nonces,
-            },
-        );
+        let identified = self.identify(&snapshot, &credential, facts.arrived);
         let principal = identified.map_err(|(rejection, known)| {
             if let Some(known) = known {
                 facts.agent = Some(known.agent);
@@ -236,17 +222,22 @@ impl Front {
         Ok((Admitted::Plain, credential))
     }
 
-    /// Whether the agent of an open plain tunnel may still hold it open, judged on the live
-    /// policy (and pushed revocations) as the CONNECT was: identified by the same credential,
-    /// as the same agent, allowed now, the destination still listed.
-    fn may_keep(&self, agent_id: &str, credential: &TunnelCredential, destination: &str) -> bool {
-        let Some(snapshot) = self.policy.load_full() else {
-            return false;
-        };
-        let now = self.clock.now();
+    /// Identifies the agent behind a CONNECT's credential on `snapshot` at `now`.
+    fn identify(
+        &self,
+        snapshot: &Snapshot,
+        credential: &TunnelCredential,
+        now: jiff::Timestamp,
+    ) -> Result<
+        crate::identity::Principal,
+        (
+            crate::identity::Rejection,
+            Option<crate::identity::Principal>,
+        ),
+    > {
         let revocations = &snapshot.revocations;
         let token_revoked = |jti: &str| revocations.get(RevokedKind::Token, jti).is_some();
-        let identified = crate::identity::authenticate(
+        crate::identity::authenticate(
             &snapshot.identity,
             &Target {
                 method: &http::Method::CONNECT,
@@ -258,7 +249,18 @@ impl Front {
                 token_revoked: &token_revoked,
                 nonces: &self.nonces,
             },
-        );
+        )
+    }
+
+    /// Whether the agent of an open plain tunnel may still hold it open, judged on the live
+    /// policy (and pushed revocations) as the CONNECT was: identified by the same credential,
+    /// as the same agent, allowed now, the destination still listed.
+    fn may_keep(&self, agent_id: &str, credential: &TunnelCredential, destination: &str) -> bool {
+        let Some(snapshot) = self.policy.load_full() else {
+            return false;
+        };
+        let now = self.clock.now();
+        let identified = self.identify(&snapshot, credential, now);
         let Ok(principal) = identified else {
             return false;
         };
