@@ -65,8 +65,9 @@ fn decision(c: &mut Criterion) {
                 proxy::request::check_path(black_box("/v1/chat/completions")).ok()?;
                 policy::check_endpoint(agent, &http::Method::POST, "/v1/chat/completions").ok()?;
                 let fields = proxy::request::body_fields(black_box(body)).ok()?;
-                policy::check_model(agent, principal.credential.narrowing(), &fields.model).ok()?;
-                let (_, provider) = snapshot.route(&fields.model)?;
+                let model = fields.model().ok()?;
+                policy::check_model(agent, principal.credential.narrowing(), model).ok()?;
+                let (_, provider) = snapshot.route(model)?;
                 let rate = agent.limits.requests_per_minute.as_ref()?.check();
                 let (max, in_flight) = agent.limits.max_concurrent.as_ref()?;
                 let slot = in_flight.try_acquire(*max)?;

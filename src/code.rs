@@ -29,6 +29,8 @@ pub enum Code {
     EndpointNotAllowed,
     DestinationNotAllowed,
     OutsideSchedule,
+    /// The request names a provider object (a response, a file, …) its agent did not create.
+    ObjectNotOwned,
     /// `POST /v1/verify`: the action is not among the agent's allowed actions.
     ActionNotAllowed,
     /// `POST /v1/verify`: the action matches the agent's denied actions.
@@ -51,7 +53,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 32] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -70,6 +72,7 @@ impl Code {
         Code::EndpointNotAllowed,
         Code::DestinationNotAllowed,
         Code::OutsideSchedule,
+        Code::ObjectNotOwned,
         Code::ActionNotAllowed,
         Code::ActionDenied,
         Code::MonetaryLimit,
@@ -106,6 +109,7 @@ impl Code {
             Code::EndpointNotAllowed => "endpoint_not_allowed",
             Code::DestinationNotAllowed => "destination_not_allowed",
             Code::OutsideSchedule => "outside_schedule",
+            Code::ObjectNotOwned => "object_not_owned",
             Code::ActionNotAllowed => "action_not_allowed",
             Code::ActionDenied => "action_denied",
             Code::MonetaryLimit => "monetary_limit",

@@ -10,6 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["problem", "globs", "environment", "clock", "code", "mock"],
     &[
         "fleet",
+        "objects",
         "limits",
         "identity",
         "policy",

@@ -175,6 +175,9 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         connector: pingora::connectors::http::Connector::new(None),
         clock: Arc::clone(&clock),
         nonces: crate::identity::NonceCache::default(),
+        owners: Arc::new(crate::objects::Owners::new(Arc::clone(
+            &publisher.live.fleet,
+        ))),
     };
     // The listener's front takes CONNECT (HTTPS_PROXY mode); everything else goes to the proxy.
     let front = Front {

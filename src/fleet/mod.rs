@@ -29,6 +29,9 @@ pub struct FleetState {
     pub link: Arc<Link>,
     pushed: ArcSwap<Pushed>,
     settings: ArcSwapOption<FleetSettings>,
+    /// The background task's connection while Redis is reachable: the few lookups a request
+    /// cannot answer from memory (an object another replica created) share it.
+    connection: ArcSwapOption<::redis::aio::MultiplexedConnection>,
     pub metrics: metrics::FleetMetrics,
 }
 
@@ -59,6 +62,16 @@ impl FleetState {
         }
         self.metrics
             .show_mode(self.settings().as_deref(), self.link.healthy());
+    }
+
+    /// A handle on the fleet's Redis connection, while it is up.
+    pub fn connection(&self) -> Option<::redis::aio::MultiplexedConnection> {
+        self.connection.load().as_deref().cloned()
+    }
+
+    /// Publishes (or withdraws) the background task's connection.
+    pub fn set_connection(&self, connection: Option<::redis::aio::MultiplexedConnection>) {
+        self.connection.store(connection.map(Arc::new));
     }
 
     /// Whether pushed revocations refuse agent `id` at `now` (Unix seconds).

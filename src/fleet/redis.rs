@@ -230,3 +230,45 @@ pub async fn read_pushed(
     }
     Ok((version, list))
 }
+
+/// How long Redis keeps a record of which agent created a provider object (providers keep
+/// stored responses 30 days).
+pub const OBJECT_OWNER_TTL_SECS: u64 = 30 * 24 * 3600;
+
+fn object_key(id: &str) -> String {
+    format!("warden:object:{id}")
+}
+
+/// Records `owner` (opaque to the fleet) for object `id`, unless one is recorded already: the
+/// first creator keeps it.
+pub async fn set_object_owner(
+    con: &mut MultiplexedConnection,
+    id: &str,
+    owner: &str,
+    metrics: &FleetMetrics,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let answer: redis::RedisResult<Option<String>> = redis::cmd("SET")
+        .arg(object_key(id))
+        .arg(owner)
+        .arg("NX")
+        .arg("EX")
+        .arg(OBJECT_OWNER_TTL_SECS)
+        .query_async(con)
+        .await;
+    metrics.round_trip(started.elapsed(), answer.is_ok());
+    answer.map(drop).map_err(|e| describe(&e))
+}
+
+/// The owner recorded for object `id`, if any.
+pub async fn object_owner(
+    con: &mut MultiplexedConnection,
+    id: &str,
+    metrics: &FleetMetrics,
+) -> Result<Option<String>, String> {
+    let started = Instant::now();
+    let answer: redis::RedisResult<Option<String>> =
+        redis::cmd("GET").arg(object_key(id)).query_async(con).await;
+    metrics.round_trip(started.elapsed(), answer.is_ok());
+    answer.map_err(|e| describe(&e))
+}

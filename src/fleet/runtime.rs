@@ -56,6 +56,7 @@ pub async fn run(fleet: Arc<FleetState>, stop: impl std::future::Future<Output =
                 if fleet.link.healthy() {
                     log::warn!("fleet: {why}; limits follow `on_unavailable: {}` until Redis is back", settings.on_unavailable.as_str());
                 }
+                fleet.set_connection(None);
                 set_healthy(&fleet, false);
                 drain(&mut asks);
             }
@@ -65,6 +66,7 @@ pub async fn run(fleet: Arc<FleetState>, stop: impl std::future::Future<Output =
             () = tokio::time::sleep(RETRY) => {}
         }
     }
+    fleet.set_connection(None);
     if let Some(settings) = fleet.settings() {
         give_back_all(&fleet, &settings).await;
     }
@@ -132,6 +134,7 @@ impl Session<'_> {
         }
         fleet.metrics.connects.fetch_add(1, Ordering::Relaxed);
         set_healthy(fleet, true);
+        fleet.set_connection(Some(con.clone()));
         log::info!("fleet: connected to Redis; limits are shared");
         for lease in fleet.link.leases() {
             if let Err(e) = refill(fleet, con, &lease).await {

@@ -26,6 +26,8 @@ pub struct Agent {
     pub schedule: Option<super::schedule::Schedule>,
     /// `host:port` globs of the plain CONNECT tunnels it may open (empty: none).
     pub destinations: Globs,
+    /// Ids of provider objects it may name without having created them (empty: none).
+    pub shared_objects: Globs,
     pub status: AgentStatus,
     pub limits: AgentLimits,
     /// The revocations pushed through the fleet's Redis, which apply on top of `status`.

@@ -64,7 +64,7 @@ impl AgentSpec {
         }
         let endpoints = match &self.endpoints {
             Some(endpoints) => cx.endpoints.compile(p, &id.value, endpoints)?,
-            None => Endpoints::inference(),
+            None => Endpoints::default_list(),
         };
         let services = super::services::compile(&self.services, p, cx.globs)?;
         let actions = match &self.actions {
@@ -76,6 +76,7 @@ impl AgentSpec {
             None => None,
         };
         let destinations = self.destinations(p, cx)?;
+        let shared_objects = cx.globs.compile(p, &self.shared_objects, "shared object")?;
         let limits = self.limits.compile(p);
         let status = self.status(p, id, cx.revocations);
         let id_header = HeaderValue::from_str(&id.value).ok()?;
@@ -93,6 +94,7 @@ impl AgentSpec {
             actions,
             schedule,
             destinations,
+            shared_objects,
             status,
             limits: cx.live.bind(&id.value, &limits, cx.shared),
             fleet: std::sync::Arc::clone(&cx.live.fleet),

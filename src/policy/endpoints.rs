@@ -2,9 +2,11 @@
 //!
 //! Every agent shares the provider's key, so an endpoint that manages the provider account
 //! (files, fine-tuning, batches, assistants, …) would let one agent read or delete another's
-//! data. An agent without `endpoints:` may therefore call only [`INFERENCE`]: endpoints that
-//! take a `model` and only compute. Anything else must be listed, and `warden check` warns when
-//! a listed entry reaches a management endpoint.
+//! data. An agent without `endpoints:` may therefore call only [`DEFAULT`]: endpoints that
+//! take a `model` and only compute, and the session calls agent SDKs make on the responses
+//! and conversations they created (Warden refuses another agent's: `crate::objects`).
+//! Anything else must be listed, and `warden check` warns when a listed entry reaches a
+//! management endpoint.
 //!
 //! An entry is `[METHODS ]PATH`: `PATH` is a path glob (`*` within a segment, `**` across
 //! segments); `METHODS` is `*` or a comma-separated list
@@ -21,8 +23,9 @@ use crate::globs::{is_literal, Globs};
 use crate::problem::Problems;
 
 /// The default allowlist: inference endpoints of OpenAI-compatible and Anthropic APIs that
-/// carry a JSON `model` and only compute, with their methods.
-pub const INFERENCE: &[&str] = &[
+/// carry a JSON `model` and only compute, with their methods; then the calls the OpenAI
+/// Agents SDK's sessions make on the agent's own responses and conversations.
+pub const DEFAULT: &[&str] = &[
     "POST /v1/chat/completions",
     "POST /v1/completions",
     "POST /v1/responses",
@@ -34,6 +37,14 @@ pub const INFERENCE: &[&str] = &[
     "POST /v1/messages/count_tokens",
     "GET /v1/models",
     "GET /v1/models/**",
+    "POST /v1/responses/input_tokens",
+    "GET,DELETE /v1/responses/*",
+    "POST /v1/responses/*/cancel",
+    "GET /v1/responses/*/input_items",
+    "POST /v1/conversations",
+    "GET,POST,DELETE /v1/conversations/*",
+    "GET,POST /v1/conversations/*/items",
+    "GET,DELETE /v1/conversations/*/items/*",
 ];
 
 /// Paths that manage the provider account rather than compute: listing one is warned about.
@@ -77,12 +88,12 @@ enum PathMatch {
 }
 
 impl Endpoints {
-    /// [`INFERENCE`], compiled once per process.
-    pub fn inference() -> Endpoints {
-        static DEFAULT: OnceLock<Endpoints> = OnceLock::new();
-        DEFAULT
+    /// [`DEFAULT`], compiled once per process.
+    pub fn default_list() -> Endpoints {
+        static COMPILED: OnceLock<Endpoints> = OnceLock::new();
+        COMPILED
             .get_or_init(|| {
-                let rules = INFERENCE.iter().filter_map(|e| parse(e).ok()).collect();
+                let rules = DEFAULT.iter().filter_map(|e| parse(e).ok()).collect();
                 Endpoints { rules }
             })
             .clone()
@@ -152,7 +163,7 @@ fn warn_management(p: &mut Problems<'_>, agent: &str, entries: &[Spanned<String>
             p.warning(
                 entry,
                 format!(
-                    "agent `{agent}` may call `{}`, which reaches a management endpoint ({sample}): with the shared provider key it can read or change other agents' data",
+                    "agent `{agent}` may call `{}`, which reaches a management endpoint ({sample}): Warden refuses objects other agents created, but lists and account settings there are shared by every agent of the provider key",
                     entry.value
                 ),
             );
@@ -209,8 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn the_default_allows_inference_and_nothing_else() {
-        let e = Endpoints::inference();
+    fn the_default_allows_inference_and_sessions_and_nothing_else() {
+        let e = Endpoints::default_list();
+        assert_eq!(e.rules.len(), DEFAULT.len());
+        assert!(e.allows(&Method::GET, "/v1/responses/resp_1"));
+        assert!(e.allows(&Method::GET, "/v1/responses/resp_1/input_items"));
+        assert!(e.allows(&Method::DELETE, "/v1/conversations/conv_1/items/msg_1"));
+        assert!(e.allows(&Method::POST, "/v1/conversations"));
+        assert!(!e.allows(&Method::GET, "/v1/conversations"));
+        assert!(!e.allows(&Method::POST, "/v1/responses/resp_1"));
         assert!(e.allows(&Method::POST, "/v1/chat/completions"));
         assert!(e.allows(&Method::POST, "/v1/messages"));
         assert!(e.allows(&Method::GET, "/v1/models/gpt-4o"));

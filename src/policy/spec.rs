@@ -41,6 +41,12 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub destinations: Vec<Spanned<String>>,
+    /// Globs of provider object ids the agent may name though no agent created them through
+    /// Warden (a vector store or file the platform team made): every other object must be the
+    /// agent's own (403 `object_not_owned`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub shared_objects: Vec<Spanned<String>>,
     #[serde(default)]
     pub limits: LimitsSpec,
     #[serde(default)]

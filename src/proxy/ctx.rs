@@ -39,6 +39,9 @@ pub struct UpstreamLeg {
     pub usage_filter: Option<UsageChunkFilter>,
     /// The provider's own `x-request-id`, when it sent one other than Warden's.
     pub provider_request_id: Option<HeaderValue>,
+    /// The request creates a provider object (`POST /v1/responses`, `/v1/files`, …) whose id
+    /// is still to be recorded as its agent's.
+    pub creates: bool,
 }
 
 /// One request's context (Pingora's `CTX`).

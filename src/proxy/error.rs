@@ -44,6 +44,8 @@ pub enum Refusal {
     DestinationNotAllowed,
     /// Outside the agent's schedule.
     OutsideSchedule,
+    /// The request names a provider object its agent did not create; the text says which.
+    ObjectNotOwned(String),
     ModelNotFound,
     BodyTooLarge,
     RateLimited {
@@ -146,6 +148,7 @@ impl Refusal {
             Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
             Refusal::DestinationNotAllowed => Code::DestinationNotAllowed,
             Refusal::OutsideSchedule => Code::OutsideSchedule,
+            Refusal::ObjectNotOwned(_) => Code::ObjectNotOwned,
             Refusal::ModelNotFound => Code::ModelNotFound,
             Refusal::BodyTooLarge => Code::BodyTooLarge,
             Refusal::RateLimited { .. } => Code::RateLimited,
@@ -174,7 +177,8 @@ impl Refusal {
             | Refusal::ModelNotAllowed
             | Refusal::EndpointNotAllowed(_)
             | Refusal::DestinationNotAllowed
-            | Refusal::OutsideSchedule => StatusCode::FORBIDDEN,
+            | Refusal::OutsideSchedule
+            | Refusal::ObjectNotOwned(_) => StatusCode::FORBIDDEN,
             Refusal::ModelNotFound => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. }
@@ -206,7 +210,8 @@ impl Refusal {
             | Refusal::ModelNotAllowed
             | Refusal::EndpointNotAllowed(_)
             | Refusal::DestinationNotAllowed
-            | Refusal::OutsideSchedule => "permission_error",
+            | Refusal::OutsideSchedule
+            | Refusal::ObjectNotOwned(_) => "permission_error",
             Refusal::ModelNotFound => "not_found_error",
             Refusal::RateLimited { .. }
             | Refusal::ConcurrencyLimited
@@ -245,6 +250,7 @@ impl Refusal {
                 "this agent may not open a tunnel to this destination".into()
             }
             Refusal::OutsideSchedule => "this agent may not act at this time (its schedule)".into(),
+            Refusal::ObjectNotOwned(why) => why.clone(),
             Refusal::ModelNotFound => "no provider serves this model".into(),
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),

@@ -18,6 +18,7 @@ pub mod error;
 pub mod headers;
 pub mod large_body;
 pub mod models;
+mod objects;
 mod record;
 pub mod request;
 pub mod service;
@@ -44,6 +45,7 @@ use crate::identity::vouch::Subject;
 use crate::identity::{Checks, Credential, Target};
 use crate::limits::budget;
 use crate::metrics::Metrics;
+use crate::objects::{ObjectPath, Owners};
 use crate::policy::revocations::RevokedKind;
 use crate::providers::Upstream;
 use admission::{
@@ -73,6 +75,8 @@ pub struct WardenProxy {
     pub clock: Arc<dyn Clock>,
     /// Signature nonces seen recently: live state, kept across policy reloads.
     pub nonces: crate::identity::NonceCache,
+    /// Which agent created each provider object seen created: live state, like `nonces`.
+    pub owners: Arc<Owners>,
 }
 
 /// What admission decided for a request that is not refused.
@@ -104,7 +108,7 @@ impl ProxyHttp for WardenProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         match self.admit(session, ctx).await {
             Ok(Admitted::Answer(body)) => {
-                answer_json(session, ctx, body).await?;
+                models::write_answer(session, ctx, body).await?;
                 Ok(true)
             }
             Ok(Admitted::Forward(Body::Replayed | Body::Streamed)) => Ok(false),
@@ -222,6 +226,9 @@ impl ProxyHttp for WardenProxy {
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes());
             upstream.meter = UsageMeter::for_content_type(content_type);
+            if upstream.creates {
+                upstream.meter.want_object_id();
+            }
         }
         if upstream.usage_filter.is_some() {
             if matches!(upstream.meter, UsageMeter::Sse { .. }) {
@@ -262,6 +269,9 @@ impl ProxyHttp for WardenProxy {
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
             ctx.upstream.meter.feed(chunk);
+        }
+        if ctx.upstream.creates {
+            self.record_created(ctx, end_of_stream);
         }
         if let Some(filter) = &mut ctx.upstream.usage_filter {
             filter.filter(body, end_of_stream);
@@ -362,7 +372,8 @@ impl WardenProxy {
             }));
         }
         crate::policy::check_endpoint(agent, &session.req_header().method, path)?;
-        if session.req_header().method == http::Method::GET {
+        let objects = ObjectPath::of(path).map(ObjectPath::into_owned);
+        if objects.is_none() && session.req_header().method == http::Method::GET {
             take_request_limits(agent, ctx)?;
             let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
             let path = session.req_header().uri.path();
@@ -379,13 +390,30 @@ impl WardenProxy {
         }
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
         check_signed_body(ctx, session, &body)?;
-        let fields = request::body_fields(&body)?;
-        ctx.model = Some(fields.model.clone().into_owned());
+        let content_type = session.req_header().headers.get(http::header::CONTENT_TYPE);
+        let method = &session.req_header().method;
+        let needs_model = objects.as_ref().is_none_or(|o| o.needs_model(method));
+        let fields = if needs_model || request::reads_as_json(content_type, &body) {
+            Some(request::body_fields(&body)?)
+        } else {
+            None
+        };
+        let in_path = objects.as_ref().and_then(|o| o.object.as_ref());
+        let in_body = fields.as_ref().map_or(&[][..], |f| &f.objects);
+        let holder = objects::check_owned(&self.owners, agent, in_path, in_body).await?;
+        let stored = fields.as_ref().is_some_and(|f| f.store);
+        ctx.upstream.creates = objects.as_ref().is_some_and(|o| o.creates(method, stored));
+        let Some(fields) = fields.filter(|f| f.model.is_some() || needs_model) else {
+            // About provider objects, without a model: no tokens to reserve.
+            ctx.provider = Some(objects::provider_for(&snapshot, holder.as_deref())?);
+            take_request_limits(agent, ctx)?;
+            return Ok(forward_as_read(ctx, session, body, replayable));
+        };
+        let model = fields.model()?;
+        ctx.model = Some(model.to_owned());
         let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
-        crate::policy::check_model(agent, narrowing, &fields.model)?;
-        let (provider_index, provider) = snapshot
-            .route(&fields.model)
-            .ok_or(Refusal::ModelNotFound)?;
+        crate::policy::check_model(agent, narrowing, model)?;
+        let (provider_index, provider) = snapshot.route(model).ok_or(Refusal::ModelNotFound)?;
         ctx.provider = Some(provider_index);
         if let Some(why) = provider.unusable() {
             return Err(Refusal::UpstreamUnavailable(why));
@@ -402,7 +430,7 @@ impl WardenProxy {
             let prompt = budget::prompt_bound(body.len());
             let cost = snapshot
                 .prices
-                .find(&fields.model)
+                .find(model)
                 .map(|price| price.micro_usd(prompt, output));
             match budgets.reserve(estimate, cost, now.as_second(), &snapshot.days) {
                 Ok(held) => ctx.held = held,
@@ -433,22 +461,26 @@ impl WardenProxy {
                 return Ok(Admitted::Forward(Body::Large(rewritten)));
             }
         }
-        ctx.forward = Some(Forward {
-            body_len: body.len(),
-            rewritten: false,
-            whole: true,
-        });
         // A stream goes through Warden's own forwarder too: if its client leaves, the forwarder
         // reads on for the provider's usage report (Pingora's loop would stop).
-        let streaming = fields.stream;
-        Ok(Admitted::Forward(
-            if replayable && !streaming && !session.retry_buffer_truncated() {
-                Body::Replayed
-            } else {
-                Body::Large(body)
-            },
-        ))
+        let replay = replayable && !fields.stream;
+        Ok(forward_as_read(ctx, session, body, replay))
     }
+}
+
+/// Forwards the body as the client sent it: replayed by Pingora when its retry buffer holds
+/// all of it and `replay` allows, else from Warden's copy.
+fn forward_as_read(ctx: &mut RequestCtx, session: &Session, body: Bytes, replay: bool) -> Admitted {
+    ctx.forward = Some(Forward {
+        body_len: body.len(),
+        rewritten: false,
+        whole: true,
+    });
+    Admitted::Forward(if replay && !session.retry_buffer_truncated() {
+        Body::Replayed
+    } else {
+        Body::Large(body)
+    })
 }
 
 /// The snapshot, provider index and forwarding plan of an admitted request.
@@ -460,17 +492,4 @@ fn admitted(ctx: &RequestCtx) -> Result<(&Snapshot, usize, Forward)> {
             "request was not admitted",
         )),
     }
-}
-
-async fn answer_json(session: &mut Session, ctx: &RequestCtx, body: Bytes) -> Result<()> {
-    let mut header = ResponseHeader::build(http::StatusCode::OK, Some(3))?;
-    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    if let Some(id) = &ctx.request_id {
-        header.insert_header(headers::REQUEST_ID, id.clone())?;
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body), true).await
 }

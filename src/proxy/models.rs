@@ -1,4 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`, answered by Warden from policy.
+//! `GET /v1/models` and `GET /v1/models/{id}`, answered by Warden from policy, and the one
+//! writer of the answers Warden makes itself.
 
 use bytes::Bytes;
 use serde_json::json;
@@ -40,4 +41,22 @@ pub fn answer(
 fn model_object(snapshot: &Snapshot, id: &str) -> serde_json::Value {
     let owner = snapshot.route(id).map_or("", |(_, p)| p.name.as_str());
     json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}
+
+/// Writes an answer Warden makes itself (a model list, a `/v1/verify` verdict) as JSON.
+pub async fn write_answer(
+    session: &mut pingora::proxy::Session,
+    ctx: &super::RequestCtx,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let mut header = pingora::http::ResponseHeader::build(http::StatusCode::OK, Some(3))?;
+    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    if let Some(id) = &ctx.request_id {
+        header.insert_header(super::headers::REQUEST_ID, id.clone())?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session.write_response_body(Some(body), true).await
 }

@@ -7,15 +7,19 @@
 
 use std::borrow::Cow;
 
+use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::Refusal;
 use super::stream_usage::{present_or_null, StreamOptions, StreamOptionsProbe};
+use crate::objects::scan::{Key, Member};
+use crate::objects::ObjectRef;
 
 /// What Warden needs from a JSON request body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BodyFields<'a> {
-    pub model: Cow<'a, str>,
+    /// `None` when absent, `null` or empty.
+    pub model: Option<Cow<'a, str>>,
     pub stream: bool,
     /// `stream_options` as far as usage goes.
     pub stream_options: StreamOptions,
@@ -25,6 +29,10 @@ pub struct BodyFields<'a> {
     /// How many completions the provider generates, each up to the cap: `n` or `best_of`
     /// (the larger), at least 1.
     pub choices: u64,
+    /// `store: true`: the provider keeps the answer as an object (chat completions).
+    pub store: bool,
+    /// The provider objects the body names (`previous_response_id`, a `file_id`, …).
+    pub objects: Vec<ObjectRef<'a>>,
 }
 
 impl BodyFields<'_> {
@@ -35,32 +43,135 @@ impl BodyFields<'_> {
             .unwrap_or(default_cap)
             .saturating_mul(self.choices)
     }
+
+    /// The model, which every request but one about provider objects must name.
+    pub fn model(&self) -> Result<&str, Refusal> {
+        self.model.as_deref().ok_or(Refusal::MissingModel)
+    }
 }
 
-#[derive(Deserialize)]
+/// The members Warden reads, each at most once (a second `model` could be the one the
+/// provider acts on).
+#[derive(Default)]
 struct Probe<'a> {
-    #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
-    #[serde(default)]
     stream: Option<bool>,
-    #[serde(default, deserialize_with = "present_or_null")]
     stream_options: Option<Option<StreamOptionsProbe>>,
-    #[serde(default)]
     max_completion_tokens: Option<u64>,
-    #[serde(default)]
     max_tokens: Option<u64>,
-    #[serde(default)]
     max_output_tokens: Option<u64>,
-    #[serde(default)]
     n: Option<u64>,
-    #[serde(default)]
     best_of: Option<u64>,
+    store: Option<bool>,
+    objects: Vec<ObjectRef<'a>>,
 }
 
-/// Extracts `model` and `stream` from a JSON body (an object; other fields are validated as JSON
-/// and otherwise ignored).
+impl<'de> Deserialize<'de> for Probe<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ProbeVisitor)
+    }
+}
+
+struct ProbeVisitor;
+
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = Probe<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Probe<'de>, A::Error> {
+        let mut p = Probe::default();
+        let mut seen = 0u16;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let Some(bit) = PROBED.iter().position(|k| *k == key) else {
+                map.next_value_seed(Member {
+                    key: &key,
+                    found: &mut p.objects,
+                })?;
+                continue;
+            };
+            if seen & (1 << bit) != 0 {
+                return Err(A::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            seen |= 1 << bit;
+            match bit {
+                0 => p.model = map.next_value::<Option<Key<'de>>>()?.map(|k| k.0),
+                1 => p.stream = map.next_value()?,
+                2 => p.stream_options = present_or_null(MapValue(&mut map))?,
+                3 => p.max_completion_tokens = map.next_value()?,
+                4 => p.max_tokens = map.next_value()?,
+                5 => p.max_output_tokens = map.next_value()?,
+                6 => p.n = map.next_value()?,
+                7 => p.best_of = map.next_value()?,
+                _ => p.store = map.next_value()?,
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The members [`Probe`] reads, in the order of its `match`.
+const PROBED: &[&str] = &[
+    "model",
+    "stream",
+    "stream_options",
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "n",
+    "best_of",
+    "store",
+];
+
+/// The next map value as a deserializer (for [`present_or_null`]).
+struct MapValue<'m, A>(&'m mut A);
+
+impl<'de, A: MapAccess<'de>> serde::Deserializer<'de> for MapValue<'_, A> {
+    type Error = A::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(Forward(visitor))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(ForwardOption(visitor))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+/// Hands a value's deserializer to a visitor with `deserialize_any`.
+struct Forward<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for Forward<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        d.deserialize_any(self.0)
+    }
+}
+
+/// Hands a value's deserializer to a visitor with `deserialize_option` (`null` is `None`).
+struct ForwardOption<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for ForwardOption<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        d.deserialize_option(self.0)
+    }
+}
+
+/// Reads `model`, `stream`, the output caps and the objects named from a JSON body (an
+/// object; every other member is validated as JSON and searched for object references).
 pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
-    // Serde would also read a struct from a JSON array (by position); providers want an object.
+    // A map visitor also reads a JSON array as nothing; providers want an object.
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(Refusal::InvalidJson("expected a JSON object".into()));
     }
@@ -74,19 +185,34 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
     }
     check_escapes(body)?;
     check_numbers(body)?;
-    match probe.model {
-        Some(model) if !model.is_empty() => Ok(BodyFields {
-            model,
-            stream: probe.stream.unwrap_or(false),
-            stream_options: probe.stream_options.into(),
-            output_cap: probe
-                .max_completion_tokens
-                .or(probe.max_tokens)
-                .or(probe.max_output_tokens),
-            choices: probe.n.max(probe.best_of).unwrap_or(1).max(1),
-        }),
-        _ => Err(Refusal::MissingModel),
+    Ok(BodyFields {
+        model: probe.model.filter(|m| !m.is_empty()),
+        stream: probe.stream.unwrap_or(false),
+        stream_options: probe.stream_options.into(),
+        output_cap: probe
+            .max_completion_tokens
+            .or(probe.max_tokens)
+            .or(probe.max_output_tokens),
+        choices: probe.n.max(probe.best_of).unwrap_or(1).max(1),
+        store: probe.store.unwrap_or(false),
+        objects: probe.objects,
+    })
+}
+
+/// Whether a body on an object endpoint is JSON to read (a file upload is multipart, a `GET`
+/// has none): it is when it is not empty and says so, or looks so. (SDKs send
+/// `Content-Type: application/json` on every request, bodiless ones too.)
+pub fn reads_as_json(content_type: Option<&http::HeaderValue>, body: &[u8]) -> bool {
+    if body.trim_ascii().is_empty() {
+        return false;
     }
+    let declared = content_type.is_some_and(|ct| {
+        let ct = ct.as_bytes();
+        let essence = ct.split(|b| *b == b';').next().unwrap_or(ct).trim_ascii();
+        essence.eq_ignore_ascii_case(b"application/json")
+            || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+    });
+    declared || body.trim_ascii_start().first() == Some(&b'{')
 }
 
 /// Refuses `\\u` escapes that encode a lone UTF-16 surrogate (`"\\ud800"`): JSON parsers disagree
@@ -221,10 +347,10 @@ mod tests {
     #[test]
     fn reads_model_and_stream() {
         let f = body_fields(br#"{"model":"gpt-4o","stream":true,"messages":[]}"#).unwrap();
-        assert_eq!(f.model, "gpt-4o");
+        assert_eq!(f.model(), Ok("gpt-4o"));
         assert!(f.stream);
         let f = body_fields(br#"{"model":"gpt\u002d4o","x":"\\ud800 \ud83d\ude00"}"#).unwrap();
-        assert_eq!(f.model, "gpt-4o");
+        assert_eq!(f.model(), Ok("gpt-4o"));
         assert!(!f.stream);
     }
 
@@ -244,7 +370,13 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_read_like_the_provider() {
-        let code = |b: &[u8]| body_fields(b).unwrap_err().code().as_str();
+        let code = |b: &[u8]| {
+            body_fields(b)
+                .and_then(|f| f.model().map(drop))
+                .unwrap_err()
+                .code()
+                .as_str()
+        };
         assert_eq!(code(br#"{"model":"a","model":"b"}"#), "invalid_json");
         assert_eq!(code(br#"{"model":"a"} {"x":1}"#), "invalid_json");
         assert_eq!(code(b"{\"model\":\"a\xff\"}"), "invalid_json");
@@ -265,6 +397,37 @@ mod tests {
         assert!(
             body_fields(br#"{"model":"a","x":"1e999 \" 1e999","y":[1.5e300,-0,2E-9]}"#).is_ok()
         );
+        assert_eq!(
+            code(br#"{"model":"a","store":true,"store":false}"#),
+            "invalid_json"
+        );
+        assert_eq!(code(br#"{"model":"a","stream_options":1}"#), "invalid_json");
+    }
+
+    #[test]
+    fn reads_what_a_body_says_about_objects() {
+        let f = body_fields(
+            br#"{"model":"m","store":true,"stream_options":null,"previous_response_id":"resp_1","input":[{"file_id":"file-2"}]}"#,
+        )
+        .unwrap();
+        assert!(f.store);
+        assert!(f.stream_options.present);
+        let ids: Vec<&str> = f.objects.iter().map(|o| &*o.id).collect();
+        assert_eq!(ids, ["resp_1", "file-2"]);
+        let f = body_fields(br#"{"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(f.stream_options.include_usage);
+        assert_eq!(f.model, None);
+    }
+
+    #[test]
+    fn object_endpoints_read_json_bodies_only() {
+        let json = http::HeaderValue::from_static("application/json; charset=utf-8");
+        let multipart = http::HeaderValue::from_static("multipart/form-data; boundary=x");
+        assert!(!reads_as_json(Some(&json), b""));
+        assert!(reads_as_json(Some(&json), b"[1]"));
+        assert!(reads_as_json(None, b" {}"));
+        assert!(!reads_as_json(Some(&multipart), b"--x\r\n"));
+        assert!(!reads_as_json(None, b""));
     }
 
     #[test]

@@ -23,6 +23,8 @@ const MAX_SSE_LINE: usize = 1024 * 1024;
 /// search).
 static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+/// Finds `"id"` in an SSE line, while a creating request's stream is read for its object id.
+static ID_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\"id\""));
 
 /// Tokens a response reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +59,10 @@ pub enum UsageMeter {
         /// `data:` events seen (other than `[DONE]`): the basis of an estimate when the stream
         /// ends before its usage report.
         events: u64,
+        /// The stream describes an object the request created: its id is read from the first
+        /// event that has one (`response.id`, else `id`).
+        want_id: bool,
+        id: Option<String>,
     },
 }
 
@@ -73,6 +79,8 @@ impl UsageMeter {
                 skipping: false,
                 usage: None,
                 events: 0,
+                want_id: false,
+                id: None,
             }
         } else if starts_with_ignore_case(ct, b"application/json") {
             UsageMeter::Json {
@@ -113,11 +121,14 @@ impl UsageMeter {
                 skipping,
                 usage,
                 events,
+                want_id,
+                id,
             } => {
                 for piece in chunk.split_inclusive(|b| *b == b'\n') {
                     let complete = piece.last() == Some(&b'\n');
+                    let id = (*want_id && id.is_none()).then_some(&mut *id);
                     if complete && line.is_empty() && !*skipping {
-                        sse_line(piece, usage, events);
+                        sse_line(piece, usage, events, id);
                         continue;
                     }
                     if !*skipping {
@@ -130,7 +141,7 @@ impl UsageMeter {
                     }
                     if complete {
                         if !*skipping {
-                            sse_line(line, usage, events);
+                            sse_line(line, usage, events, id);
                         }
                         line.clear();
                         *skipping = false;
@@ -174,12 +185,62 @@ impl UsageMeter {
                 ..
             } => {
                 if !line.is_empty() {
-                    sse_line(line, usage, events);
+                    sse_line(line, usage, events, None);
                     line.clear();
                 }
                 *usage
             }
         }
+    }
+
+    /// Reads the id of the object the response describes (a creating request's answer):
+    /// from an SSE stream's first event that carries one, from a JSON body once complete.
+    pub fn want_object_id(&mut self) {
+        if let UsageMeter::Sse { want_id, .. } = self {
+            *want_id = true;
+        }
+    }
+
+    /// The object id seen, once known (`complete`: the body has ended). `None` when the
+    /// response names none, or a JSON body is too large to read.
+    pub fn object_id(&self, complete: bool) -> Option<String> {
+        match self {
+            UsageMeter::Off => None,
+            UsageMeter::Sse { id, .. } => id.clone(),
+            UsageMeter::Json {
+                first,
+                joined,
+                overflow,
+            } => {
+                if !complete || *overflow {
+                    return None;
+                }
+                let body = first.as_deref().unwrap_or(joined);
+                serde_json::from_slice::<WithId>(body).ok()?.into_id()
+            }
+        }
+    }
+}
+
+/// An answer that describes an object: a Responses stream event names it as `response.id`,
+/// everything else as `id`.
+#[derive(Deserialize)]
+struct WithId {
+    id: Option<String>,
+    response: Option<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Option<String>,
+}
+
+impl WithId {
+    fn into_id(self) -> Option<String> {
+        self.response
+            .and_then(|r| r.id)
+            .or(self.id)
+            .filter(|id| !id.is_empty())
     }
 }
 
@@ -187,13 +248,25 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn sse_line(line: &[u8], usage: &mut Option<Usage>, events: &mut u64) {
+fn sse_line(
+    line: &[u8],
+    usage: &mut Option<Usage>,
+    events: &mut u64,
+    id: Option<&mut Option<String>>,
+) {
     let line = line.trim_ascii_end();
     let Some(data) = line.strip_prefix(b"data:") else {
         return;
     };
     if data.trim_ascii() != b"[DONE]" {
         *events += 1;
+    }
+    if let Some(id) = id {
+        if ID_KEY.find(data).is_some() {
+            *id = serde_json::from_slice::<WithId>(data.trim_ascii())
+                .ok()
+                .and_then(WithId::into_id);
+        }
     }
     if USAGE_KEY.find(data).is_none() {
         return;
@@ -382,6 +455,25 @@ mod tests {
                 ..Usage::default()
             })
         );
+    }
+
+    #[test]
+    fn object_ids_of_created_objects() {
+        let mut json = UsageMeter::for_content_type(Some(b"application/json"));
+        json.feed(&Bytes::from_static(br#"{"id":"file-1","object":"#));
+        assert_eq!(json.object_id(false), None);
+        json.feed(&Bytes::from_static(br#""file"}"#));
+        assert_eq!(json.object_id(true).as_deref(), Some("file-1"));
+        let mut sse = UsageMeter::for_content_type(Some(b"text/event-stream"));
+        sse.want_object_id();
+        sse.feed(&Bytes::from_static(b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_9\",\"usage\":null}}\n\n"));
+        sse.feed(&Bytes::from_static(
+            b"data: {\"type\":\"response.output_item.added\",\"item\":{\"id\":\"msg_1\"}}\n\n",
+        ));
+        assert_eq!(sse.object_id(false).as_deref(), Some("resp_9"));
+        let mut unwanted = UsageMeter::for_content_type(Some(b"text/event-stream"));
+        unwanted.feed(&Bytes::from_static(b"data: {\"id\":\"chatcmpl-1\"}\n\n"));
+        assert_eq!(unwanted.object_id(true), None);
     }
 
     #[test]

@@ -6,6 +6,9 @@ and SSE for /v1/messages. Models steer behaviour so tests can provoke each case:
   error-*     answers 500
   broken-*    starts an SSE stream, sends two events, then drops the connection mid-body
 Every answer carries the provider's own `x-request-id` (`req_mock_N`).
+It also keeps objects as OpenAI does, in one account (whoever knows an id may use it): the
+Responses API (`POST /v1/responses`, JSON or SSE, retrieve, input_items, delete, cancel),
+conversations and their items, and files (multipart upload, retrieve, content, delete).
 Streams send one event every `stream_interval` seconds so tests can see them arrive apart.
 """
 
@@ -42,6 +45,9 @@ class MockProvider:
         self.lock = threading.Lock()
         self.stream_interval = stream_interval
         self.slow_seconds = slow_seconds
+        self.objects = {}  # id -> object (responses, conversations, files)
+        self.items = {}  # conversation id -> its items
+        self.counter = 0
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,13 +63,23 @@ class MockProvider:
                                client_port=self.client_address[1])
                 with provider.lock:
                     provider.requests.append(rec)
-                provider._answer(self, rec)
+                if not provider._object_call(self, rec):
+                    provider._answer(self, rec)
 
             def do_GET(self):
                 rec = Recorded("GET", self.path, [(k.lower(), v) for k, v in self.headers.items()], b"")
                 with provider.lock:
                     provider.requests.append(rec)
-                provider._send_json(self, 200, {"object": "list", "data": []})
+                if not provider._object_call(self, rec):
+                    provider._send_json(self, 200, {"object": "list", "data": []})
+
+            def do_DELETE(self):
+                rec = Recorded("DELETE", self.path, [(k.lower(), v) for k, v in self.headers.items()],
+                               self._read_body())
+                with provider.lock:
+                    provider.requests.append(rec)
+                if not provider._object_call(self, rec):
+                    provider._send_json(self, 404, {"error": {"message": "no such route"}})
 
             def _read_body(self):
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -96,6 +112,117 @@ class MockProvider:
     def last(self):
         with self.lock:
             return self.requests[-1]
+
+    # === objects (one account: the provider cannot tell agents apart) ===
+
+    def _new_id(self, prefix):
+        """Ids unique across mock providers, as a real provider's are across accounts."""
+        with self.lock:
+            self.counter += 1
+            return f"{prefix}{self.port}x{self.counter:04d}"
+
+    def _object_call(self, h, rec):
+        """Answers a call on a provider object; False when the path is not one."""
+        path = rec.path.split("?")[0]
+        parts = path.strip("/").split("/")[1:]  # after "v1"
+        if not parts or parts[0] not in ("responses", "conversations", "files"):
+            return False
+        kind, rest = parts[0], parts[1:]
+        if rec.method == "POST" and not rest:
+            return self._create(h, rec, kind)
+        if kind == "responses" and rest == ["input_tokens"]:
+            return self._send_json(h, 200, {"object": "response.input_tokens", "input_tokens": 7}) or True
+        obj = self.objects.get(rest[0]) if rest else None
+        if obj is None:
+            if not rest and rec.method == "GET" and kind == "files":
+                data = [o for o in self.objects.values() if o["object"] == "file"]
+                return self._send_json(h, 200, {"object": "list", "data": data}) or True
+            self._send_json(h, 404, {"error": {"message": f"no such object: {'/'.join(rest)}",
+                                               "type": "invalid_request_error"}})
+            return True
+        sub = rest[1:]
+        if rec.method == "DELETE" and not sub:
+            del self.objects[rest[0]]
+            return self._send_json(h, 200, {"id": rest[0], "object": obj["object"] + ".deleted",
+                                            "deleted": True}) or True
+        if kind == "responses" and sub == ["input_items"]:
+            return self._send_json(h, 200, self._list(obj.get("_input", []))) or True
+        if kind == "responses" and sub == ["cancel"]:
+            return self._send_json(h, 200, self._public(obj)) or True
+        if kind == "files" and sub == ["content"]:
+            data = obj["_content"]
+            h.send_response(200)
+            self._provider_request_id(h)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return True
+        if kind == "conversations" and sub and sub[0] == "items":
+            items = self.items.setdefault(rest[0], [])
+            if rec.method == "POST":
+                added = [dict(item, id=self._new_id("msg_")) for item in rec.json().get("items", [])]
+                items.extend(added)
+                return self._send_json(h, 200, self._list(added)) or True
+            if rec.method == "DELETE" and len(sub) == 2:
+                items[:] = [i for i in items if i["id"] != sub[1]]
+                return self._send_json(h, 200, self._public(obj)) or True
+            order = "desc" if "order=desc" in rec.path else "asc"
+            return self._send_json(h, 200, self._list(items if order == "asc" else items[::-1])) or True
+        return self._send_json(h, 200, self._public(obj)) or True
+
+    def _create(self, h, rec, kind):
+        if kind == "files":
+            content = rec.body
+            obj = {"id": self._new_id("file-"), "object": "file", "bytes": len(content), "created_at": 1,
+                   "filename": "upload", "purpose": "user_data", "status": "processed", "_content": content}
+            self.objects[obj["id"]] = obj
+            return self._send_json(h, 200, self._public(obj)) or True
+        req = rec.json() if rec.body else {}
+        if kind == "conversations":
+            obj = {"id": self._new_id("conv_"), "object": "conversation", "created_at": 1,
+                   "metadata": req.get("metadata") or {}}
+            self.objects[obj["id"]] = obj
+            self.items[obj["id"]] = [dict(i, id=self._new_id("msg_")) for i in req.get("items") or []]
+            return self._send_json(h, 200, self._public(obj)) or True
+        model = req.get("model", "")
+        if model.startswith("error-"):
+            return self._send_json(h, 500, {"error": {"message": "provider exploded"}}) or True
+        obj = response_object(self._new_id("resp_"), model)
+        text = req.get("input") if isinstance(req.get("input"), str) else None
+        obj["_input"] = [{"type": "message", "role": "user", "id": self._new_id("msg_"),
+                          "content": [{"type": "input_text", "text": text or ""}]}]
+        self.objects[obj["id"]] = obj
+        if req.get("stream"):
+            public = self._public(obj)
+            started = dict(public, status="in_progress", output=[], usage=None)
+            item = public["output"][0]
+            part = item["content"][0]
+            empty_item = dict(item, status="in_progress", content=[])
+            empty_part = dict(part, text="")
+            at = {"item_id": item["id"], "output_index": 0}
+            events = [{"type": "response.created", "response": started},
+                      {"type": "response.output_item.added", "output_index": 0, "item": empty_item},
+                      dict(at, type="response.content_part.added", content_index=0, part=empty_part),
+                      dict(at, type="response.output_text.delta", content_index=0, delta=part["text"]),
+                      dict(at, type="response.output_text.done", content_index=0, text=part["text"]),
+                      dict(at, type="response.content_part.done", content_index=0, part=part),
+                      {"type": "response.output_item.done", "output_index": 0, "item": item},
+                      {"type": "response.completed", "response": public}]
+            for n, event in enumerate(events):
+                event["sequence_number"] = n
+            self._send_sse(h, events, anthropic=True, done=False)
+            return True
+        return self._send_json(h, 200, self._public(obj)) or True
+
+    @staticmethod
+    def _public(obj):
+        return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+    @staticmethod
+    def _list(data):
+        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None, "has_more": False}
 
     # === answers ===
 
@@ -151,7 +278,7 @@ class MockProvider:
         h.end_headers()
         h.wfile.write(data)
 
-    def _send_sse(self, h, events, anthropic, complete=True):
+    def _send_sse(self, h, events, anthropic, complete=True, done=None):
         h.send_response(200)
         self._provider_request_id(h)
         h.send_header("Content-Type", "text/event-stream")
@@ -167,7 +294,7 @@ class MockProvider:
         if not complete:
             h.close_connection = True
             return
-        if not anthropic:
+        if done if done is not None else not anthropic:
             self._chunk(h, b"data: [DONE]\n\n")
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
@@ -176,6 +303,19 @@ class MockProvider:
     def _chunk(h, data):
         h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         h.wfile.flush()
+
+
+def response_object(id, model):
+    return {
+        "id": id, "object": "response", "created_at": 1, "status": "completed", "model": model,
+        "output": [{"type": "message", "id": f"msg_{id}", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "hello from mock", "annotations": []}]}],
+        "usage": {"input_tokens": 13, "output_tokens": 5, "total_tokens": 18,
+                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
+        "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0,
+        "text": {"format": {"type": "text"}},
+    }
 
 
 def openai_events(model, include_usage):
