@@ -45,6 +45,8 @@ pub enum Code {
     ConcurrencyLimited,
     TokenBudgetExhausted,
     SpendBudgetExhausted,
+    /// The request's estimate is above a budget's whole window: it can never be admitted.
+    RequestExceedsBudget,
     UpstreamUnavailable,
     UpstreamTimeout,
     /// The fleet's Redis is unreachable and policy says `on_unavailable: deny`.
@@ -53,7 +55,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 33] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -83,6 +85,7 @@ impl Code {
         Code::ConcurrencyLimited,
         Code::TokenBudgetExhausted,
         Code::SpendBudgetExhausted,
+        Code::RequestExceedsBudget,
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
         Code::FleetUnavailable,
@@ -120,6 +123,7 @@ impl Code {
             Code::ConcurrencyLimited => "concurrency_limited",
             Code::TokenBudgetExhausted => "token_budget_exhausted",
             Code::SpendBudgetExhausted => "spend_budget_exhausted",
+            Code::RequestExceedsBudget => "request_exceeds_budget",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::FleetUnavailable => "fleet_unavailable",

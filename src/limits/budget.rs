@@ -134,6 +134,13 @@ pub struct Exhausted {
     pub fleet_unavailable: bool,
 }
 
+/// A budget's window, as policy names its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetWindow {
+    Minute,
+    Day,
+}
+
 /// The most prompt tokens a body can hold: one per byte (a token is never shorter than a byte
 /// of the text, and JSON only adds bytes). An upper bound, so that a request with an output
 /// cap never uses more than it reserved.
@@ -220,6 +227,19 @@ impl TokenBudget {
     }
 
     /// Whether this budget is for these limits (a reload with other limits starts afresh).
+    /// The window limit `units` can never fit in, however long the agent waits: the smaller
+    /// of the per-minute and per-day limits, when `units` is above it.
+    pub fn never_fits(&self, units: u64) -> Option<(BudgetWindow, u64)> {
+        [
+            (BudgetWindow::Minute, self.per_minute),
+            (BudgetWindow::Day, self.per_day),
+        ]
+        .into_iter()
+        .filter_map(|(window, limit)| Some((window, limit?)))
+        .filter(|(_, limit)| units > *limit)
+        .min_by_key(|(_, limit)| *limit)
+    }
+
     pub fn has_limits(&self, per_minute: Option<u64>, per_day: Option<u64>) -> bool {
         self.per_minute == per_minute && self.per_day == per_day
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::budget::{Days, Exhausted, Reservation, TokenBudget};
+use super::budget::{BudgetWindow, Days, Exhausted, Reservation, TokenBudget};
 
 /// The token and spend budgets that apply to an agent: its own, then its team's.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,32 @@ pub enum BudgetRefusal {
     /// A budget is shared by the fleet, whose Redis is unreachable, and policy says
     /// `on_unavailable: deny`.
     FleetUnavailable,
+    /// The request's estimate is above a window's whole limit: waiting cannot help.
+    NeverFits(NeverFits),
+}
+
+/// A request larger than a budget's whole window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeverFits {
+    /// Spend (micro-dollars) rather than tokens.
+    pub spend: bool,
+    /// The team's budget rather than the agent's.
+    pub team: bool,
+    pub window: BudgetWindow,
+    pub estimate: u64,
+    pub limit: u64,
+}
+
+impl NeverFits {
+    /// The policy name of the limit (`tokens_per_minute`, `usd_per_day`, …).
+    pub fn limit_name(&self) -> &'static str {
+        match (self.spend, self.window) {
+            (false, BudgetWindow::Minute) => "tokens_per_minute",
+            (false, BudgetWindow::Day) => "tokens_per_day",
+            (true, BudgetWindow::Minute) => "usd_per_minute",
+            (true, BudgetWindow::Day) => "usd_per_day",
+        }
+    }
 }
 
 impl BudgetRefusal {
@@ -64,6 +90,9 @@ impl Budgets {
         now: i64,
         days: &Days,
     ) -> Result<Held, BudgetRefusal> {
+        if let Some(never) = self.never_fits(tokens, cost) {
+            return Err(BudgetRefusal::NeverFits(never));
+        }
         let mut held = Held::default();
         for (slot, budget) in self.tokens.iter().enumerate() {
             if let Some(budget) = budget {
@@ -94,6 +123,26 @@ impl Budgets {
         Ok(held)
     }
 
+    /// The first budget (tokens, then spend; the agent's, then its team's) whose whole window
+    /// `tokens` or `cost` is larger than.
+    fn never_fits(&self, tokens: u64, cost: Option<u64>) -> Option<NeverFits> {
+        let units = [(false, Some(tokens)), (true, cost)];
+        units.into_iter().find_map(|(spend, units)| {
+            let budgets = if spend { &self.spend } else { &self.tokens };
+            let units = units?;
+            budgets.iter().enumerate().find_map(|(slot, budget)| {
+                let (window, limit) = budget.as_ref()?.never_fits(units)?;
+                Some(NeverFits {
+                    spend,
+                    team: slot == 1,
+                    window,
+                    estimate: units,
+                    limit,
+                })
+            })
+        })
+    }
+
     /// Gives back everything `held` reserved (the request was refused or failed).
     pub fn release(&self, held: Held) {
         self.settle(held, Some(0), Some(0));
@@ -118,6 +167,24 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_above_a_whole_window_never_fits() {
+        let budgets = Budgets {
+            tokens: [
+                Some(Arc::new(TokenBudget::new(Some(500), Some(10_000)))),
+                Some(Arc::new(TokenBudget::new(None, Some(300)))),
+            ],
+            spend: [None, None],
+        };
+        let never = |tokens| match budgets.reserve(tokens, None, 60, &Days::default()) {
+            Err(BudgetRefusal::NeverFits(n)) => Some((n.team, n.limit_name(), n.limit)),
+            _ => None,
+        };
+        assert_eq!(never(600), Some((false, "tokens_per_minute", 500)));
+        assert_eq!(never(400), Some((true, "tokens_per_day", 300)));
+        assert_eq!(never(300), None);
+    }
 
     #[test]
     fn a_team_refusal_gives_back_the_agents_reservation() {

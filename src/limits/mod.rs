@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{Link, Meter};
 
-pub use budget::{Exhausted, Reservation, TokenBudget};
+pub use budget::{BudgetWindow, Exhausted, Reservation, TokenBudget};
 pub use concurrency::{InFlight, InFlightGuard};
 pub use counters::AgentCounters;
-pub use held::{BudgetRefusal, Budgets, Held};
+pub use held::{BudgetRefusal, Budgets, Held, NeverFits};
 pub use rate::{RateDecision, RequestRate};
 pub use spec::Limits;
 

@@ -15,7 +15,7 @@ use pingora::{Error, ErrorType};
 use super::headers;
 use crate::code::Code;
 use crate::identity::Rejection;
-use crate::limits::{BudgetRefusal, RateDecision};
+use crate::limits::{BudgetRefusal, NeverFits, RateDecision};
 use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
@@ -60,6 +60,8 @@ pub enum Refusal {
     SpendBudgetExhausted {
         retry_after: Duration,
     },
+    /// The request's estimate is above a budget's whole window: retrying cannot help.
+    RequestExceedsBudget(NeverFits),
     /// The agent has a spend budget and the model has no price.
     UnpricedModel,
     /// The provider could not be reached (or cannot be used); the text says why, without secrets.
@@ -101,6 +103,7 @@ impl From<BudgetRefusal> for Refusal {
             },
             BudgetRefusal::Unpriced => Refusal::UnpricedModel,
             BudgetRefusal::FleetUnavailable => Refusal::FleetUnavailable,
+            BudgetRefusal::NeverFits(never) => Refusal::RequestExceedsBudget(never),
         }
     }
 }
@@ -155,6 +158,7 @@ impl Refusal {
             Refusal::ConcurrencyLimited => Code::ConcurrencyLimited,
             Refusal::TokenBudgetExhausted { .. } => Code::TokenBudgetExhausted,
             Refusal::SpendBudgetExhausted { .. } => Code::SpendBudgetExhausted,
+            Refusal::RequestExceedsBudget(_) => Code::RequestExceedsBudget,
             Refusal::UnpricedModel => Code::ModelNotAllowed,
             Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
             Refusal::UpstreamTimeout => Code::UpstreamTimeout,
@@ -164,7 +168,9 @@ impl Refusal {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::InvalidJson(_) | Refusal::MissingModel => StatusCode::BAD_REQUEST,
+            Refusal::InvalidJson(_) | Refusal::MissingModel | Refusal::RequestExceedsBudget(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials(_)
             | Refusal::InvalidSignature(_)
@@ -195,9 +201,10 @@ impl Refusal {
     /// The OpenAI/Anthropic error `type` for this status, so SDKs pick the right exception.
     fn kind(&self) -> &'static str {
         match self {
-            Refusal::InvalidJson(_) | Refusal::MissingModel | Refusal::BodyTooLarge => {
-                "invalid_request_error"
-            }
+            Refusal::InvalidJson(_)
+            | Refusal::MissingModel
+            | Refusal::BodyTooLarge
+            | Refusal::RequestExceedsBudget(_) => "invalid_request_error",
             Refusal::MissingCredentials
             | Refusal::InvalidCredentials(_)
             | Refusal::InvalidSignature(_)
@@ -258,6 +265,7 @@ impl Refusal {
             Refusal::SpendBudgetExhausted { .. } => "daily spend budget exhausted for this agent: the request's estimated cost does not fit what is left".into(),
             Refusal::UnpricedModel => "this model has no price in the policy's `pricing`, and this agent has a spend limit (`usd_per_day`): it may only use priced models".into(),
             Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its max_tokens, or 1024, plus its prompt) do not fit what is left".into(),
+            Refusal::RequestExceedsBudget(never) => never_fits_message(never),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
             Refusal::FleetUnavailable => "this agent's limits are shared by the fleet, whose Redis cannot be reached; policy refuses until it is back (`on_unavailable: deny`)".into(),
@@ -315,12 +323,39 @@ impl Refusal {
         if let Some(id) = request_id {
             header.insert_header("x-request-id", id.clone())?;
         }
+        if matches!(self, Refusal::RequestExceedsBudget(_)) {
+            // What the OpenAI and Anthropic SDKs read before their own retry rules.
+            header.insert_header("x-should-retry", "false")?;
+        }
         if let Some(wait) = self.retry_after() {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             header.insert_header(http::header::RETRY_AFTER, secs.max(1))?;
             header.insert_header("retry-after-ms", wait.as_millis().max(1) as u64)?;
         }
         Ok(header)
+    }
+}
+
+/// Names the estimate and the limit, so the agent (or its operator) can shrink the request.
+fn never_fits_message(never: &NeverFits) -> String {
+    let whose = if never.team {
+        "its team's"
+    } else {
+        "the agent's"
+    };
+    let name = never.limit_name();
+    if never.spend {
+        let usd = |micro: u64| micro as f64 / 1e6;
+        format!(
+            "this request can never be admitted: its estimated cost (${:.6}) is more than {whose} whole `{name}` (${:.2}); ask for fewer output tokens or send a shorter prompt",
+            usd(never.estimate),
+            usd(never.limit)
+        )
+    } else {
+        format!(
+            "this request can never be admitted: its estimated {} tokens (prompt and output cap) are more than {whose} whole `{name}` ({}); ask for fewer output tokens (max_tokens) or send a shorter prompt",
+            never.estimate, never.limit
+        )
     }
 }
 

@@ -94,7 +94,7 @@ impl WardenProxy {
         }
         if matches!(
             code,
-            Code::TokenBudgetExhausted | Code::SpendBudgetExhausted
+            Code::TokenBudgetExhausted | Code::SpendBudgetExhausted | Code::RequestExceedsBudget
         ) {
             if let Some(agent) = agent {
                 self.metrics.budget_rejected(&agent.id, code);

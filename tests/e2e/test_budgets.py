@@ -80,9 +80,11 @@ def test_settling_releases_what_was_not_used(env):
     time.sleep(0.2)
     r = call(env, max_tokens=850)
     assert r.status_code == 200, f"settling did not release the reservations: {r.text}"
-    # That one settled to 18 as well; 990 + its prompt bound never fits (this minute or a new one).
+    # That one settled to 18 as well; 990 + its prompt bound never fits (this minute or a new
+    # one): refused as such, and not to be retried.
     refused = call(env, max_tokens=990)
-    assert refused.status_code == 429 and refused.headers["x-warden-error"] == "token_budget_exhausted"
+    assert refused.status_code == 400 and refused.headers["x-warden-error"] == "request_exceeds_budget"
+    assert refused.headers["x-should-retry"] == "false"
 
 
 def test_usage_endpoint_reports_use_limits_and_resets(env):

@@ -568,7 +568,7 @@ def test_no_request_larger_than_the_fleet_can_grant_goes_on_credit(provider):
         wait_mode(w, "shared")
         for cap in (50_000, 2**64 - 1, 900):
             r = chat(w, BOT_KEY, max_tokens=cap)
-            assert r.status_code == 429 and r.headers["x-warden-error"] == "token_budget_exhausted", (cap, r.text)
+            assert r.status_code == 400 and r.headers["x-warden-error"] == "request_exceeds_budget", (cap, r.text)
         assert chat(w, BOT_KEY, max_tokens=5).status_code == 200
         verdict = httpx.post(w.base + "/v1/verify", headers={"Authorization": "Bearer sk-fleet-payer"}, timeout=10,
                              json={"action": "transfer_funds", "parameters": {"amount": 5000}}).json()

@@ -142,10 +142,11 @@ def _assert_at_least(value, floor):
 def test_every_choice_is_reserved(warden, provider):
     before = len(provider.requests)
     r = post(warden, MANY_KEY, {"model": "gpt-4o-mini", "n": 50, "max_tokens": 1000, "messages": []})
-    assert r.status_code == 429 and r.json()["error"]["code"] == "token_budget_exhausted"
+    assert r.status_code == 400 and r.json()["error"]["code"] == "request_exceeds_budget"
+    assert "`tokens_per_day` (2000)" in r.json()["error"]["message"]
     r = post(warden, MANY_KEY, {"model": "gpt-4o-mini", "best_of": 5, "max_tokens": 500, "messages": []},
              path="/v1/completions")
-    assert r.status_code == 429
+    assert r.status_code == 400 and r.headers["x-should-retry"] == "false"
     assert len(provider.requests) == before
     assert post(warden, MANY_KEY, {"model": "gpt-4o-mini", "n": 1, "max_tokens": 100, "messages": []}).status_code == 200
 
