@@ -20,6 +20,9 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(with = "Vec<PublicKeySpec>")]
     pub public_keys: Vec<Spanned<PublicKeySpec>>,
+    /// Model globs the agent may use (absent or empty: none; such an agent may still verify
+    /// actions and call services).
+    #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<Vec<String>>")]

@@ -96,3 +96,27 @@ def test_a_teams_whole_budget_is_a_limit_too(env):
     ok = httpx.post(env.base + "/v1/chat/completions", timeout=10, headers={"Authorization": f"Bearer {TEAMMATE_KEY}"},
                     json={"model": "gpt-4o-mini", "max_tokens": 100, "messages": []})
     assert ok.status_code == 200
+
+
+def test_an_agent_without_models_may_still_verify_but_call_no_model(tmp_path):
+    """`models` is optional (issue 29, point 6): absent, the agent has no models."""
+    key = "sk-no-models"
+    w = Warden(f"""version: 1
+providers:
+  local: {{kind: mock, models: ["mock-*"]}}
+agents:
+  verifier:
+    keys: [{{id: v-1, sha256: {sha256_hex(key)}}}]
+    actions: {{allow: [read_data]}}
+""")
+    try:
+        auth = {"Authorization": f"Bearer {key}"}
+        verdict = httpx.post(w.base + "/v1/verify", headers=auth, timeout=10, json={"action": "read_data"})
+        assert verdict.status_code == 200 and verdict.json()["verified"] is True
+        r = httpx.post(w.base + "/v1/chat/completions", headers=auth, timeout=10,
+                       json={"model": "mock-1", "messages": []})
+        assert r.status_code == 403 and r.headers["x-warden-error"] == "model_not_allowed"
+        models = httpx.get(w.base + "/v1/models", headers=auth, timeout=10).json()
+        assert models["data"] == []
+    finally:
+        w.stop()
