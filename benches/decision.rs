@@ -98,6 +98,20 @@ fn decision(c: &mut Criterion) {
         b.iter(|| proxy::request::body_fields(black_box(&long_prompt)).is_ok())
     });
 
+    // The prompt estimate budgets reserve: English-like text, per body size (µs per KB is
+    // the time divided by the size). Beyond 4 KiB of text the rest is extrapolated.
+    warden::limits::prompt::warm_up();
+    let sentence = "Summarise the quarterly report and list three risks for the board. ";
+    for kb in [1usize, 30, 100, 1000] {
+        let text = sentence.repeat(kb * 1024 / sentence.len());
+        let body = serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 256,
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]})
+        .to_string();
+        c.bench_function(&format!("prompt estimate: {kb} KB chat"), |b| {
+            b.iter(|| warden::limits::prompt::estimate(black_box(body.as_bytes()), "gpt-4o-mini"))
+        });
+    }
+
     c.bench_function("compile: 1000-agent policy", |b| {
         b.iter(|| config::compile(black_box(&sources), &env).is_ok())
     });

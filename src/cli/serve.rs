@@ -167,6 +167,8 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             return ExitCode::from(1);
         }
     };
+    // Budgets count prompts with these vocabularies: loaded before traffic, not by a request.
+    crate::limits::prompt::warm_up();
     let proxy = WardenProxy {
         policy: Arc::clone(&policy),
         metrics: Arc::clone(&metrics),

@@ -141,17 +141,10 @@ pub enum BudgetWindow {
     Day,
 }
 
-/// The most prompt tokens a body can hold: one per byte (a token is never shorter than a byte
-/// of the text, and JSON only adds bytes). An upper bound, so that a request with an output
-/// cap never uses more than it reserved.
-pub fn prompt_bound(body_len: usize) -> u64 {
-    u64::try_from(body_len).unwrap_or(u64::MAX).max(1)
-}
-
-/// The tokens to reserve for a request: its prompt bound plus the most output it can be
-/// billed (its cap, or [`DEFAULT_OUTPUT_ESTIMATE`], times its choices).
-pub fn estimate(output_bound: u64, body_len: usize) -> u64 {
-    output_bound.saturating_add(prompt_bound(body_len))
+/// The tokens to reserve for a request: its estimated prompt plus the most output it can be
+/// billed (its cap, or the agent's default, times its choices).
+pub fn estimate(output_bound: u64, prompt_tokens: u64) -> u64 {
+    output_bound.saturating_add(prompt_tokens)
 }
 
 impl TokenBudget {

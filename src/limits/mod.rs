@@ -14,6 +14,7 @@ pub mod concurrency;
 pub mod counters;
 pub mod held;
 pub mod pricing;
+pub mod prompt;
 pub mod rate;
 pub mod spec;
 
@@ -45,6 +46,8 @@ pub struct AgentLimits {
     pub actions: Arc<actions::ActionLedger>,
     /// Today's calls to each service (`/svc/<name>/…`).
     pub service_calls: Arc<actions::ActionLedger>,
+    /// Output tokens reserved for a request without a cap (`limits.default_output_tokens`).
+    pub default_output_tokens: u64,
 }
 
 /// A token or spend budget, shared by the fleet through leases when `fleet` is given.
@@ -145,6 +148,7 @@ impl LiveState {
             tokens_per_minute,
             tokens_per_day,
             micro_usd_per_day,
+            default_output_tokens,
         } = *limits;
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         let cells = agents.get(agent);
@@ -196,6 +200,7 @@ impl LiveState {
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
             actions: ledger(cells.map(|c| &c.actions), fleet, agent, "actions"),
             service_calls: ledger(cells.map(|c| &c.service_calls), fleet, agent, "services"),
+            default_output_tokens: default_output_tokens.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE),
         }
     }
 

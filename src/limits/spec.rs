@@ -25,6 +25,10 @@ pub struct LimitsSpec {
     /// USD per calendar day (UTC), priced by `pricing:`.
     #[schemars(with = "Option<f64>")]
     pub usd_per_day: Option<Spanned<f64>>,
+    /// Output tokens a budget reserves for a request that sets no cap (`max_tokens` and the
+    /// like); 1024 when unset. Settled to what the provider reports.
+    #[schemars(with = "Option<u64>")]
+    pub default_output_tokens: Option<Spanned<u64>>,
 }
 
 /// An agent's limits after validation: what [`super::LiveState::bind`] is asked for.
@@ -36,6 +40,7 @@ pub struct Limits {
     pub tokens_per_day: Option<u64>,
     /// `usd_per_day` in micro-dollars.
     pub micro_usd_per_day: Option<u64>,
+    pub default_output_tokens: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -67,6 +72,7 @@ impl LimitsSpec {
         };
         let tokens_per_minute = tokens(&self.tokens_per_minute, "tokens_per_minute");
         let tokens_per_day = tokens(&self.tokens_per_day, "tokens_per_day");
+        let default_output_tokens = tokens(&self.default_output_tokens, "default_output_tokens");
         let micro_usd_per_day = self.usd_per_day.as_ref().and_then(|usd| {
             if !(usd.value.is_finite() && usd.value > 0.0) {
                 p.error(
@@ -83,6 +89,7 @@ impl LimitsSpec {
             tokens_per_minute,
             tokens_per_day,
             micro_usd_per_day,
+            default_output_tokens,
         }
     }
 }
@@ -99,15 +106,19 @@ impl TeamSpec {
     /// The team's limits: token and spend budgets only (rate and concurrency are per agent).
     pub fn compile(&self, p: &mut Problems<'_>) -> Limits {
         let spec = &self.limits.value;
-        if spec.requests_per_minute.is_some() || spec.max_concurrent.is_some() {
+        if spec.requests_per_minute.is_some()
+            || spec.max_concurrent.is_some()
+            || spec.default_output_tokens.is_some()
+        {
             p.error(
                 &self.limits,
-                "team limits take tokens_per_minute, tokens_per_day and usd_per_day (rate and concurrency are per agent)",
+                "team limits take tokens_per_minute, tokens_per_day and usd_per_day (rate, concurrency and default_output_tokens are per agent)",
             );
         }
         Limits {
             requests_per_minute: None,
             max_concurrent: None,
+            default_output_tokens: None,
             ..spec.compile(p)
         }
     }

@@ -114,6 +114,8 @@ macro_rules! skip_scalars {
     };
 }
 
+pub(crate) use skip_scalars;
+
 /// Any value: its members are searched.
 struct Search<'r, 'de> {
     found: &'r mut Vec<ObjectRef<'de>>,

@@ -264,7 +264,7 @@ impl Refusal {
             Refusal::ConcurrencyLimited => "too many concurrent requests for this agent".into(),
             Refusal::SpendBudgetExhausted { .. } => "daily spend budget exhausted for this agent: the request's estimated cost does not fit what is left".into(),
             Refusal::UnpricedModel => "this model has no price in the policy's `pricing`, and this agent has a spend limit (`usd_per_day`): it may only use priced models".into(),
-            Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its max_tokens, or 1024, plus its prompt) do not fit what is left".into(),
+            Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its output cap, or the agent's default_output_tokens, plus its prompt counted with the model's tokenizer) do not fit what is left".into(),
             Refusal::RequestExceedsBudget(never) => never_fits_message(never),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),

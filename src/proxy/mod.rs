@@ -425,9 +425,9 @@ impl WardenProxy {
         take_concurrency_slot(agent, ctx)?;
         let budgets = &agent.limits.budgets;
         if budgets.tokens.iter().any(Option::is_some) || budgets.has_spend() {
-            let output = fields.output_bound(budget::DEFAULT_OUTPUT_ESTIMATE);
-            let estimate = budget::estimate(output, body.len());
-            let prompt = budget::prompt_bound(body.len());
+            let output = fields.output_bound(agent.limits.default_output_tokens);
+            let prompt = crate::limits::prompt::estimate(&body, model);
+            let estimate = budget::estimate(output, prompt);
             let cost = snapshot
                 .prices
                 .find(model)

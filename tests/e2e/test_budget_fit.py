@@ -1,7 +1,13 @@
-"""Budgets that admit what fits (issue 29): a request that can never fit a budget's whole
+"""Budgets that admit what fits (issue 29): prompts estimated with the model's tokenizer, so
+small budgets admit what fits, `limits.default_output_tokens`; a request that can never fit a budget's whole
 window is refused so that clients do not retry it (`x-should-retry: false`, 400
 `request_exceeds_budget`, a message with the estimate and the limit), with the real OpenAI and
 Anthropic SDKs; one that fits the window but not what is left now stays a retryable 429."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
@@ -120,3 +126,82 @@ agents:
         assert models["data"] == []
     finally:
         w.stop()
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """Small budgets where a one-token-per-byte estimate refused what fits (issue 29, point 1)."""
+    provider = MockProvider(slow_seconds=1.0)
+    keys = {name: f"sk-tight-{name}" for name in ("fifty", "wide", "crowd", "short", "plain")}
+    w = Warden(f"""version: 1
+providers:
+  openai: {{base_url: {provider.base_url}, models: ["gpt-*", "slow-*"], api_key_env: TEST_OPENAI_KEY}}
+agents:
+  fifty:
+    keys: [{{id: fifty-1, sha256: {sha256_hex(keys["fifty"])}}}]
+    models: ["gpt-*"]
+    limits: {{tokens_per_minute: 50}}
+  wide:
+    keys: [{{id: wide-1, sha256: {sha256_hex(keys["wide"])}}}]
+    models: ["gpt-*"]
+    limits: {{tokens_per_minute: 20000}}
+  crowd:
+    keys: [{{id: crowd-1, sha256: {sha256_hex(keys["crowd"])}}}]
+    models: ["slow-*"]
+    limits: {{tokens_per_minute: 100}}
+  short:
+    keys: [{{id: short-1, sha256: {sha256_hex(keys["short"])}}}]
+    models: ["gpt-*"]
+    limits: {{tokens_per_minute: 100, default_output_tokens: 50}}
+  plain:
+    keys: [{{id: plain-1, sha256: {sha256_hex(keys["plain"])}}}]
+    models: ["gpt-*"]
+    limits: {{tokens_per_minute: 100}}
+""", env=PROVIDER_ENV)
+    w.keys = keys
+    yield w
+    w.stop()
+    provider.close()
+
+
+def chat(w, agent, body):
+    return httpx.post(w.base + "/v1/chat/completions", json=body, timeout=15,
+                      headers={"Authorization": f"Bearer {w.keys[agent]}"})
+
+
+def test_a_small_chat_fits_a_small_budget(tight):
+    body = {"model": "gpt-4o-mini", "max_tokens": 7, "messages": [{"role": "user", "content": "Say hi"}]}
+    assert len(json.dumps(body)) >= 80
+    r = chat(tight, "fifty", body)
+    assert r.status_code == 200, r.text
+
+
+def test_a_30_kb_english_prompt_fits_20000_tokens_a_minute(tight):
+    text = "The committee reviewed the budget and approved the plan for next year. " * 430
+    assert len(text) > 30_000
+    r = chat(tight, "wide", {"model": "gpt-4o", "max_tokens": 500, "messages": [{"role": "user", "content": text}]})
+    assert r.status_code == 200, r.text
+
+
+def test_concurrent_small_requests_are_admitted_as_they_fit(tight):
+    while time.time() % 60 > 50:  # one minute window for the whole burst
+        time.sleep(0.2)
+    body = {"model": "slow-model", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    barrier = threading.Barrier(32)
+
+    def one(_):
+        barrier.wait()
+        return chat(tight, "crowd", body).status_code
+    with ThreadPoolExecutor(32) as pool:
+        codes = list(pool.map(one, range(32)))
+    # Each reserves ~15 tokens (prompt ~10, cap 5); the one-per-byte estimate admitted one.
+    assert codes.count(200) >= 4, codes
+    assert set(codes) <= {200, 429}, codes
+
+
+def test_the_default_output_reservation_is_policy(tight):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    assert chat(tight, "short", body).status_code == 200
+    refused = chat(tight, "plain", body)
+    assert refused.status_code == 400 and refused.headers["x-warden-error"] == "request_exceeds_budget"
+    assert "(100)" in refused.json()["error"]["message"]
