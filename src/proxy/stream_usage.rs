@@ -2,9 +2,10 @@
 //!
 //! A chat or text completion stream reports its tokens only when the request sets
 //! `stream_options.include_usage`. Without it, a budget could only guess. So Warden asks the
-//! provider for usage itself ([`inject_include_usage`]) and hides the extra chunk it brings
-//! ([`UsageChunkFilter`]): the client sees exactly the stream it asked for, and Warden meters
-//! the real count.
+//! provider for usage itself ([`inject_include_usage`]) and hides what that brings
+//! ([`UsageChunkFilter`]): the extra usage chunk and the `"usage":null` member every other chunk
+//! then carries. The client sees exactly the stream it asked for, and Warden meters the real
+//! count.
 
 use bytes::Bytes;
 use memchr::memmem;
@@ -82,8 +83,9 @@ pub fn inject_include_usage(body: &[u8], options: StreamOptions) -> Option<Bytes
     serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
-/// Removes the usage-only chunk (`"choices":[]` with `usage`) from an SSE stream, passing every
-/// other event through as it completes.
+/// Takes out of an SSE stream what asking for usage added: the usage-only chunk (`"choices":[]`
+/// with `usage`) and the `"usage":null` member of every other chunk. Events pass through as they
+/// complete; only an event that carries a usage object is parsed.
 #[derive(Debug, Default)]
 pub struct UsageChunkFilter {
     /// Bytes of an event not complete yet.
@@ -96,7 +98,7 @@ impl UsageChunkFilter {
         let chunk = body.take().unwrap_or_default();
         let fast = self.pending.is_empty()
             && chunk.ends_with(b"\n\n")
-            && memmem::find(&chunk, b"\"usage\"").is_none();
+            && memmem::find(&chunk, USAGE_KEY).is_none();
         if fast {
             *body = (!chunk.is_empty()).then_some(chunk);
             return;
@@ -106,8 +108,13 @@ impl UsageChunkFilter {
         let mut start = 0;
         while let Some(len) = event_len(&self.pending[start..]) {
             let event = &self.pending[start..start + len];
-            if !is_usage_only(event) {
-                out.extend_from_slice(event);
+            match null_usage_member(event) {
+                Some(member) => {
+                    out.extend_from_slice(&event[..member.start]);
+                    out.extend_from_slice(&event[member.end..]);
+                }
+                None if !is_usage_only(event) => out.extend_from_slice(event),
+                None => {}
             }
             start += len;
         }
@@ -119,6 +126,9 @@ impl UsageChunkFilter {
     }
 }
 
+/// The key both additions carry.
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
 /// Length of the first complete event (through its blank line), if there is one.
 fn event_len(bytes: &[u8]) -> Option<usize> {
     let lf = memmem::find(bytes, b"\n\n").map(|at| at + 2);
@@ -129,9 +139,73 @@ fn event_len(bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// The bytes of a top-level `"usage": null` member in an event, with the comma that joins it
+/// to its neighbours, so that cutting them leaves the chunk as the provider writes it when
+/// usage was not asked for. Providers put the member last; only the last `"usage"` is looked
+/// at, and only where it is a key of the chunk object itself (not of a nested one).
+fn null_usage_member(event: &[u8]) -> Option<std::ops::Range<usize>> {
+    let key = memmem::rfind(event, USAGE_KEY)?;
+    let after_key = key + USAGE_KEY.len();
+    let colon = skip_space(event, after_key);
+    if event.get(colon) != Some(&b':') {
+        return None;
+    }
+    let value = skip_space(event, colon + 1);
+    let value_end = value + 4;
+    if event.get(value..value_end) != Some(b"null") {
+        return None;
+    }
+    let next = skip_space(event, value_end);
+    let before = event[..key]
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())?;
+    if object_depth(event, key) != 1 {
+        return None;
+    }
+    match (event[before], event.get(next)) {
+        (b',', Some(b'}' | b',')) => Some(before..value_end),
+        (b'{', Some(b',')) => Some(key..next + 1),
+        (b'{', Some(b'}')) => Some(key..value_end),
+        _ => None,
+    }
+}
+
+/// The first index at or after `at` that is not JSON whitespace.
+fn skip_space(bytes: &[u8], at: usize) -> usize {
+    at + bytes[at.min(bytes.len())..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .count()
+}
+
+/// How many objects and arrays are open at `at` (strings skipped): 1 inside the chunk object.
+fn object_depth(bytes: &[u8], at: usize) -> usize {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in &bytes[..at] {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth
+}
+
 /// Whether an SSE event is the chunk `include_usage` adds: no choices, a usage object.
 fn is_usage_only(event: &[u8]) -> bool {
-    if memmem::find(event, b"\"usage\"").is_none() {
+    if memmem::find(event, USAGE_KEY).is_none() {
         return false;
     }
     let mut data = Vec::new();
@@ -204,7 +278,7 @@ mod tests {
         )
         .as_bytes();
         let expected = concat!(
-            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
             "data: [DONE]\n\n"
         )
         .as_bytes();
@@ -220,6 +294,39 @@ mod tests {
                 }
             }
             assert_eq!(seen, expected, "cut every {size} bytes");
+        }
+    }
+
+    #[test]
+    fn a_null_usage_member_is_cut_with_its_comma_wherever_it_stands() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "data: {\"id\":\"c\",\"usage\":null}\n\n",
+                "data: {\"id\":\"c\"}\n\n",
+            ),
+            (
+                "data: {\"id\": \"c\", \"usage\": null, \"obfuscation\": \"x\"}\n\n",
+                "data: {\"id\": \"c\", \"obfuscation\": \"x\"}\n\n",
+            ),
+            (
+                "data: {\"usage\":null,\"id\":\"c\"}\n\n",
+                "data: {\"id\":\"c\"}\n\n",
+            ),
+            ("data: {\"usage\":null}\n\n", "data: {}\n\n"),
+            (
+                "data: {\"choices\":[{\"usage\":null}]}\n\n",
+                "data: {\"choices\":[{\"usage\":null}]}\n\n",
+            ),
+            (
+                "data: {\"text\":\"{\\\"usage\\\":null}\"}\n\n",
+                "data: {\"text\":\"{\\\"usage\\\":null}\"}\n\n",
+            ),
+        ];
+        for (event, expected) in cases {
+            let mut filter = UsageChunkFilter::default();
+            let mut body = Some(Bytes::copy_from_slice(event.as_bytes()));
+            filter.filter(&mut body, true);
+            assert_eq!(body.as_deref(), Some(expected.as_bytes()), "{event}");
         }
     }
 }

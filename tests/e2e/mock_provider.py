@@ -246,13 +246,17 @@ class MockProvider:
                 "usage": {"prompt_tokens": 8, "total_tokens": 8},
             })
         if rec.path.startswith("/v1/messages"):
+            # A model named `*-cached` reports prompt-cache reads and writes beside `input_tokens`.
+            cache = {"cache_read_input_tokens": 100, "cache_creation_input_tokens": 50} if model.endswith("-cached") else {}
             if req.get("stream"):
-                return self._send_sse(h, anthropic_events(model), anthropic=True)
+                events = anthropic_events(model)
+                events[0]["message"]["usage"].update(cache)
+                return self._send_sse(h, events, anthropic=True)
             return self._send_json(h, 200, {
                 "id": "msg_1", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": "hello from mock"}],
                 "stop_reason": "end_turn", "stop_sequence": None,
-                "usage": {"input_tokens": 11, "output_tokens": 4},
+                "usage": {"input_tokens": 11, "output_tokens": 4, **cache},
             })
         if req.get("stream"):
             usage = bool(req.get("stream_options", {}).get("include_usage"))
@@ -325,6 +329,8 @@ def openai_events(model, include_usage):
         events.append(dict(base, choices=[{"index": 0, "delta": {"content": word}, "finish_reason": None}]))
     events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
     if include_usage:
+        # As OpenAI does: every chunk carries `"usage": null`, then one usage-only chunk.
+        events = [dict(event, usage=None) for event in events]
         events.append(dict(base, choices=[], usage={"prompt_tokens": 21, "completion_tokens": 3, "total_tokens": 24}))
     return events
 

@@ -64,6 +64,34 @@ def test_stream_options_without_include_usage_is_completed(env):
     assert audited(env, "opts-1")["tokens"] == {"input": 21, "output": 3}
 
 
+def data_events(text):
+    return [json.loads(line[6:]) for line in text.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"]
+
+
+@pytest.mark.parametrize("options", [None, {"include_usage": False}, {}])
+def test_a_client_that_did_not_ask_sees_no_usage_member_at_all(env, options):
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": []}
+    if options is not None:
+        body["stream_options"] = options
+    r = httpx.post(env.base + "/v1/chat/completions", json=body, timeout=10,
+                   headers={"Authorization": f"Bearer {AGENT_KEY}"})
+    assert env.provider.last().json()["stream_options"]["include_usage"] is True
+    events = data_events(r.text)
+    assert len(events) == 5, "no extra chunk"
+    assert all("usage" not in event for event in events), events
+    assert r.text.rstrip().endswith("data: [DONE]")
+
+
+def test_a_client_that_asked_sees_usage_null_as_the_provider_sends_it(env):
+    r = httpx.post(env.base + "/v1/chat/completions", timeout=10,
+                   headers={"Authorization": f"Bearer {AGENT_KEY}"},
+                   json={"model": "gpt-4o-mini", "stream": True, "stream_options": {"include_usage": True}})
+    events = data_events(r.text)
+    assert all(event["usage"] is None for event in events[:-1])
+    assert events[-1]["usage"]["prompt_tokens"] == 21
+
+
 def test_a_client_leaving_mid_stream_is_billed_what_the_provider_reports(env):
     import socket
     body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": []}).encode()
@@ -113,3 +141,21 @@ def test_the_anthropic_sdk_stream_is_metered(env):
     assert text == "one two"
     assert "stream_options" not in env.provider.last().json(), "Anthropic streams report usage themselves"
     assert audited(env, "anthropic-stream-1")["tokens"] == {"input": 17, "output": 6}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_cache_reads_and_writes_are_input_tokens(env, stream):
+    import anthropic
+    client = anthropic.Anthropic(base_url=env.base, api_key=AGENT_KEY, max_retries=0,
+                                 default_headers={"X-Request-ID": f"anthropic-cache-{stream}"})
+    ask = dict(model="claude-sonnet-cached", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    if stream:
+        with client.messages.stream(**ask) as s:
+            usage = s.get_final_message().usage
+    else:
+        usage = client.messages.create(**ask).usage
+    assert usage.cache_read_input_tokens == 100, "the client sees the provider's usage untouched"
+    base = usage.input_tokens
+    record = audited(env, f"anthropic-cache-{stream}")
+    assert record["tokens"]["input"] == base + 100 + 50, record["tokens"]
+    assert record["tokens"]["cached"] == 100
