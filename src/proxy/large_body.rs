@@ -91,13 +91,22 @@ async fn relay(
         let mut chunk = upstream.read_response_body().await?;
         done = chunk.is_none() || upstream.response_done();
         proxy.response_body_filter(session, &mut chunk, done, ctx)?;
-        if let Err(gone) = session.write_response_body(chunk, done).await {
-            // The client went away mid-response. What it was sent is billed: read on, without
-            // writing, for a bounded time, so the provider's usage report is metered.
-            if !done {
-                drain_for_usage(proxy, session, ctx, &mut upstream).await;
+        let framing_only = done && chunk.as_ref().is_none_or(Bytes::is_empty);
+        match session.write_response_body(chunk, done).await {
+            Ok(()) => {}
+            // The client had every byte of the answer and hung up before the end of the
+            // framing (LiteLLM's Anthropic stream resets right after `message_stop`): nothing
+            // was lost, the request is `ok`.
+            Err(_) if framing_only => break,
+            Err(gone) => {
+                // The client went away mid-response. What it was sent is billed: read on,
+                // without writing, for a bounded time, so the provider's usage report is
+                // metered.
+                if !done {
+                    drain_for_usage(proxy, session, ctx, &mut upstream).await;
+                }
+                return Err(gone.into_down());
             }
-            return Err(gone.into_down());
         }
     }
     if let HttpSession::H1(h1) = &mut upstream {

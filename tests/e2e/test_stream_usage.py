@@ -159,3 +159,31 @@ def test_anthropic_cache_reads_and_writes_are_input_tokens(env, stream):
     record = audited(env, f"anthropic-cache-{stream}")
     assert record["tokens"]["input"] == base + 100 + 50, record["tokens"]
     assert record["tokens"]["cached"] == 100
+
+
+@pytest.mark.parametrize("path,model,last_event", [
+    ("/v1/messages", "claude-sonnet-test", b"event: message_stop"),
+    ("/v1/chat/completions", "gpt-4o-mini", b"data: [DONE]"),
+])
+def test_a_client_resetting_right_after_the_last_event_lost_nothing(env, path, model, last_event):
+    """LiteLLM's Anthropic stream resets the connection as soon as it has read `message_stop`:
+    the stream was delivered to its end, so it is `ok`, not `client_closed`."""
+    import socket
+    import struct
+    request_id = f"reset-after-end-{model}"
+    body = json.dumps({"model": model, "stream": True, "max_tokens": 10, "messages": []}).encode()
+    s = socket.create_connection(("127.0.0.1", env.port))
+    s.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {AGENT_KEY}\r\n"
+               f"X-Request-ID: {request_id}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    seen = b""
+    while last_event not in seen or not seen.endswith(b"\n\n\r\n"):
+        data = s.recv(65536)
+        assert data, seen
+        seen += data
+    assert not seen.endswith(b"0\r\n\r\n"), "the stream's end has not been written yet"
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    record = audited(env, request_id)
+    assert record["code"] == "ok", record
+    assert record["tokens_source"] == "reported"
