@@ -129,6 +129,10 @@ pub struct Reservation {
 pub struct Exhausted {
     pub retry_after: Duration,
     pub limit: u64,
+    /// The window that has no room (the refusal names its limit).
+    pub window: BudgetWindow,
+    /// The team's budget rather than the agent's (set by the caller that knows whose it is).
+    pub team: bool,
     /// Not exhausted but unknown: the fleet's Redis is unreachable and policy says
     /// `on_unavailable: deny`.
     pub fleet_unavailable: bool,
@@ -139,6 +143,18 @@ pub struct Exhausted {
 pub enum BudgetWindow {
     Minute,
     Day,
+}
+
+impl BudgetWindow {
+    /// The policy name of this window's limit, for tokens or for spend (`usd_per_day`, …).
+    pub fn limit_name(self, spend: bool) -> &'static str {
+        match (spend, self) {
+            (false, BudgetWindow::Minute) => "tokens_per_minute",
+            (false, BudgetWindow::Day) => "tokens_per_day",
+            (true, BudgetWindow::Minute) => "usd_per_minute",
+            (true, BudgetWindow::Day) => "usd_per_day",
+        }
+    }
 }
 
 /// The tokens to reserve for a request: its estimated prompt plus the most output it can be
@@ -188,7 +204,8 @@ impl TokenBudget {
                 lease.adjust(i64::try_from(tokens).unwrap_or(i64::MAX), window);
             }
         };
-        for ((lease, id), reset) in self.leases.iter().zip(ids).zip(resets) {
+        let windows = [BudgetWindow::Minute, BudgetWindow::Day];
+        for (((lease, id), reset), window) in self.leases.iter().zip(ids).zip(resets).zip(windows) {
             let Some(lease) = lease else { continue };
             match lease.take(tokens, id) {
                 Take::Granted { .. } => taken = Some((lease, id)),
@@ -199,6 +216,8 @@ impl TokenBudget {
                             u64::try_from(reset).unwrap_or(1).max(1),
                         )),
                         limit: lease.limit,
+                        window,
+                        team: false,
                         fleet_unavailable: false,
                     });
                 }
@@ -210,6 +229,8 @@ impl TokenBudget {
                         OnUnavailable::Deny => Err(Exhausted {
                             retry_after: Duration::from_secs(1),
                             limit: lease.limit,
+                            window,
+                            team: false,
                             fleet_unavailable: true,
                         }),
                     };
@@ -248,21 +269,29 @@ impl TokenBudget {
         };
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
-        for (limit, window, id, reset) in [
+        for (limit, used, id, reset, window) in [
             (
                 self.per_minute,
                 &mut state.minute,
                 minute,
                 MINUTE - now.rem_euclid(MINUTE),
+                BudgetWindow::Minute,
             ),
-            (self.per_day, &mut state.day, day, days.until_midnight(now)),
+            (
+                self.per_day,
+                &mut state.day,
+                day,
+                days.until_midnight(now),
+                BudgetWindow::Day,
+            ),
         ] {
             if let (Some(limit), Shared::Local) = (limit, shared) {
-                let window = window.at(id);
-                if window.used.saturating_add(tokens) > limit {
+                if used.at(id).used.saturating_add(tokens) > limit {
                     return Err(Exhausted {
                         retry_after: Duration::from_secs(u64::try_from(reset).unwrap_or(1).max(1)),
                         limit,
+                        window,
+                        team: false,
                         fleet_unavailable: false,
                     });
                 }

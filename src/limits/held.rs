@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::budget::{BudgetWindow, Days, Exhausted, Reservation, TokenBudget};
 
+/// The slot of the team's budget in [`Budgets`] and [`Held`] (the agent's is the first).
+const TEAM: usize = 1;
+
 /// The token and spend budgets that apply to an agent: its own, then its team's.
 #[derive(Debug, Clone, Default)]
 pub struct Budgets {
@@ -48,12 +51,7 @@ pub struct NeverFits {
 impl NeverFits {
     /// The policy name of the limit (`tokens_per_minute`, `usd_per_day`, …).
     pub fn limit_name(&self) -> &'static str {
-        match (self.spend, self.window) {
-            (false, BudgetWindow::Minute) => "tokens_per_minute",
-            (false, BudgetWindow::Day) => "tokens_per_day",
-            (true, BudgetWindow::Minute) => "usd_per_minute",
-            (true, BudgetWindow::Day) => "usd_per_day",
-        }
+        self.window.limit_name(self.spend)
     }
 }
 
@@ -98,7 +96,8 @@ impl Budgets {
             if let Some(budget) = budget {
                 match budget.reserve(tokens, now, days) {
                     Ok(reservation) => held.tokens[slot] = Some(reservation),
-                    Err(exhausted) => {
+                    Err(mut exhausted) => {
+                        exhausted.team = slot == TEAM;
                         self.release(held);
                         return Err(BudgetRefusal::tokens(exhausted));
                     }
@@ -113,7 +112,8 @@ impl Budgets {
                 };
                 match budget.reserve(cost, now, days) {
                     Ok(reservation) => held.spend[slot] = Some(reservation),
-                    Err(exhausted) => {
+                    Err(mut exhausted) => {
+                        exhausted.team = slot == TEAM;
                         self.release(held);
                         return Err(BudgetRefusal::spend(exhausted));
                     }
@@ -134,7 +134,7 @@ impl Budgets {
                 let (window, limit) = budget.as_ref()?.never_fits(units)?;
                 Some(NeverFits {
                     spend,
-                    team: slot == 1,
+                    team: slot == TEAM,
                     window,
                     estimate: units,
                     limit,

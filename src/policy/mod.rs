@@ -20,19 +20,21 @@ use jiff::Timestamp;
 
 pub use agent::{Agent, AgentStatus};
 
-/// Why policy refuses a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why policy refuses a request, naming what it refused (the refusal message says it back, so
+/// whoever reads it can act without looking the policy up).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     /// Listed under `revocations.agents`.
     AgentRevoked,
     /// `status: suspended`, and any `suspended_until` has not come yet.
     AgentSuspended,
     /// The method and path are outside the agent's `endpoints`.
-    EndpointNotAllowed,
-    /// The model is outside the agent's `models`.
-    ModelNotAllowed,
+    EndpointNotAllowed { method: Method, path: String },
+    /// The model is outside the agent's `models` (`by_credential`: outside what the credential
+    /// narrows them to).
+    ModelNotAllowed { model: String, by_credential: bool },
     /// A CONNECT tunnel to a `host:port` outside the agent's `destinations`.
-    DestinationNotAllowed,
+    DestinationNotAllowed(String),
     /// Outside the agent's `schedule`.
     OutsideSchedule,
 }
@@ -66,7 +68,7 @@ pub fn check_destination(agent: &Agent, authority: &str) -> Result<(), Denial> {
     if agent.destinations.matches(authority) {
         Ok(())
     } else {
-        Err(Denial::DestinationNotAllowed)
+        Err(Denial::DestinationNotAllowed(authority.to_owned()))
     }
 }
 
@@ -76,16 +78,23 @@ pub fn check_endpoint(agent: &Agent, method: &Method, path: &str) -> Result<(), 
     if agent.endpoints.allows(method, path) {
         Ok(())
     } else {
-        Err(Denial::EndpointNotAllowed)
+        Err(Denial::EndpointNotAllowed {
+            method: method.clone(),
+            path: path.to_owned(),
+        })
     }
 }
 
 /// Refuses a model outside the agent's model allowlist, or outside what the credential narrows
 /// it to (a token's `models` claim never widens the allowlist).
 pub fn check_model(agent: &Agent, narrowing: Option<&Globs>, model: &str) -> Result<(), Denial> {
-    if agent.models.matches(model) && narrowing.is_none_or(|n| n.matches(model)) {
+    let by_credential = !narrowing.is_none_or(|n| n.matches(model));
+    if agent.models.matches(model) && !by_credential {
         Ok(())
     } else {
-        Err(Denial::ModelNotAllowed)
+        Err(Denial::ModelNotAllowed {
+            model: model.to_owned(),
+            by_credential: agent.models.matches(model),
+        })
     }
 }

@@ -14,7 +14,7 @@ pub(super) fn take_concurrency_slot(agent: &Agent, ctx: &mut RequestCtx) -> Resu
         ctx.in_flight = Some(
             in_flight
                 .try_acquire(*max)
-                .ok_or(Refusal::ConcurrencyLimited)?,
+                .ok_or(Refusal::ConcurrencyLimited(*max))?,
         );
     }
     Ok(())

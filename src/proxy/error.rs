@@ -15,7 +15,7 @@ use pingora::{Error, ErrorType};
 use super::headers;
 use crate::code::Code;
 use crate::identity::Rejection;
-use crate::limits::{BudgetRefusal, NeverFits, RateDecision};
+use crate::limits::{BudgetRefusal, Exhausted, NeverFits, RateDecision};
 use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
@@ -37,33 +37,35 @@ pub enum Refusal {
     AgentRevoked,
     AgentSuspended,
     CredentialRevoked,
-    ModelNotAllowed,
-    /// The path is outside the agent's allowlist, or not in a form Warden can judge.
-    EndpointNotAllowed(&'static str),
-    /// A CONNECT tunnel to a destination the agent may not reach.
-    DestinationNotAllowed,
+    /// The model is outside the agent's allowlist; the text names it and says why.
+    ModelNotAllowed(String),
+    /// The path is outside the agent's allowlist, or not in a form Warden can judge; the text
+    /// names it.
+    EndpointNotAllowed(String),
+    /// A tunnel or service call to a destination the agent may not reach; the text names it.
+    DestinationNotAllowed(String),
     /// Outside the agent's schedule.
     OutsideSchedule,
     /// The request names a provider object its agent did not create; the text says which.
     ObjectNotOwned(String),
-    ModelNotFound,
+    /// No provider serves the model; the text names it.
+    ModelNotFound(String),
     BodyTooLarge,
+    /// A request rate is used up; `limit` names it (and its value) for the message.
     RateLimited {
         retry_after: Duration,
+        limit: String,
     },
-    ConcurrencyLimited,
-    /// The request's estimated tokens do not fit the agent's token budget.
-    TokenBudgetExhausted {
-        retry_after: Duration,
-    },
-    /// The request's estimated cost does not fit the agent's daily spend budget.
-    SpendBudgetExhausted {
-        retry_after: Duration,
-    },
+    /// The agent's `max_concurrent` (the value) requests are in flight.
+    ConcurrencyLimited(u32),
+    /// The request's estimated tokens do not fit a token budget (which one: the window, whose).
+    TokenBudgetExhausted(Exhausted),
+    /// The request's estimated cost does not fit a spend budget.
+    SpendBudgetExhausted(Exhausted),
     /// The request's estimate is above a budget's whole window: retrying cannot help.
     RequestExceedsBudget(NeverFits),
-    /// The agent has a spend budget and the model has no price.
-    UnpricedModel,
+    /// The agent has a spend budget and the model (named) has no price.
+    UnpricedModel(String),
     /// The provider could not be reached (or cannot be used); the text says why, without secrets.
     UpstreamUnavailable(String),
     UpstreamTimeout,
@@ -82,28 +84,29 @@ impl From<Denial> for Refusal {
         match denial {
             Denial::AgentRevoked => Refusal::AgentRevoked,
             Denial::AgentSuspended => Refusal::AgentSuspended,
-            Denial::EndpointNotAllowed => {
-                Refusal::EndpointNotAllowed("this agent may not call this endpoint")
-            }
-            Denial::ModelNotAllowed => Refusal::ModelNotAllowed,
-            Denial::DestinationNotAllowed => Refusal::DestinationNotAllowed,
+            Denial::EndpointNotAllowed { method, path } => Refusal::EndpointNotAllowed(format!(
+                "this agent may not call {method} {} (not in its `endpoints`)",
+                shown(&path)
+            )),
+            Denial::ModelNotAllowed {
+                model,
+                by_credential,
+            } => Refusal::ModelNotAllowed(if by_credential {
+                format!(
+                    "this credential may not use model {} (the token's `models` claim does not include it)",
+                    shown(&model)
+                )
+            } else {
+                format!(
+                    "this agent may not use model {} (not in its `models`)",
+                    shown(&model)
+                )
+            }),
+            Denial::DestinationNotAllowed(authority) => Refusal::DestinationNotAllowed(format!(
+                "this agent may not open a tunnel to {} (not in its `destinations`)",
+                shown(&authority)
+            )),
             Denial::OutsideSchedule => Refusal::OutsideSchedule,
-        }
-    }
-}
-
-impl From<BudgetRefusal> for Refusal {
-    fn from(refusal: BudgetRefusal) -> Self {
-        match refusal {
-            BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted {
-                retry_after: e.retry_after,
-            },
-            BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted {
-                retry_after: e.retry_after,
-            },
-            BudgetRefusal::Unpriced => Refusal::UnpricedModel,
-            BudgetRefusal::FleetUnavailable => Refusal::FleetUnavailable,
-            BudgetRefusal::NeverFits(never) => Refusal::RequestExceedsBudget(never),
         }
     }
 }
@@ -123,11 +126,30 @@ impl From<Rejection> for Refusal {
 }
 
 impl Refusal {
+    /// The refusal for a budget that does not admit a request for `model`.
+    pub fn for_budget(refusal: BudgetRefusal, model: &str) -> Refusal {
+        match refusal {
+            BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted(e),
+            BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted(e),
+            BudgetRefusal::Unpriced => Refusal::UnpricedModel(model.to_owned()),
+            BudgetRefusal::FleetUnavailable => Refusal::FleetUnavailable,
+            BudgetRefusal::NeverFits(never) => Refusal::RequestExceedsBudget(never),
+        }
+    }
+
+    /// The refusal for a model no provider serves.
+    pub fn no_provider_for(model: &str) -> Refusal {
+        Refusal::ModelNotFound(format!("no provider serves model {}", shown(model)))
+    }
+
     /// The refusal for a request-rate decision, if it refuses.
     pub fn for_rate(decision: RateDecision) -> Option<Refusal> {
         match decision {
             RateDecision::Allowed { .. } => None,
-            RateDecision::Limited { retry_after, .. } => Some(Refusal::RateLimited { retry_after }),
+            RateDecision::Limited { retry_after, limit } => Some(Refusal::RateLimited {
+                retry_after,
+                limit: format!("this agent's `requests_per_minute` ({limit})"),
+            }),
             RateDecision::Unavailable => Some(Refusal::FleetUnavailable),
         }
     }
@@ -147,19 +169,19 @@ impl Refusal {
             Refusal::AgentRevoked => Code::AgentRevoked,
             Refusal::AgentSuspended => Code::AgentSuspended,
             Refusal::CredentialRevoked => Code::CredentialRevoked,
-            Refusal::ModelNotAllowed => Code::ModelNotAllowed,
+            Refusal::ModelNotAllowed(_) => Code::ModelNotAllowed,
             Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
-            Refusal::DestinationNotAllowed => Code::DestinationNotAllowed,
+            Refusal::DestinationNotAllowed(_) => Code::DestinationNotAllowed,
             Refusal::OutsideSchedule => Code::OutsideSchedule,
             Refusal::ObjectNotOwned(_) => Code::ObjectNotOwned,
-            Refusal::ModelNotFound => Code::ModelNotFound,
+            Refusal::ModelNotFound(_) => Code::ModelNotFound,
             Refusal::BodyTooLarge => Code::BodyTooLarge,
             Refusal::RateLimited { .. } => Code::RateLimited,
-            Refusal::ConcurrencyLimited => Code::ConcurrencyLimited,
-            Refusal::TokenBudgetExhausted { .. } => Code::TokenBudgetExhausted,
-            Refusal::SpendBudgetExhausted { .. } => Code::SpendBudgetExhausted,
+            Refusal::ConcurrencyLimited(_) => Code::ConcurrencyLimited,
+            Refusal::TokenBudgetExhausted(_) => Code::TokenBudgetExhausted,
+            Refusal::SpendBudgetExhausted(_) => Code::SpendBudgetExhausted,
             Refusal::RequestExceedsBudget(_) => Code::RequestExceedsBudget,
-            Refusal::UnpricedModel => Code::ModelNotAllowed,
+            Refusal::UnpricedModel(_) => Code::ModelNotAllowed,
             Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
             Refusal::UpstreamTimeout => Code::UpstreamTimeout,
             Refusal::FleetUnavailable => Code::FleetUnavailable,
@@ -180,18 +202,18 @@ impl Refusal {
             Refusal::AgentRevoked
             | Refusal::AgentSuspended
             | Refusal::CredentialRevoked
-            | Refusal::ModelNotAllowed
+            | Refusal::ModelNotAllowed(_)
             | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed
+            | Refusal::DestinationNotAllowed(_)
             | Refusal::OutsideSchedule
             | Refusal::ObjectNotOwned(_) => StatusCode::FORBIDDEN,
-            Refusal::ModelNotFound => StatusCode::NOT_FOUND,
+            Refusal::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::RateLimited { .. }
-            | Refusal::ConcurrencyLimited
-            | Refusal::TokenBudgetExhausted { .. }
-            | Refusal::SpendBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::UnpricedModel => StatusCode::FORBIDDEN,
+            | Refusal::ConcurrencyLimited(_)
+            | Refusal::TokenBudgetExhausted(_)
+            | Refusal::SpendBudgetExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::UnpricedModel(_) => StatusCode::FORBIDDEN,
             Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::FleetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -214,17 +236,17 @@ impl Refusal {
             Refusal::AgentRevoked
             | Refusal::AgentSuspended
             | Refusal::CredentialRevoked
-            | Refusal::ModelNotAllowed
+            | Refusal::ModelNotAllowed(_)
             | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed
+            | Refusal::DestinationNotAllowed(_)
             | Refusal::OutsideSchedule
             | Refusal::ObjectNotOwned(_) => "permission_error",
-            Refusal::ModelNotFound => "not_found_error",
+            Refusal::ModelNotFound(_) => "not_found_error",
             Refusal::RateLimited { .. }
-            | Refusal::ConcurrencyLimited
-            | Refusal::TokenBudgetExhausted { .. }
-            | Refusal::SpendBudgetExhausted { .. } => "rate_limit_error",
-            Refusal::UnpricedModel => "permission_error",
+            | Refusal::ConcurrencyLimited(_)
+            | Refusal::TokenBudgetExhausted(_)
+            | Refusal::SpendBudgetExhausted(_) => "rate_limit_error",
+            Refusal::UnpricedModel(_) => "permission_error",
             Refusal::UpstreamUnavailable(_)
             | Refusal::UpstreamTimeout
             | Refusal::FleetUnavailable => "api_error",
@@ -251,20 +273,38 @@ impl Refusal {
             Refusal::AgentRevoked => "this agent's access has been revoked".into(),
             Refusal::AgentSuspended => "this agent is suspended".into(),
             Refusal::CredentialRevoked => "this credential has been revoked".into(),
-            Refusal::ModelNotAllowed => "this agent may not use this model".into(),
-            Refusal::EndpointNotAllowed(why) => (*why).into(),
-            Refusal::DestinationNotAllowed => {
-                "this agent may not open a tunnel to this destination".into()
-            }
+            Refusal::ModelNotAllowed(why)
+            | Refusal::EndpointNotAllowed(why)
+            | Refusal::DestinationNotAllowed(why) => why.clone(),
             Refusal::OutsideSchedule => "this agent may not act at this time (its schedule)".into(),
             Refusal::ObjectNotOwned(why) => why.clone(),
-            Refusal::ModelNotFound => "no provider serves this model".into(),
+            Refusal::ModelNotFound(why) => why.clone(),
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
-            Refusal::RateLimited { .. } => "request rate limit reached for this agent".into(),
-            Refusal::ConcurrencyLimited => "too many concurrent requests for this agent".into(),
-            Refusal::SpendBudgetExhausted { .. } => "daily spend budget exhausted for this agent: the request's estimated cost does not fit what is left".into(),
-            Refusal::UnpricedModel => "this model has no price in the policy's `pricing`, and this agent has a spend limit (`usd_per_day`): it may only use priced models".into(),
-            Refusal::TokenBudgetExhausted { .. } => "token budget exhausted for this agent: the request's estimated tokens (its output cap, or the agent's default_output_tokens, plus its prompt counted with the model's tokenizer) do not fit what is left".into(),
+            Refusal::RateLimited { retry_after, limit } => format!(
+                "request rate limit reached: {limit} is used up; retry in {}",
+                seconds(*retry_after)
+            ),
+            Refusal::ConcurrencyLimited(max) => format!(
+                "too many concurrent requests: this agent's `max_concurrent` ({max}) requests are in flight"
+            ),
+            Refusal::SpendBudgetExhausted(e) => format!(
+                "spend budget exhausted: the request's estimated cost does not fit what is left of {} `{}` (${:.2}); it resets in {}",
+                whose(e.team),
+                e.window.limit_name(true),
+                e.limit as f64 / 1e6,
+                seconds(e.retry_after)
+            ),
+            Refusal::UnpricedModel(model) => format!(
+                "model {} has no price in the policy's `pricing`, and this agent has a spend limit (`usd_per_day`): it may only use priced models",
+                shown(model)
+            ),
+            Refusal::TokenBudgetExhausted(e) => format!(
+                "token budget exhausted: the request's estimated tokens (its output cap, or the agent's default_output_tokens, plus its prompt counted with the model's tokenizer) do not fit what is left of {} `{}` ({}); it resets in {}",
+                whose(e.team),
+                e.window.limit_name(false),
+                e.limit,
+                seconds(e.retry_after)
+            ),
             Refusal::RequestExceedsBudget(never) => never_fits_message(never),
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
@@ -274,10 +314,11 @@ impl Refusal {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Refusal::RateLimited { retry_after }
-            | Refusal::TokenBudgetExhausted { retry_after }
-            | Refusal::SpendBudgetExhausted { retry_after } => Some(*retry_after),
-            Refusal::ConcurrencyLimited | Refusal::FleetUnavailable => {
+            Refusal::RateLimited { retry_after, .. } => Some(*retry_after),
+            Refusal::TokenBudgetExhausted(e) | Refusal::SpendBudgetExhausted(e) => {
+                Some(e.retry_after)
+            }
+            Refusal::ConcurrencyLimited(_) | Refusal::FleetUnavailable => {
                 Some(CONCURRENCY_RETRY_AFTER)
             }
             _ => None,
@@ -336,13 +377,36 @@ impl Refusal {
     }
 }
 
-/// Names the estimate and the limit, so the agent (or its operator) can shrink the request.
-fn never_fits_message(never: &NeverFits) -> String {
-    let whose = if never.team {
+/// A name from the request (a model, a path) as a refusal message shows it: in backticks, and
+/// cut at 200 bytes so that a hostile name cannot make the answer (or a log) large.
+pub fn shown(name: &str) -> String {
+    const MAX: usize = 200;
+    let mut end = name.len().min(MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < name.len() { "…" } else { "" };
+    format!("`{}{more}`", &name[..end])
+}
+
+/// Whose budget a message names.
+fn whose(team: bool) -> &'static str {
+    if team {
         "its team's"
     } else {
         "the agent's"
-    };
+    }
+}
+
+/// A wait as a message says it (whole seconds, at least one).
+fn seconds(wait: Duration) -> String {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    format!("{} s", secs.max(1))
+}
+
+/// Names the estimate and the limit, so the agent (or its operator) can shrink the request.
+fn never_fits_message(never: &NeverFits) -> String {
+    let whose = whose(never.team);
     let name = never.limit_name();
     if never.spend {
         let usd = |micro: u64| micro as f64 / 1e6;

@@ -413,7 +413,9 @@ impl WardenProxy {
         ctx.model = Some(model.to_owned());
         let narrowing = ctx.credential.as_ref().and_then(Credential::narrowing);
         crate::policy::check_model(agent, narrowing, model)?;
-        let (provider_index, provider) = snapshot.route(model).ok_or(Refusal::ModelNotFound)?;
+        let (provider_index, provider) = snapshot
+            .route(model)
+            .ok_or_else(|| Refusal::no_provider_for(model))?;
         ctx.provider = Some(provider_index);
         if let Some(why) = provider.unusable() {
             return Err(Refusal::UpstreamUnavailable(why));
@@ -436,7 +438,7 @@ impl WardenProxy {
                 Ok(held) => ctx.held = held,
                 Err(refusal) => {
                     ctx.in_flight = None;
-                    return Err(refusal.into());
+                    return Err(Refusal::for_budget(refusal, model));
                 }
             }
         }

@@ -33,7 +33,7 @@ pub fn answer(
     };
     crate::policy::check_model(agent, narrowing, id)?;
     if snapshot.route(id).is_none() {
-        return Err(Refusal::ModelNotFound);
+        return Err(Refusal::no_provider_for(id));
     }
     Ok(Bytes::from(model_object(snapshot, id).to_string()))
 }

@@ -67,7 +67,9 @@ pub(super) fn provider_for(snapshot: &Snapshot, holder: Option<&Owner>) -> Resul
                     owner.provider
                 ))
             }),
-        None if snapshot.providers.is_empty() => Err(Refusal::ModelNotFound),
+        None if snapshot.providers.is_empty() => Err(Refusal::ModelNotFound(
+            "the policy has no provider to send this request to".into(),
+        )),
         None => Ok(0),
     }?;
     match snapshot.providers[index].unusable() {

@@ -313,7 +313,7 @@ pub fn check_path(path: &str) -> Result<(), Refusal> {
     if plain || path == "/" {
         Ok(())
     } else {
-        Err(Refusal::EndpointNotAllowed(WHY))
+        Err(Refusal::EndpointNotAllowed(WHY.into()))
     }
 }
 

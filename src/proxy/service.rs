@@ -10,6 +10,7 @@
 use http::Method;
 use pingora::proxy::Session;
 
+use super::error::shown;
 use super::{body, Forward, Refusal, RequestCtx};
 use crate::config::Snapshot;
 use crate::limits::actions::Charge;
@@ -40,7 +41,9 @@ fn admit(
 ) -> Result<ServiceCall, Refusal> {
     let now = ctx.arrived;
     if NEVER_FORWARDED.contains(method) {
-        return Err(Refusal::DestinationNotAllowed);
+        return Err(Refusal::DestinationNotAllowed(format!(
+            "{method} is never forwarded to a service"
+        )));
     }
     let (name, service_path, prefix_len) = match tunnelled {
         Some(name) => {
@@ -52,7 +55,12 @@ fn admit(
             let rest = path
                 .strip_prefix(base)
                 .filter(|r| r.is_empty() || r.starts_with('/'));
-            let rest = rest.ok_or(Refusal::DestinationNotAllowed)?;
+            let rest = rest.ok_or_else(|| {
+                Refusal::DestinationNotAllowed(format!(
+                    "{} is outside service `{name}`'s base path",
+                    shown(path)
+                ))
+            })?;
             (name, if rest.is_empty() { "/" } else { rest }, base.len())
         }
         None => {
@@ -68,14 +76,22 @@ fn admit(
         .providers
         .iter()
         .position(|p| p.service && p.name == name)
-        .ok_or(Refusal::DestinationNotAllowed)?;
-    let grant = agent
-        .services
-        .get(name)
-        .ok_or(Refusal::DestinationNotAllowed)?;
+        .ok_or_else(|| {
+            Refusal::DestinationNotAllowed(format!("there is no service {}", shown(name)))
+        })?;
+    let grant = agent.services.get(name).ok_or_else(|| {
+        Refusal::DestinationNotAllowed(format!(
+            "this agent may not call service {} (not in its `services`)",
+            shown(name)
+        ))
+    })?;
     if !grant.allows(method, service_path) || !method_overrides_allowed(grant, query, service_path)
     {
-        return Err(Refusal::DestinationNotAllowed);
+        return Err(Refusal::DestinationNotAllowed(format!(
+            "this agent may not call {method} {} on service {} (not in its grant)",
+            shown(service_path),
+            shown(name)
+        )));
     }
     super::admission::take_request_limits(agent, ctx)?;
     if let Some(per_day) = grant.requests_per_day {
@@ -96,6 +112,7 @@ fn admit(
             let wait = u64::try_from(day.resets_in).unwrap_or(1).max(1);
             return Err(Refusal::RateLimited {
                 retry_after: std::time::Duration::from_secs(wait),
+                limit: format!("this agent's `requests_per_day` ({per_day}) on service `{name}`"),
             });
         }
     }

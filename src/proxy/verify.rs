@@ -75,7 +75,7 @@ pub async fn answer(
     now: Timestamp,
 ) -> Result<Bytes, Refusal> {
     if session.req_header().method != http::Method::POST {
-        return Err(Refusal::EndpointNotAllowed("/v1/verify takes POST"));
+        return Err(Refusal::EndpointNotAllowed("/v1/verify takes POST".into()));
     }
     let body = body::read(session, snapshot.server.max_body_bytes).await?;
     super::admission::check_signed_body(ctx, session, &body)?;

@@ -51,7 +51,13 @@ use authority::Authority;
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Why an intercepted host is refused without an interception CA.
-const NO_CA: &str = "this host is intercepted, and no interception CA is configured";
+/// The refusal for a host Warden must intercept on 443 without an interception CA.
+fn no_ca(host: &str) -> Refusal {
+    Refusal::DestinationNotAllowed(format!(
+        "{} is intercepted, and no interception CA is configured",
+        crate::proxy::error::shown(host)
+    ))
+}
 
 /// How long a new connection may take to send its first bytes.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,13 +133,8 @@ impl Front {
         let request = session.req_header();
         let Some(authority) = Authority::parse(session.req_header().raw_path()) else {
             let stream = session.into_inner();
-            self.refuse(
-                stream,
-                &mut facts,
-                Refusal::DestinationNotAllowed,
-                "CONNECT needs host:port",
-            )
-            .await;
+            let refusal = Refusal::DestinationNotAllowed("CONNECT needs host:port".into());
+            self.refuse(stream, &mut facts, refusal).await;
             return;
         };
         facts.destination = authority.to_string();
@@ -141,13 +142,13 @@ impl Front {
         let mut stream = session.into_inner();
         let admitted = match secret {
             Ok(Some(secret)) => self.admit(&mut facts, &authority, secret),
-            Ok(None) => Err((Refusal::MissingCredentials, "")),
-            Err(why) => Err((Refusal::InvalidCredentials(why), "")),
+            Ok(None) => Err(Refusal::MissingCredentials),
+            Err(why) => Err(Refusal::InvalidCredentials(why)),
         };
         let (admitted, credential) = match admitted {
             Ok(ok) => ok,
-            Err((refusal, why)) => {
-                self.refuse(stream, &mut facts, refusal, why).await;
+            Err(refusal) => {
+                self.refuse(stream, &mut facts, refusal).await;
                 return;
             }
         };
@@ -177,14 +178,13 @@ impl Front {
         facts: &mut Connect,
         authority: &Authority,
         secret: String,
-    ) -> Result<(Admitted, TunnelCredential), (Refusal, &'static str)> {
-        let snapshot = facts.snapshot.clone().ok_or((
-            Refusal::UpstreamUnavailable("no valid policy is loaded".into()),
-            "",
-        ))?;
-        let credential = TunnelCredential::new(&secret).ok_or((
-            Refusal::InvalidCredentials("the proxy credential is not valid"),
-            "",
+    ) -> Result<(Admitted, TunnelCredential), Refusal> {
+        let snapshot = facts
+            .snapshot
+            .clone()
+            .ok_or_else(|| Refusal::UpstreamUnavailable("no valid policy is loaded".into()))?;
+        let credential = TunnelCredential::new(&secret).ok_or(Refusal::InvalidCredentials(
+            "the proxy credential is not valid",
         ))?;
         let identified = self.identify(&snapshot, &credential, facts.arrived);
         let principal = identified.map_err(|(rejection, known)| {
@@ -192,12 +192,12 @@ impl Front {
                 facts.agent = Some(known.agent);
                 facts.credential = Some(known.credential);
             }
-            (Refusal::from(rejection), "")
+            Refusal::from(rejection)
         })?;
         facts.agent = Some(principal.agent);
         facts.credential = Some(principal.credential);
         let agent = &snapshot.agents[principal.agent];
-        crate::policy::check_agent(agent, facts.arrived).map_err(|d| (Refusal::from(d), ""))?;
+        crate::policy::check_agent(agent, facts.arrived)?;
         // A service's host, for an agent granted that service: its requests are service calls.
         let granted = snapshot.providers.iter().find(|s| {
             s.service
@@ -207,18 +207,17 @@ impl Front {
         if let Some(service) = granted {
             let credential = credential.to_service(&service.name);
             return match (authority.port, &self.interceptor) {
-                (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
+                (443, None) => Err(no_ca(&authority.host)),
                 _ => Ok((Admitted::Intercept, credential)),
             };
         }
         if snapshot.server.intercept_hosts.matches(&authority.host) {
             return match (authority.port, &self.interceptor) {
-                (443, None) => Err((Refusal::DestinationNotAllowed, NO_CA)),
+                (443, None) => Err(no_ca(&authority.host)),
                 _ => Ok((Admitted::Intercept, credential)),
             };
         }
-        crate::policy::check_destination(agent, &facts.destination)
-            .map_err(|d| (Refusal::from(d), ""))?;
+        crate::policy::check_destination(agent, &facts.destination)?;
         Ok((Admitted::Plain, credential))
     }
 
@@ -334,12 +333,12 @@ impl Front {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(e)) => {
                 let why = format!("cannot connect to {}: {e}", facts.destination);
-                self.refuse(stream, &mut facts, Refusal::UpstreamUnavailable(why), "")
+                self.refuse(stream, &mut facts, Refusal::UpstreamUnavailable(why))
                     .await;
                 return;
             }
             Err(_) => {
-                self.refuse(stream, &mut facts, Refusal::UpstreamTimeout, "")
+                self.refuse(stream, &mut facts, Refusal::UpstreamTimeout)
                     .await;
                 return;
             }
@@ -364,19 +363,14 @@ impl Front {
     }
 
     /// Answers a refused CONNECT (and closes), and records it.
-    async fn refuse(&self, mut stream: Stream, facts: &mut Connect, refusal: Refusal, why: &str) {
+    async fn refuse(&self, mut stream: Stream, facts: &mut Connect, refusal: Refusal) {
         let status = match refusal.code() {
             Code::MissingCredentials | Code::InvalidCredentials | Code::ExpiredCredentials => {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
             _ => refusal.status(),
         };
-        let mut body = refusal.body().to_vec();
-        if !why.is_empty() {
-            body = serde_json::json!({"error": {"message": why, "type": "permission_error", "code": refusal.code().as_str()}})
-                .to_string()
-                .into_bytes();
-        }
+        let body = refusal.body();
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Warden-Error: {}\r\nConnection: close\r\n",
             status.as_u16(),

@@ -155,6 +155,7 @@ def test_curl_tunnels_to_a_listed_destination_only(tunnel_warden, echo, tmp_path
     status, text, s = connect(tunnel_warden, "10.1.2.3:22", f"Bearer {OTHER_KEY}")
     s.close()
     assert status.startswith("HTTP/1.1 403") and "destination_not_allowed" in text
+    assert "`10.1.2.3:22`" in text and "destinations" in text, "the refusal names the destination"
 
 
 def test_a_silent_tunnel_is_closed_and_audited(tunnel_warden, echo):

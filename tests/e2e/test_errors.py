@@ -137,3 +137,49 @@ def test_refusal_after_body_keeps_connection(warden):
         r2 = c.post(CHAT, json={"model": "gpt-4o-mini"})
         assert r2.status_code == 200
         assert r1.headers.get("connection") != "close"
+
+
+def message(resp):
+    return resp.json()["error"]["message"]
+
+
+def test_refusals_name_what_was_refused(warden):
+    r = post(warden, CHAT, {"model": "gpt-4o"}, key=OTHER_KEY)
+    assert "`gpt-4o`" in message(r) and "`models`" in message(r), message(r)
+    r = post(warden, "/v1/embeddings", {"model": "gpt-4o-mini", "input": "x"}, key=OTHER_KEY)
+    assert "POST `/v1/embeddings`" in message(r) and "`endpoints`" in message(r), message(r)
+    r = post(warden, CHAT, {"model": "unrouted-model"})
+    assert "`unrouted-model`" in message(r), message(r)
+
+
+def test_a_hostile_name_is_cut_short_in_the_message(warden):
+    r = post(warden, CHAT, {"model": "gpt-" + "x" * 100_000}, key=OTHER_KEY)
+    assert r.status_code == 403
+    assert len(message(r)) < 400 and "`gpt-xxx" in message(r)
+
+
+def test_limit_refusals_name_the_limit(provider):
+    from conftest import PROVIDER_ENV, standard_policy
+    from harness import sha256_hex
+    agents = f"""  rated:
+    keys: [{{id: rated-1, sha256: {sha256_hex("sk-rated")}}}]
+    models: ["gpt-*"]
+    limits: {{requests_per_minute: 1}}
+  budgeted:
+    keys: [{{id: budgeted-1, sha256: {sha256_hex("sk-budgeted")}}}]
+    models: ["gpt-*"]
+    limits: {{tokens_per_minute: 60}}
+"""
+    w = Warden(standard_policy(provider.base_url, extra_agents=agents), env=PROVIDER_ENV)
+    try:
+        small = {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "hi"}]}
+        assert post(w, CHAT, small, key="sk-budgeted").status_code == 200
+        r = post(w, CHAT, small, key="sk-budgeted")
+        assert_refused(r, 429, "token_budget_exhausted")
+        assert "`tokens_per_minute` (60)" in message(r) and "the agent's" in message(r), message(r)
+        assert post(w, CHAT, small, key="sk-rated").status_code == 200
+        r = post(w, CHAT, small, key="sk-rated")
+        assert_refused(r, 429, "rate_limited")
+        assert "`requests_per_minute` (1)" in message(r), message(r)
+    finally:
+        w.stop()

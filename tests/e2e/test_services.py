@@ -132,6 +132,8 @@ def test_service_method_and_path_are_checked(warden, service):
         r = call(warden, method, path, key=key)
         assert r.status_code == 403, (method, path)
         assert r.json()["error"]["code"] == "destination_not_allowed"
+        named = path.split("/")[2]
+        assert f"`{named}`" in r.json()["error"]["message"], r.json()
     assert len(service.requests) == before
 
 
