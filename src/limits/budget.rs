@@ -92,6 +92,12 @@ impl Window {
         }
         self
     }
+
+    /// Charges `tokens` and returns the window's new total.
+    fn add(&mut self, tokens: u64) -> u64 {
+        self.used = self.used.saturating_add(tokens);
+        self.used
+    }
 }
 
 /// Who decides a reservation of a shared budget.
@@ -118,6 +124,9 @@ pub struct WindowStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub tokens: u64,
+    /// The tightest window once this request was reserved (what the `x-ratelimit-*-tokens`
+    /// headers say): the fleet's count for a shared budget, as Redis last said.
+    pub headroom: Option<WindowStatus>,
     minute: i64,
     day: i64,
     /// Taken from the fleet's leases (settled there too).
@@ -129,6 +138,8 @@ pub struct Reservation {
 pub struct Exhausted {
     pub retry_after: Duration,
     pub limit: u64,
+    /// What is left in it (less than the request needs; 0 when the fleet's is dry).
+    pub remaining: u64,
     /// The window that has no room (the refusal names its limit).
     pub window: BudgetWindow,
     /// The team's budget rather than the agent's (set by the caller that knows whose it is).
@@ -190,13 +201,15 @@ impl TokenBudget {
         self.leases.iter().any(Option::is_some)
     }
 
-    /// Takes `tokens` from every lease (minute, day), or from none; says who decides.
+    /// Takes `tokens` from every lease (minute, day), or from none; says who decides, and what
+    /// the fleet has left in each window it took from.
     fn take_leases(
         &self,
         tokens: u64,
         ids: [i64; 2],
         resets: [i64; 2],
-    ) -> Result<Shared, Exhausted> {
+    ) -> Result<(Shared, [Option<u64>; 2]), Exhausted> {
+        let mut left = [None, None];
         // At most the minute's lease is taken when the day's refuses: given back on the way out.
         let mut taken: Option<(&Arc<Lease>, i64)> = None;
         let give_back = |taken: Option<(&Arc<Lease>, i64)>| {
@@ -205,10 +218,20 @@ impl TokenBudget {
             }
         };
         let windows = [BudgetWindow::Minute, BudgetWindow::Day];
-        for (((lease, id), reset), window) in self.leases.iter().zip(ids).zip(resets).zip(windows) {
+        for (slot, (((lease, id), reset), window)) in self
+            .leases
+            .iter()
+            .zip(ids)
+            .zip(resets)
+            .zip(windows)
+            .enumerate()
+        {
             let Some(lease) = lease else { continue };
             match lease.take(tokens, id) {
-                Take::Granted { .. } => taken = Some((lease, id)),
+                Take::Granted { fleet_left } => {
+                    taken = Some((lease, id));
+                    left[slot] = Some(fleet_left);
+                }
                 Take::Exhausted { retry_after } => {
                     give_back(taken);
                     return Err(Exhausted {
@@ -216,6 +239,7 @@ impl TokenBudget {
                             u64::try_from(reset).unwrap_or(1).max(1),
                         )),
                         limit: lease.limit,
+                        remaining: 0,
                         window,
                         team: false,
                         fleet_unavailable: false,
@@ -224,11 +248,12 @@ impl TokenBudget {
                 Take::Unavailable(mode) => {
                     give_back(taken);
                     return match mode {
-                        OnUnavailable::Local => Ok(Shared::Local),
-                        OnUnavailable::Allow => Ok(Shared::Unlimited),
+                        OnUnavailable::Local => Ok((Shared::Local, [None, None])),
+                        OnUnavailable::Allow => Ok((Shared::Unlimited, [None, None])),
                         OnUnavailable::Deny => Err(Exhausted {
                             retry_after: Duration::from_secs(1),
                             limit: lease.limit,
+                            remaining: 0,
                             window,
                             team: false,
                             fleet_unavailable: true,
@@ -237,7 +262,7 @@ impl TokenBudget {
                 }
             }
         }
-        Ok(Shared::Leased)
+        Ok((Shared::Leased, left))
     }
 
     /// Whether this budget is for these limits (a reload with other limits starts afresh).
@@ -261,11 +286,11 @@ impl TokenBudget {
     /// Reserves `tokens` in every window at `now` (Unix seconds), or says which does not fit.
     pub fn reserve(&self, tokens: u64, now: i64, days: &Days) -> Result<Reservation, Exhausted> {
         let (minute, day) = (now.div_euclid(MINUTE), days.id(now));
-        let shared = if self.is_shared() {
-            let resets = [MINUTE - now.rem_euclid(MINUTE), days.until_midnight(now)];
+        let resets = [MINUTE - now.rem_euclid(MINUTE), days.until_midnight(now)];
+        let (shared, fleet_left) = if self.is_shared() {
             self.take_leases(tokens, [minute, day], resets)?
         } else {
-            Shared::Local
+            (Shared::Local, [None, None])
         };
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
@@ -286,10 +311,12 @@ impl TokenBudget {
             ),
         ] {
             if let (Some(limit), Shared::Local) = (limit, shared) {
-                if used.at(id).used.saturating_add(tokens) > limit {
+                let used = used.at(id).used;
+                if used.saturating_add(tokens) > limit {
                     return Err(Exhausted {
                         retry_after: Duration::from_secs(u64::try_from(reset).unwrap_or(1).max(1)),
                         limit,
+                        remaining: limit.saturating_sub(used),
                         window,
                         team: false,
                         fleet_unavailable: false,
@@ -297,10 +324,33 @@ impl TokenBudget {
                 }
             }
         }
-        state.minute.at(minute).used += tokens;
-        state.day.at(day).used += tokens;
+        let used = [
+            state.minute.at(minute).add(tokens),
+            state.day.at(day).add(tokens),
+        ];
+        let headroom = [self.per_minute, self.per_day]
+            .into_iter()
+            .zip(used)
+            .zip(fleet_left)
+            .zip(resets)
+            .filter_map(|(((limit, used), fleet_left), reset_secs)| {
+                let limit = limit?;
+                let remaining = match (shared, fleet_left) {
+                    (Shared::Unlimited, _) => return None,
+                    (Shared::Leased, Some(left)) => left.min(limit),
+                    _ => limit.saturating_sub(used),
+                };
+                Some(WindowStatus {
+                    used: limit.saturating_sub(remaining),
+                    limit,
+                    remaining,
+                    reset_secs,
+                })
+            })
+            .min_by_key(|w| w.remaining);
         Ok(Reservation {
             tokens,
+            headroom,
             minute,
             day,
             leased: shared == Shared::Leased,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::budget::{BudgetWindow, Days, Exhausted, Reservation, TokenBudget};
+use super::budget::{BudgetWindow, Days, Exhausted, Reservation, TokenBudget, WindowStatus};
 
 /// The slot of the team's budget in [`Budgets`] and [`Held`] (the agent's is the first).
 const TEAM: usize = 1;
@@ -20,6 +20,18 @@ pub struct Budgets {
 pub struct Held {
     tokens: [Option<Reservation>; 2],
     spend: [Option<Reservation>; 2],
+}
+
+impl Held {
+    /// The tightest token window the request was reserved in, the agent's or its team's
+    /// (what the `x-ratelimit-*-tokens` headers report).
+    pub fn token_headroom(&self) -> Option<WindowStatus> {
+        self.tokens
+            .iter()
+            .flatten()
+            .filter_map(|r| r.headroom)
+            .min_by_key(|w| w.remaining)
+    }
 }
 
 /// Why a reservation was refused.

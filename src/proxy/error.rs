@@ -1,18 +1,14 @@
-//! Every refusal Warden answers with, and the one way it is written to the client.
+//! Every refusal Warden answers with: its SPEC code, status, error type and message.
 //!
 //! Each variant maps to exactly one SPEC error code and HTTP status through exhaustive matches
-//! (no `_` arm), so a new variant cannot forget its status. The body is OpenAI-shaped so SDKs
-//! surface it: `{"error":{"message","type","code"}}`, with the code repeated in `X-Warden-Error`.
+//! (no `_` arm), so a new variant cannot forget its status. How a refusal is written to the
+//! client is `respond.rs`.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use http::StatusCode;
 use pingora::{Error, ErrorType};
 
-use super::headers;
 use crate::code::Code;
 use crate::identity::Rejection;
 use crate::limits::{BudgetRefusal, Exhausted, NeverFits, RateDecision};
@@ -221,7 +217,7 @@ impl Refusal {
     }
 
     /// The OpenAI/Anthropic error `type` for this status, so SDKs pick the right exception.
-    fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Refusal::InvalidJson(_)
             | Refusal::MissingModel
@@ -312,7 +308,7 @@ impl Refusal {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    pub(super) fn retry_after(&self) -> Option<Duration> {
         match self {
             Refusal::RateLimited { retry_after, .. } => Some(*retry_after),
             Refusal::TokenBudgetExhausted(e) | Refusal::SpendBudgetExhausted(e) => {
@@ -337,43 +333,6 @@ impl Refusal {
             }
             _ => Refusal::UpstreamUnavailable(e.etype().as_str().to_string()),
         }
-    }
-
-    /// The JSON error body.
-    pub fn body(&self) -> Bytes {
-        let body = serde_json::json!({
-            "error": {
-                "message": self.message(),
-                "type": self.kind(),
-                "code": self.code().as_str(),
-            }
-        });
-        Bytes::from(body.to_string())
-    }
-
-    /// The full response header: status, code header, request id, retry hints.
-    pub fn response_header(
-        &self,
-        request_id: Option<&HeaderValue>,
-        body_len: usize,
-    ) -> pingora::Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(self.status(), Some(6))?;
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        header.insert_header(http::header::CONTENT_LENGTH, body_len)?;
-        header.insert_header("x-warden-error", self.code().as_str())?;
-        if let Some(id) = request_id {
-            header.insert_header("x-request-id", id.clone())?;
-        }
-        if matches!(self, Refusal::RequestExceedsBudget(_)) {
-            // What the OpenAI and Anthropic SDKs read before their own retry rules.
-            header.insert_header("x-should-retry", "false")?;
-        }
-        if let Some(wait) = self.retry_after() {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            header.insert_header(http::header::RETRY_AFTER, secs.max(1))?;
-            header.insert_header("retry-after-ms", wait.as_millis().max(1) as u64)?;
-        }
-        Ok(header)
     }
 }
 
@@ -420,69 +379,5 @@ fn never_fits_message(never: &NeverFits) -> String {
             "this request can never be admitted: its estimated {} tokens (prompt and output cap) are more than {whose} whole `{name}` ({}); ask for fewer output tokens (max_tokens) or send a shorter prompt",
             never.estimate, never.limit
         )
-    }
-}
-
-/// Writes a refusal as a complete response on the client session.
-///
-/// Header and body are written directly (not `respond_error`, which always closes) so that a
-/// refusal after the body was read leaves the connection reusable.
-pub async fn respond(
-    session: &mut Session,
-    refusal: &Refusal,
-    request_id: Option<&HeaderValue>,
-    rate: Option<&RateDecision>,
-) -> pingora::Result<()> {
-    let body = refusal.body();
-    let mut header = refusal.response_header(request_id, body.len())?;
-    if let Some(rate) = rate {
-        headers::insert_rate_limit(&mut header, rate)?;
-    }
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body), true).await
-}
-
-/// Answers the client with `refusal` and records it as the request's outcome (metrics, audit).
-pub async fn refuse(
-    session: &mut Session,
-    ctx: &mut super::ctx::RequestCtx,
-    refusal: Refusal,
-) -> pingora::Result<()> {
-    let written = respond(
-        session,
-        &refusal,
-        ctx.request_id.as_ref(),
-        ctx.rate.as_ref(),
-    )
-    .await;
-    ctx.refusal = Some(refusal);
-    written
-}
-
-/// Answers a request whose upstream failed before a response started (502/504 with the SPEC
-/// code); one already answering is cut, and neither connection is reused.
-pub async fn fail_to_proxy(
-    session: &mut Session,
-    e: &Error,
-    ctx: &mut super::ctx::RequestCtx,
-) -> pingora::proxy::FailToProxy {
-    let writable = session.response_written().is_none()
-        && !matches!(e.esource(), pingora::ErrorSource::Downstream);
-    if !writable {
-        return pingora::proxy::FailToProxy {
-            error_code: session.response_written().map_or(0, |r| r.status.as_u16()),
-            can_reuse_downstream: false,
-        };
-    }
-    let refusal = Refusal::from_upstream_error(e);
-    let error_code = refusal.status().as_u16();
-    if let Err(e) = refuse(session, ctx, refusal).await {
-        log::debug!("cannot send the error response: {e}");
-    }
-    pingora::proxy::FailToProxy {
-        error_code,
-        can_reuse_downstream: false,
     }
 }

@@ -7,7 +7,9 @@ use http::header::{
 };
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::time::Duration;
 
+use crate::limits::budget::WindowStatus;
 use crate::limits::RateDecision;
 use crate::providers::UpstreamAuth;
 
@@ -174,7 +176,10 @@ fn is_agent_header(name: &HeaderName) -> bool {
     name.as_str().starts_with("x-agent-")
 }
 
-/// Adds `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds) for the agent's request limit.
+/// Adds the agent's request limit in both spellings clients read: `X-RateLimit-Limit`,
+/// `-Remaining` and `-Reset` (seconds), and OpenAI's `x-ratelimit-limit-requests`,
+/// `-remaining-requests` and `-reset-requests` (a duration, `6m0s`). They replace the
+/// provider's: the agent's own limit is the one that refuses it first.
 pub fn insert_rate_limit(header: &mut ResponseHeader, rate: &RateDecision) -> pingora::Result<()> {
     let (limit, remaining, reset) = match *rate {
         RateDecision::Allowed {
@@ -189,7 +194,55 @@ pub fn insert_rate_limit(header: &mut ResponseHeader, rate: &RateDecision) -> pi
     header.insert_header("x-ratelimit-limit", limit)?;
     header.insert_header("x-ratelimit-remaining", remaining)?;
     header.insert_header("x-ratelimit-reset", reset_secs)?;
+    header.insert_header("x-ratelimit-limit-requests", limit)?;
+    header.insert_header("x-ratelimit-remaining-requests", remaining)?;
+    header.insert_header("x-ratelimit-reset-requests", openai_duration(reset))?;
     Ok(())
+}
+
+/// Adds the agent's request and token limits to an answer it was admitted for.
+pub fn insert_limits(
+    header: &mut ResponseHeader,
+    rate: Option<&RateDecision>,
+    tokens: Option<WindowStatus>,
+) -> pingora::Result<()> {
+    if let Some(rate) = rate {
+        insert_rate_limit(header, rate)?;
+    }
+    if let Some(w) = tokens {
+        let reset = Duration::from_secs(u64::try_from(w.reset_secs).unwrap_or(0));
+        insert_token_limit(header, w.limit, w.remaining, reset)?;
+    }
+    Ok(())
+}
+
+/// Adds OpenAI's `x-ratelimit-limit-tokens`, `-remaining-tokens` and `-reset-tokens` for the
+/// agent's tightest token window (its own or its team's), replacing the provider's.
+pub fn insert_token_limit(
+    header: &mut ResponseHeader,
+    limit: u64,
+    remaining: u64,
+    reset: Duration,
+) -> pingora::Result<()> {
+    header.insert_header("x-ratelimit-limit-tokens", limit)?;
+    header.insert_header("x-ratelimit-remaining-tokens", remaining)?;
+    header.insert_header("x-ratelimit-reset-tokens", openai_duration(reset))?;
+    Ok(())
+}
+
+/// A wait as OpenAI writes it in `x-ratelimit-reset-*`: `20ms` under a second, else hours,
+/// minutes and whole seconds (rounded up), leading zero units left out: `1s`, `6m0s`, `1h0m5s`.
+fn openai_duration(wait: Duration) -> String {
+    if wait < Duration::from_secs(1) {
+        return format!("{}ms", wait.as_millis().max(1));
+    }
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
+    }
 }
 
 #[cfg(test)]
@@ -263,5 +316,18 @@ mod tests {
         assert_eq!(h["openai-organization"], "org-operator");
         assert!(h.get("openai-project").is_none() && h.get("api-key").is_none());
         assert!(h.get("x-http-method-override").is_none());
+    }
+
+    #[test]
+    fn waits_are_written_as_openai_writes_them() {
+        let cases = [
+            (Duration::from_millis(20), "20ms"),
+            (Duration::from_millis(1500), "2s"),
+            (Duration::from_secs(360), "6m0s"),
+            (Duration::from_secs(3605), "1h0m5s"),
+        ];
+        for (wait, written) in cases {
+            assert_eq!(openai_duration(wait), written);
+        }
     }
 }

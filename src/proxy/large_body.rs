@@ -21,7 +21,8 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::Result;
 
 use super::ctx::RequestCtx;
-use super::error::{self, Refusal};
+use super::error::Refusal;
+use super::respond;
 use super::WardenProxy;
 
 /// Forwards an admitted request whose body Warden holds in full, and answers the client with
@@ -38,7 +39,7 @@ pub async fn forward(
     match relay(proxy, connector, session, ctx, body).await {
         Ok(()) => Ok(true),
         Err(e) if session.response_written().is_none() => {
-            error::refuse(session, ctx, Refusal::from_upstream_error(&e)).await?;
+            respond::refuse(session, ctx, Refusal::from_upstream_error(&e)).await?;
             Ok(true)
         }
         Err(e) => Err(e),

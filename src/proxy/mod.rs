@@ -21,6 +21,7 @@ pub mod models;
 mod objects;
 mod record;
 pub mod request;
+pub mod respond;
 pub mod service;
 pub mod stream_usage;
 pub mod usage;
@@ -115,7 +116,7 @@ impl ProxyHttp for WardenProxy {
             Ok(Admitted::Forward(Body::Large(body))) => {
                 large_body::forward(self, &self.connector, session, ctx, body).await
             }
-            Err(refusal) => error::refuse(session, ctx, refusal).await.map(|()| true),
+            Err(refusal) => respond::refuse(session, ctx, refusal).await.map(|()| true),
         }
     }
 
@@ -254,10 +255,7 @@ impl ProxyHttp for WardenProxy {
         if let Some(id) = &ctx.request_id {
             response.insert_header(headers::REQUEST_ID, id.clone())?;
         }
-        if let Some(rate) = &ctx.rate {
-            headers::insert_rate_limit(response, rate)?;
-        }
-        Ok(())
+        headers::insert_limits(response, ctx.rate.as_ref(), ctx.held.token_headroom())
     }
 
     fn response_body_filter(
@@ -285,7 +283,7 @@ impl ProxyHttp for WardenProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        error::fail_to_proxy(session, e, ctx).await
+        respond::fail_to_proxy(session, e, ctx).await
     }
 
     /// A client that went away is an outcome (`client_closed` in metrics and audit), not a

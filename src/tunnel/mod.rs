@@ -44,6 +44,8 @@ use crate::config::Snapshot;
 use crate::identity::{Checks, NonceCache, Target};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
+use crate::proxy::error::shown;
+use crate::proxy::respond::ErrorShape;
 use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
 use authority::Authority;
 
@@ -55,7 +57,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 fn no_ca(host: &str) -> Refusal {
     Refusal::DestinationNotAllowed(format!(
         "{} is intercepted, and no interception CA is configured",
-        crate::proxy::error::shown(host)
+        shown(host)
     ))
 }
 
@@ -370,7 +372,7 @@ impl Front {
             }
             _ => refusal.status(),
         };
-        let body = refusal.body();
+        let body = refusal.body(ErrorShape::OpenAi);
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Warden-Error: {}\r\nConnection: close\r\n",
             status.as_u16(),

@@ -272,6 +272,9 @@ class MockProvider:
             self.answered += 1
             n = self.answered
         h.send_header("x-request-id", f"req_mock_{n}")
+        # The provider account's own limits, as OpenAI reports them on every answer.
+        h.send_header("x-ratelimit-limit-requests", "10000")
+        h.send_header("x-ratelimit-limit-tokens", "30000000")
 
     def _send_json(self, h, status, obj):
         data = json.dumps(obj).encode()
