@@ -1,16 +1,15 @@
 //! `warden revoke`, `warden suspend`, `warden reinstate`: push a change to every Warden of the
 //! fleet through the policy's `fleet.redis` (live within a second, kept across restarts).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
 
-use crate::config::{self, Environment, Snapshot};
+use crate::config::Snapshot;
 use crate::fleet::command::{apply, Change};
 use crate::fleet::pushed::{Entry, Kind};
 use crate::fleet::redis::{client, connect, TIMEOUT};
-use crate::limits::LiveState;
 use crate::policy::revocations::RevokedKind;
 
 /// Which id a command is about: exactly one of them (clap enforces it).
@@ -144,10 +143,8 @@ fn push(
 }
 
 fn try_push(config: Option<PathBuf>, change: &Change) -> Result<(Snapshot, u64), String> {
-    let path = config
-        .or_else(|| std::env::var_os("WARDEN_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(super::serve::DEFAULT_CONFIG));
-    let snapshot = policy(&path)?;
+    let path = super::config_path(config);
+    let snapshot = super::offline_snapshot(&path)?;
     let settings = snapshot.fleet.clone().ok_or_else(|| {
         format!(
             "the policy at {} has no `fleet:` (a Redis the fleet shares); without one, revoke in the policy's `revocations:`",
@@ -166,15 +163,4 @@ fn try_push(config: Option<PathBuf>, change: &Change) -> Result<(Snapshot, u64),
         apply(&mut con, change).await
     })?;
     Ok((snapshot, changed))
-}
-
-fn policy(path: &Path) -> Result<Snapshot, String> {
-    let sources = config::source::read(path).map_err(|p| p.to_string())?;
-    let live = LiveState::default();
-    config::compile(&sources, &Environment::offline(&live))
-        .map(|compiled| compiled.snapshot)
-        .map_err(|problems| {
-            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            format!("the policy is invalid:\n{}", listed.join("\n"))
-        })
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 pub mod audit;
+pub mod ca;
 pub mod check;
 pub mod demo;
 pub mod fleet;
@@ -13,7 +14,7 @@ pub mod serve;
 pub mod token;
 pub mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -118,6 +119,11 @@ pub enum Command {
         #[command(flatten)]
         target: fleet::Target,
     },
+    /// The HTTPS_PROXY interception CA: make one, or bundle it with the system's roots.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Serve the sidecar injection as a mutating admission webhook (TLS).
     Webhook {
         /// Address to serve on
@@ -131,6 +137,35 @@ pub enum Command {
         tls_key: PathBuf,
         #[command(flatten)]
         sidecar: inject::SidecarArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make an interception CA: a self-signed ECDSA P-256 certificate and its PKCS#8 key.
+    New {
+        /// Where to write the certificate (PEM)
+        #[arg(long, default_value = "ca.pem")]
+        cert: PathBuf,
+        /// Where to write the private key (PKCS#8 PEM, mode 0600, never over an existing file)
+        #[arg(long, default_value = "ca.key")]
+        key: PathBuf,
+        /// How long the CA is valid, in days
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Write the system's root certificates plus Warden's CA as one PEM bundle, for clients
+    /// that trust one file (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`) and still call other hosts.
+    Bundle {
+        /// The CA certificate [default: the policy's `server.intercept_ca_cert_file`]
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Policy file or directory [default: $WARDEN_CONFIG, else config/warden.yaml]
+        #[arg(long, short, conflicts_with = "cert")]
+        config: Option<PathBuf>,
+        /// Where to write the bundle [default: stdout]
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -186,6 +221,26 @@ pub enum KeysCommand {
     },
 }
 
+/// The policy path a command reads: `--config`, else `$WARDEN_CONFIG`, else the default.
+pub fn config_path(config: Option<PathBuf>) -> PathBuf {
+    config
+        .or_else(|| std::env::var_os("WARDEN_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(serve::DEFAULT_CONFIG))
+}
+
+/// The policy at `path` compiled as `serve` would, without reaching the network (for commands
+/// that only read it).
+pub fn offline_snapshot(path: &Path) -> Result<crate::config::Snapshot, String> {
+    let sources = crate::config::source::read(path).map_err(|p| p.to_string())?;
+    let live = crate::limits::LiveState::default();
+    crate::config::compile(&sources, &crate::config::Environment::offline(&live))
+        .map(|compiled| compiled.snapshot)
+        .map_err(|problems| {
+            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            format!("the policy is invalid:\n{}", listed.join("\n"))
+        })
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     logging::init();
@@ -214,6 +269,12 @@ pub fn run(cli: Cli) -> ExitCode {
         } => fleet::suspend(config, &agent, &duration, reason),
         Command::Reinstate { config, target } => fleet::reinstate(config, &target),
         Command::Inject { file, sidecar } => inject::run(&file, &sidecar),
+        Command::Ca {
+            command: CaCommand::New { cert, key, days },
+        } => ca::new(&cert, &key, days),
+        Command::Ca {
+            command: CaCommand::Bundle { cert, config, out },
+        } => ca::bundle(cert, config, out.as_deref()),
         Command::Webhook {
             listen,
             tls_cert,

@@ -57,9 +57,7 @@ pub struct Options {
 
 /// Runs `warden serve` on the policy at `config` (or the default path).
 pub fn run(config: Option<PathBuf>, watch: bool) -> ExitCode {
-    let path = config
-        .or_else(|| std::env::var_os("WARDEN_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let path = super::config_path(config);
     match source::read(&path) {
         Ok(sources) => {
             let options = Options {

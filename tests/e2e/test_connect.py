@@ -226,3 +226,86 @@ def test_tunnel_records_keep_the_chain_intact(tunnel_warden):
         out = run_warden_cli("audit", "verify", str(tunnel_warden.audit_log))
         assert out.returncode == 0, out.stdout + out.stderr
     eventually(intact, timeout=10)
+
+
+REQUESTS_CHAT = """
+import json, os, ssl, requests
+r = requests.post("https://api.openai.com/v1/chat/completions", timeout=30,
+                  json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+trusted = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"]).get_ca_certs()
+print(json.dumps({"status": r.status_code, "content": r.json()["choices"][0]["message"]["content"],
+                  "trusted": len(trusted)}))
+"""
+
+
+def system_roots():
+    """How many root certificates the system's store holds (what the bundle must keep)."""
+    import ssl
+    context = ssl.create_default_context(cafile=ssl.get_default_verify_paths().openssl_cafile)
+    return len(context.get_ca_certs())
+
+
+def test_ca_bundle_lets_requests_and_the_sdk_trust_warden_and_every_other_host(tunnel_warden, provider, ca, tmp_path):
+    from harness import run_warden_cli
+    bundle = tmp_path / "bundle.pem"
+    made = run_warden_cli("ca", "bundle", "--cert", f"{ca}/ca.pem", "--out", str(bundle))
+    assert made.returncode == 0, made.stderr
+    text = bundle.read_text()
+    assert (Path(ca) / "ca.pem").read_text().strip() in text, "Warden's CA is in the bundle"
+    assert text.count("BEGIN CERTIFICATE") >= system_roots() + 1 > 2, "and so are the system's roots"
+    # requests reads REQUESTS_CA_BUNDLE (not SSL_CERT_FILE): the README's recipe.
+    env = {"HTTPS_PROXY": f"http://agent:{AGENT_KEY}@127.0.0.1:{tunnel_warden.port}", "REQUESTS_CA_BUNDLE": str(bundle),
+           "PATH": "/usr/bin:/bin", "NO_PROXY": ""}
+    out = subprocess.run([sys.executable, "-c", REQUESTS_CHAT], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["status"] == 200 and answer["content"] == "hello from mock"
+    assert answer["trusted"] >= system_roots() + 1
+    assert provider.last().header("authorization") == f"Bearer {PROVIDER_KEY}"
+    # httpx and the OpenAI SDK read SSL_CERT_FILE: the bundle there, not the CA alone.
+    sdk_out = sdk(tunnel_warden, ca, CHAT.replace("MODEL", '"gpt-4o-mini"'))
+    assert json.loads(sdk_out.stdout)["ok"] == "hello from mock", sdk_out.stderr
+    env = {"HTTPS_PROXY": f"http://agent:{AGENT_KEY}@127.0.0.1:{tunnel_warden.port}", "SSL_CERT_FILE": str(bundle),
+           "OPENAI_API_KEY": "not-a-provider-key", "PATH": "/usr/bin:/bin", "NO_PROXY": ""}
+    sdk_bundle = subprocess.run([sys.executable, "-c", CHAT.replace("MODEL", '"gpt-4o-mini"')], env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert json.loads(sdk_bundle.stdout) == {"ok": "hello from mock", "tokens": 18}, sdk_bundle.stderr
+
+
+def test_ca_new_makes_a_ca_warden_intercepts_with_and_bundle_reads_it_from_the_policy(provider, tmp_path):
+    from harness import run_warden_cli
+    made = run_warden_cli("ca", "new", "--cert", str(tmp_path / "ca.pem"), "--key", str(tmp_path / "ca.key"))
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0, "the key is private"
+    again = run_warden_cli("ca", "new", "--cert", str(tmp_path / "ca.pem"), "--key", str(tmp_path / "ca.key"))
+    assert again.returncode == 1 and "exists" in again.stderr, "never over an existing key"
+    w = Warden(standard_policy(provider.base_url), env=PROVIDER_ENV,
+               server_extra=f"  intercept_ca_cert_file: {tmp_path}/ca.pem\n  intercept_ca_key_file: {tmp_path}/ca.key\n")
+    try:
+        bundle = tmp_path / "bundle.pem"
+        made = run_warden_cli("ca", "bundle", "--config", str(w.config_path), "--out", str(bundle))
+        assert made.returncode == 0, made.stderr
+        assert (tmp_path / "ca.pem").read_text().strip() in bundle.read_text()
+        env = {"HTTPS_PROXY": f"http://agent:{AGENT_KEY}@127.0.0.1:{w.port}", "REQUESTS_CA_BUNDLE": str(bundle),
+               "PATH": "/usr/bin:/bin", "NO_PROXY": ""}
+        out = subprocess.run([sys.executable, "-c", REQUESTS_CHAT], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["content"] == "hello from mock"
+    finally:
+        w.stop()
+    no_ca = run_warden_cli("ca", "bundle", "--config", str(tmp_path / "missing.yaml"))
+    assert no_ca.returncode == 1 and "missing.yaml" in no_ca.stderr
+
+
+def test_intercepted_leaves_are_short_lived(tunnel_warden, ca):
+    import ssl
+    status, _, s = connect(tunnel_warden, "api.openai.com:443", f"Bearer {AGENT_KEY}")
+    assert status.endswith("200 Connection Established")
+    context = ssl.create_default_context(cafile=f"{ca}/ca.pem")
+    with context.wrap_socket(s, server_hostname="api.openai.com") as tls:
+        cert = tls.getpeercert()
+    now = time.time()
+    not_before = ssl.cert_time_to_seconds(cert["notBefore"])
+    not_after = ssl.cert_time_to_seconds(cert["notAfter"])
+    assert not_before <= now, "valid now, also for a clock a little behind"
+    assert 6 * 86400 < not_after - now <= 7 * 86400 + 60, "a week, not until year 4096"
