@@ -1,7 +1,7 @@
 //! Every refusal Warden answers with: its SPEC code, status, error type and message.
 //!
-//! Each variant maps to exactly one SPEC error code and HTTP status through exhaustive matches
-//! (no `_` arm), so a new variant cannot forget its status. How a refusal is written to the
+//! Each variant has one row in [`Refusal::row`] (code, status, error type), an exhaustive match
+//! with no `_` arm, so a new variant cannot forget any of them. How a refusal is written to the
 //! client is `respond.rs`.
 
 use std::time::Duration;
@@ -69,6 +69,31 @@ pub enum Refusal {
     /// `on_unavailable: deny`.
     FleetUnavailable,
 }
+
+/// A refusal's fixed facts, declared once per variant in [`Refusal::row`]: the SPEC code, the
+/// HTTP status, and the error `type` the OpenAI and Anthropic SDKs map to their exceptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub code: Code,
+    pub status: StatusCode,
+    pub kind: &'static str,
+}
+
+/// A table row; the status as a number reads like the table in SPEC.md.
+fn row(code: Code, status: u16, kind: &'static str) -> Row {
+    Row {
+        code,
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        kind,
+    }
+}
+
+const INVALID_REQUEST: &str = "invalid_request_error";
+const AUTHENTICATION: &str = "authentication_error";
+const PERMISSION: &str = "permission_error";
+const NOT_FOUND: &str = "not_found_error";
+const RATE_LIMIT: &str = "rate_limit_error";
+const API: &str = "api_error";
 
 /// How long a client should wait after `concurrency_limited`: a slot frees when any in-flight
 /// request ends, which Warden cannot predict, so it suggests a short pause.
@@ -150,103 +175,53 @@ impl Refusal {
         }
     }
 
-    /// The stable SPEC code (also the `code` label of `warden_requests_total`).
-    pub fn code(&self) -> Code {
+    /// The refusal's row of the table: code, status and error type, declared together.
+    pub fn row(&self) -> Row {
+        use Refusal as R;
         match self {
-            Refusal::InvalidJson(_) => Code::InvalidJson,
-            Refusal::MissingModel => Code::MissingModel,
-            Refusal::MissingCredentials => Code::MissingCredentials,
-            Refusal::InvalidCredentials(_) | Refusal::AmbiguousCredentials => {
-                Code::InvalidCredentials
-            }
-            Refusal::InvalidSignature(_) => Code::InvalidSignature,
-            Refusal::ReplayedRequest => Code::ReplayedRequest,
-            Refusal::ExpiredCredentials => Code::ExpiredCredentials,
-            Refusal::AgentRevoked => Code::AgentRevoked,
-            Refusal::AgentSuspended => Code::AgentSuspended,
-            Refusal::CredentialRevoked => Code::CredentialRevoked,
-            Refusal::ModelNotAllowed(_) => Code::ModelNotAllowed,
-            Refusal::EndpointNotAllowed(_) => Code::EndpointNotAllowed,
-            Refusal::DestinationNotAllowed(_) => Code::DestinationNotAllowed,
-            Refusal::OutsideSchedule => Code::OutsideSchedule,
-            Refusal::ObjectNotOwned(_) => Code::ObjectNotOwned,
-            Refusal::ModelNotFound(_) => Code::ModelNotFound,
-            Refusal::BodyTooLarge => Code::BodyTooLarge,
-            Refusal::RateLimited { .. } => Code::RateLimited,
-            Refusal::ConcurrencyLimited(_) => Code::ConcurrencyLimited,
-            Refusal::TokenBudgetExhausted(_) => Code::TokenBudgetExhausted,
-            Refusal::SpendBudgetExhausted(_) => Code::SpendBudgetExhausted,
-            Refusal::RequestExceedsBudget(_) => Code::RequestExceedsBudget,
-            Refusal::UnpricedModel(_) => Code::ModelNotAllowed,
-            Refusal::UpstreamUnavailable(_) => Code::UpstreamUnavailable,
-            Refusal::UpstreamTimeout => Code::UpstreamTimeout,
-            Refusal::FleetUnavailable => Code::FleetUnavailable,
+            R::InvalidJson(_) => row(Code::InvalidJson, 400, INVALID_REQUEST),
+            R::MissingModel => row(Code::MissingModel, 400, INVALID_REQUEST),
+            R::RequestExceedsBudget(_) => row(Code::RequestExceedsBudget, 400, INVALID_REQUEST),
+            R::MissingCredentials => row(Code::MissingCredentials, 401, AUTHENTICATION),
+            R::InvalidCredentials(_) => row(Code::InvalidCredentials, 401, AUTHENTICATION),
+            R::AmbiguousCredentials => row(Code::InvalidCredentials, 401, AUTHENTICATION),
+            R::InvalidSignature(_) => row(Code::InvalidSignature, 401, AUTHENTICATION),
+            R::ReplayedRequest => row(Code::ReplayedRequest, 401, AUTHENTICATION),
+            R::ExpiredCredentials => row(Code::ExpiredCredentials, 401, AUTHENTICATION),
+            R::AgentRevoked => row(Code::AgentRevoked, 403, PERMISSION),
+            R::AgentSuspended => row(Code::AgentSuspended, 403, PERMISSION),
+            R::CredentialRevoked => row(Code::CredentialRevoked, 403, PERMISSION),
+            R::ModelNotAllowed(_) => row(Code::ModelNotAllowed, 403, PERMISSION),
+            R::UnpricedModel(_) => row(Code::ModelNotAllowed, 403, PERMISSION),
+            R::EndpointNotAllowed(_) => row(Code::EndpointNotAllowed, 403, PERMISSION),
+            R::DestinationNotAllowed(_) => row(Code::DestinationNotAllowed, 403, PERMISSION),
+            R::OutsideSchedule => row(Code::OutsideSchedule, 403, PERMISSION),
+            R::ObjectNotOwned(_) => row(Code::ObjectNotOwned, 403, PERMISSION),
+            R::ModelNotFound(_) => row(Code::ModelNotFound, 404, NOT_FOUND),
+            R::BodyTooLarge => row(Code::BodyTooLarge, 413, INVALID_REQUEST),
+            R::RateLimited { .. } => row(Code::RateLimited, 429, RATE_LIMIT),
+            R::ConcurrencyLimited(_) => row(Code::ConcurrencyLimited, 429, RATE_LIMIT),
+            R::TokenBudgetExhausted(_) => row(Code::TokenBudgetExhausted, 429, RATE_LIMIT),
+            R::SpendBudgetExhausted(_) => row(Code::SpendBudgetExhausted, 429, RATE_LIMIT),
+            R::UpstreamUnavailable(_) => row(Code::UpstreamUnavailable, 502, API),
+            R::UpstreamTimeout => row(Code::UpstreamTimeout, 504, API),
+            R::FleetUnavailable => row(Code::FleetUnavailable, 503, API),
         }
     }
 
+    /// The stable SPEC code (also the `code` label of `warden_requests_total`).
+    pub fn code(&self) -> Code {
+        self.row().code
+    }
+
+    /// The HTTP status the refusal is answered with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Refusal::InvalidJson(_) | Refusal::MissingModel | Refusal::RequestExceedsBudget(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Refusal::MissingCredentials
-            | Refusal::InvalidCredentials(_)
-            | Refusal::InvalidSignature(_)
-            | Refusal::ReplayedRequest
-            | Refusal::AmbiguousCredentials
-            | Refusal::ExpiredCredentials => StatusCode::UNAUTHORIZED,
-            Refusal::AgentRevoked
-            | Refusal::AgentSuspended
-            | Refusal::CredentialRevoked
-            | Refusal::ModelNotAllowed(_)
-            | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed(_)
-            | Refusal::OutsideSchedule
-            | Refusal::ObjectNotOwned(_) => StatusCode::FORBIDDEN,
-            Refusal::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::RateLimited { .. }
-            | Refusal::ConcurrencyLimited(_)
-            | Refusal::TokenBudgetExhausted(_)
-            | Refusal::SpendBudgetExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::UnpricedModel(_) => StatusCode::FORBIDDEN,
-            Refusal::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::FleetUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        self.row().status
     }
 
     /// The OpenAI/Anthropic error `type` for this status, so SDKs pick the right exception.
     pub(super) fn kind(&self) -> &'static str {
-        match self {
-            Refusal::InvalidJson(_)
-            | Refusal::MissingModel
-            | Refusal::BodyTooLarge
-            | Refusal::RequestExceedsBudget(_) => "invalid_request_error",
-            Refusal::MissingCredentials
-            | Refusal::InvalidCredentials(_)
-            | Refusal::InvalidSignature(_)
-            | Refusal::ReplayedRequest
-            | Refusal::AmbiguousCredentials
-            | Refusal::ExpiredCredentials => "authentication_error",
-            Refusal::AgentRevoked
-            | Refusal::AgentSuspended
-            | Refusal::CredentialRevoked
-            | Refusal::ModelNotAllowed(_)
-            | Refusal::EndpointNotAllowed(_)
-            | Refusal::DestinationNotAllowed(_)
-            | Refusal::OutsideSchedule
-            | Refusal::ObjectNotOwned(_) => "permission_error",
-            Refusal::ModelNotFound(_) => "not_found_error",
-            Refusal::RateLimited { .. }
-            | Refusal::ConcurrencyLimited(_)
-            | Refusal::TokenBudgetExhausted(_)
-            | Refusal::SpendBudgetExhausted(_) => "rate_limit_error",
-            Refusal::UnpricedModel(_) => "permission_error",
-            Refusal::UpstreamUnavailable(_)
-            | Refusal::UpstreamTimeout
-            | Refusal::FleetUnavailable => "api_error",
-        }
+        self.row().kind
     }
 
     /// The human-readable reason (the body's `message`).
@@ -379,5 +354,51 @@ fn never_fits_message(never: &NeverFits) -> String {
             "this request can never be admitted: its estimated {} tokens (prompt and output cap) are more than {whose} whole `{name}` ({}); ask for fewer output tokens (max_tokens) or send a shorter prompt",
             never.estimate, never.limit
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_has_the_error_type_sdks_expect_for_it() {
+        let never = NeverFits {
+            spend: false,
+            team: false,
+            window: crate::limits::budget::BudgetWindow::Minute,
+            estimate: 10,
+            limit: 5,
+        };
+        let refusals = [
+            Refusal::InvalidJson("x".into()),
+            Refusal::MissingModel,
+            Refusal::RequestExceedsBudget(never),
+            Refusal::MissingCredentials,
+            Refusal::AmbiguousCredentials,
+            Refusal::ReplayedRequest,
+            Refusal::AgentRevoked,
+            Refusal::UnpricedModel("m".into()),
+            Refusal::ModelNotFound("m".into()),
+            Refusal::BodyTooLarge,
+            Refusal::ConcurrencyLimited(2),
+            Refusal::UpstreamTimeout,
+            Refusal::FleetUnavailable,
+        ];
+        for refusal in refusals {
+            let Row { status, kind, .. } = refusal.row();
+            let expected = match status.as_u16() {
+                400 | 413 => INVALID_REQUEST,
+                401 => AUTHENTICATION,
+                403 => PERMISSION,
+                404 => NOT_FOUND,
+                429 => RATE_LIMIT,
+                _ => API,
+            };
+            assert_eq!(kind, expected, "{refusal:?}");
+            assert!(!refusal.message().is_empty());
+        }
+        assert_eq!(Refusal::AmbiguousCredentials.code(), Code::InvalidCredentials);
+        assert_eq!(Refusal::UnpricedModel("m".into()).code(), Code::ModelNotAllowed);
     }
 }

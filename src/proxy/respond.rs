@@ -2,13 +2,14 @@
 //! header with the SPEC code and retry hints, and the one function that answers and records.
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Error;
 
 use super::error::Refusal;
 use super::headers;
+use crate::code::Code;
 use crate::limits::RateDecision;
 
 /// How a refusal's body is shaped: as OpenAI's errors (`{"error":{"message","type","code"}}`),
@@ -97,6 +98,36 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The whole answer to a refused CONNECT (HTTPS_PROXY mode) and its status: a credential
+    /// that is missing, unreadable or expired is 407 with `Proxy-Authenticate` (what proxy
+    /// clients answer with credentials), anything else its own status; the connection closes.
+    pub fn connect_answer(&self) -> (StatusCode, Vec<u8>) {
+        let row = self.row();
+        let status = match row.code {
+            Code::MissingCredentials | Code::InvalidCredentials | Code::ExpiredCredentials => {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            }
+            _ => row.status,
+        };
+        let body = self.body(ErrorShape::OpenAi);
+        let mut answer = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Warden-Error: {}\r\nConnection: close\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+            row.code.as_str(),
+        );
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            answer.push_str("Proxy-Authenticate: Basic realm=\"warden\"\r\nProxy-Authenticate: Bearer realm=\"warden\"\r\n");
+        }
+        answer.push_str("\r\n");
+        let mut answer = answer.into_bytes();
+        answer.extend_from_slice(&body);
+        (status, answer)
+    }
+}
+
 /// Writes a refusal as a complete response on the client session.
 ///
 /// Header and body are written directly (not `respond_error`, which always closes) so that a
@@ -158,5 +189,50 @@ pub async fn fail_to_proxy(
     pingora::proxy::FailToProxy {
         error_code,
         can_reuse_downstream: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(answer: &[u8]) -> (String, serde_json::Value) {
+        let text = std::str::from_utf8(answer).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), serde_json::from_str(body).unwrap())
+    }
+
+    #[test]
+    fn a_connect_without_a_usable_credential_is_asked_for_one() {
+        for refusal in [
+            Refusal::MissingCredentials,
+            Refusal::InvalidCredentials("unknown key"),
+            Refusal::ExpiredCredentials,
+        ] {
+            let (status, answer) = refusal.connect_answer();
+            assert_eq!(status, StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+            let (head, body) = parsed(&answer);
+            assert!(head.starts_with("http/1.1 407 proxy authentication required\r\n"));
+            assert!(head.contains("proxy-authenticate: basic realm=\"warden\""));
+            assert!(head.contains("connection: close"));
+            assert_eq!(body["error"]["code"], refusal.code().as_str());
+        }
+        let (status, answer) = Refusal::AgentRevoked.connect_answer();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (head, _) = parsed(&answer);
+        assert!(!head.contains("proxy-authenticate"));
+        assert!(head.contains("x-warden-error: agent_revoked"));
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropics_shape() {
+        let body: serde_json::Value =
+            serde_json::from_slice(&Refusal::BodyTooLarge.body(ErrorShape::Anthropic)).unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "request_too_large");
+        assert_eq!(body["error"]["code"], "body_too_large");
+        let openai: serde_json::Value =
+            serde_json::from_slice(&Refusal::BodyTooLarge.body(ErrorShape::OpenAi)).unwrap();
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
     }
 }

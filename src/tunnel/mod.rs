@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use http::StatusCode;
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::listeners::tls::Acceptor;
@@ -45,7 +44,6 @@ use crate::identity::{Checks, NonceCache, Target};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::proxy::error::shown;
-use crate::proxy::respond::ErrorShape;
 use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
 use authority::Authority;
 
@@ -366,26 +364,8 @@ impl Front {
 
     /// Answers a refused CONNECT (and closes), and records it.
     async fn refuse(&self, mut stream: Stream, facts: &mut Connect, refusal: Refusal) {
-        let status = match refusal.code() {
-            Code::MissingCredentials | Code::InvalidCredentials | Code::ExpiredCredentials => {
-                StatusCode::PROXY_AUTHENTICATION_REQUIRED
-            }
-            _ => refusal.status(),
-        };
-        let body = refusal.body(ErrorShape::OpenAi);
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Warden-Error: {}\r\nConnection: close\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            body.len(),
-            refusal.code().as_str(),
-        );
-        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-            head.push_str("Proxy-Authenticate: Basic realm=\"warden\"\r\nProxy-Authenticate: Bearer realm=\"warden\"\r\n");
-        }
-        head.push_str("\r\n");
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(&body).await;
+        let (status, answer) = refusal.connect_answer();
+        let _ = stream.write_all(&answer).await;
         let _ = stream.flush().await;
         self.record(facts, refusal.code(), status.as_u16(), None);
     }
