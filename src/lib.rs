@@ -1,6 +1,6 @@
 //! Warden: a sidecar reverse proxy that gives every AI agent an identity and enforces policy on
-//! its LLM traffic. See DESIGN.md for the architecture and `docs/architecture.md` for the
-//! layers; `main.rs` only parses the command line.
+//! its LLM traffic. `docs/architecture.md` describes the layers and one request top to bottom;
+//! `main.rs` only parses the command line.
 //!
 //! Modules, lowest layer first; a module imports only modules of lower layers:
 //! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`mock`];

@@ -124,10 +124,16 @@ impl AdminApp {
                 input += series.input_tokens;
                 output += series.output_tokens;
             });
-            let [minute, day] = limits.budgets.tokens[0]
+            let [minute, day] = limits
+                .budgets
+                .tokens
+                .agent
                 .as_ref()
                 .map_or([None, None], |budget| budget.status(now, &snapshot.days));
-            let spend = limits.budgets.spend[0]
+            let spend = limits
+                .budgets
+                .spend
+                .agent
                 .as_ref()
                 .and_then(|budget| budget.status(now, &snapshot.days)[1])
                 .map(|day| {

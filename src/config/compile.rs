@@ -406,8 +406,18 @@ impl<'f> Builder<'_, 'f> {
             if let Some(mut agent) = spec.compile(path, id, self.agents.len(), &mut p, &mut cx) {
                 let team = agent.owner.as_deref().and_then(|o| self.teams.get(o));
                 if let Some((_, team)) = team {
-                    agent.limits.budgets.tokens[1].clone_from(&team.budgets.tokens[0]);
-                    agent.limits.budgets.spend[1].clone_from(&team.budgets.spend[0]);
+                    agent
+                        .limits
+                        .budgets
+                        .tokens
+                        .team
+                        .clone_from(&team.budgets.tokens.agent);
+                    agent
+                        .limits
+                        .budgets
+                        .spend
+                        .team
+                        .clone_from(&team.budgets.spend.agent);
                 }
                 self.agents.push(agent);
             }

@@ -5,21 +5,49 @@ use std::sync::Arc;
 
 use super::budget::{BudgetWindow, Days, Exhausted, Reservation, TokenBudget, WindowStatus};
 
-/// The slot of the team's budget in [`Budgets`] and [`Held`] (the agent's is the first).
-const TEAM: usize = 1;
-
-/// The token and spend budgets that apply to an agent: its own, then its team's.
+/// One thing for the agent and one for its team (`owner`): which is which is a name, not a
+/// position.
 #[derive(Debug, Clone, Default)]
-pub struct Budgets {
-    pub tokens: [Option<Arc<TokenBudget>>; 2],
-    pub spend: [Option<Arc<TokenBudget>>; 2],
+pub struct Scoped<T> {
+    pub agent: T,
+    pub team: T,
 }
 
-/// What one request holds until it settles, slot for slot with [`Budgets`].
+impl<T> Scoped<T> {
+    /// Both, the agent's first, each with whether it is the team's.
+    fn each(&self) -> [(bool, &T); 2] {
+        [(false, &self.agent), (true, &self.team)]
+    }
+
+    fn get_mut(&mut self, team: bool) -> &mut T {
+        if team {
+            &mut self.team
+        } else {
+            &mut self.agent
+        }
+    }
+}
+
+/// The token and spend budgets that apply to an agent: its own and its team's.
+#[derive(Debug, Clone, Default)]
+pub struct Budgets {
+    pub tokens: Scoped<Option<Arc<TokenBudget>>>,
+    pub spend: Scoped<Option<Arc<TokenBudget>>>,
+}
+
+/// One reservation and the budget it was taken from.
+#[derive(Debug)]
+struct Hold {
+    budget: Arc<TokenBudget>,
+    reservation: Reservation,
+}
+
+/// What one request holds until it settles. Dropped unsettled (refused by a later limit, or
+/// never forwarded), it gives everything back: no caller writes a rollback.
 #[derive(Debug, Default)]
 pub struct Held {
-    tokens: [Option<Reservation>; 2],
-    spend: [Option<Reservation>; 2],
+    tokens: Scoped<Option<Hold>>,
+    spend: Scoped<Option<Hold>>,
 }
 
 impl Held {
@@ -27,10 +55,34 @@ impl Held {
     /// (what the `x-ratelimit-*-tokens` headers report).
     pub fn token_headroom(&self) -> Option<WindowStatus> {
         self.tokens
-            .iter()
-            .flatten()
-            .filter_map(|r| r.headroom)
+            .each()
+            .into_iter()
+            .filter_map(|(_, hold)| hold.as_ref()?.reservation.headroom)
             .min_by_key(|w| w.remaining)
+    }
+
+    /// Settles to the tokens and cost used; `None` keeps what was reserved (the request was
+    /// forwarded but nothing was reported).
+    pub fn settle(mut self, tokens: Option<u64>, cost: Option<u64>) {
+        self.settle_in_place(tokens, cost);
+    }
+
+    fn settle_in_place(&mut self, tokens: Option<u64>, cost: Option<u64>) {
+        for (holds, actual) in [(&mut self.tokens, tokens), (&mut self.spend, cost)] {
+            for hold in [holds.agent.take(), holds.team.take()]
+                .into_iter()
+                .flatten()
+            {
+                let used = actual.unwrap_or(hold.reservation.tokens);
+                hold.budget.settle(hold.reservation, used);
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.settle_in_place(Some(0), Some(0));
     }
 }
 
@@ -86,13 +138,19 @@ impl BudgetRefusal {
 }
 
 impl Budgets {
+    /// Whether any budget applies (the request's estimate is then needed).
+    pub fn any(&self) -> bool {
+        self.tokens.agent.is_some() || self.tokens.team.is_some() || self.has_spend()
+    }
+
     /// Whether any spend budget applies (a model must then have a price).
     pub fn has_spend(&self) -> bool {
-        self.spend.iter().any(Option::is_some)
+        self.spend.agent.is_some() || self.spend.team.is_some()
     }
 
     /// Reserves `tokens` and `cost` (micro-dollars; `None`: the model has no price) in every
-    /// budget at `now`, or none of them.
+    /// budget at `now`, or none of them (what was taken before a refusal is given back as
+    /// the partial [`Held`] drops).
     pub fn reserve(
         &self,
         tokens: u64,
@@ -104,32 +162,27 @@ impl Budgets {
             return Err(BudgetRefusal::NeverFits(never));
         }
         let mut held = Held::default();
-        for (slot, budget) in self.tokens.iter().enumerate() {
+        for (team, budget) in self.tokens.each() {
             if let Some(budget) = budget {
-                match budget.reserve(tokens, now, days) {
-                    Ok(reservation) => held.tokens[slot] = Some(reservation),
-                    Err(mut exhausted) => {
-                        exhausted.team = slot == TEAM;
-                        self.release(held);
-                        return Err(BudgetRefusal::tokens(exhausted));
-                    }
-                }
+                let reservation = budget
+                    .reserve(tokens, now, days)
+                    .map_err(|exhausted| BudgetRefusal::tokens(Exhausted { team, ..exhausted }))?;
+                *held.tokens.get_mut(team) = Some(Hold {
+                    budget: Arc::clone(budget),
+                    reservation,
+                });
             }
         }
-        for (slot, budget) in self.spend.iter().enumerate() {
+        for (team, budget) in self.spend.each() {
             if let Some(budget) = budget {
-                let Some(cost) = cost else {
-                    self.release(held);
-                    return Err(BudgetRefusal::Unpriced);
-                };
-                match budget.reserve(cost, now, days) {
-                    Ok(reservation) => held.spend[slot] = Some(reservation),
-                    Err(mut exhausted) => {
-                        exhausted.team = slot == TEAM;
-                        self.release(held);
-                        return Err(BudgetRefusal::spend(exhausted));
-                    }
-                }
+                let cost = cost.ok_or(BudgetRefusal::Unpriced)?;
+                let reservation = budget
+                    .reserve(cost, now, days)
+                    .map_err(|exhausted| BudgetRefusal::spend(Exhausted { team, ..exhausted }))?;
+                *held.spend.get_mut(team) = Some(Hold {
+                    budget: Arc::clone(budget),
+                    reservation,
+                });
             }
         }
         Ok(held)
@@ -142,37 +195,17 @@ impl Budgets {
         units.into_iter().find_map(|(spend, units)| {
             let budgets = if spend { &self.spend } else { &self.tokens };
             let units = units?;
-            budgets.iter().enumerate().find_map(|(slot, budget)| {
+            budgets.each().into_iter().find_map(|(team, budget)| {
                 let (window, limit) = budget.as_ref()?.never_fits(units)?;
                 Some(NeverFits {
                     spend,
-                    team: slot == TEAM,
+                    team,
                     window,
                     estimate: units,
                     limit,
                 })
             })
         })
-    }
-
-    /// Gives back everything `held` reserved (the request was refused or failed).
-    pub fn release(&self, held: Held) {
-        self.settle(held, Some(0), Some(0));
-    }
-
-    /// Settles `held` to the tokens and cost used; `None` keeps what was reserved (the request
-    /// was forwarded but nothing was reported).
-    pub fn settle(&self, held: Held, tokens: Option<u64>, cost: Option<u64>) {
-        for (budgets, reservations, actual) in [
-            (&self.tokens, held.tokens, tokens),
-            (&self.spend, held.spend, cost),
-        ] {
-            for (budget, reservation) in budgets.iter().zip(reservations) {
-                if let (Some(budget), Some(reservation)) = (budget, reservation) {
-                    budget.settle(reservation, actual.unwrap_or(reservation.tokens));
-                }
-            }
-        }
     }
 }
 
@@ -183,11 +216,11 @@ mod tests {
     #[test]
     fn a_request_above_a_whole_window_never_fits() {
         let budgets = Budgets {
-            tokens: [
-                Some(Arc::new(TokenBudget::new(Some(500), Some(10_000)))),
-                Some(Arc::new(TokenBudget::new(None, Some(300)))),
-            ],
-            spend: [None, None],
+            tokens: Scoped {
+                agent: Some(Arc::new(TokenBudget::new(Some(500), Some(10_000)))),
+                team: Some(Arc::new(TokenBudget::new(None, Some(300)))),
+            },
+            spend: Scoped::default(),
         };
         let never = |tokens| match budgets.reserve(tokens, None, 60, &Days::default()) {
             Err(BudgetRefusal::NeverFits(n)) => Some((n.team, n.limit_name(), n.limit)),
@@ -203,8 +236,11 @@ mod tests {
         let agent = Arc::new(TokenBudget::new(Some(1000), None));
         let team = Arc::new(TokenBudget::new(Some(300), None));
         let budgets = Budgets {
-            tokens: [Some(Arc::clone(&agent)), Some(Arc::clone(&team))],
-            spend: [None, None],
+            tokens: Scoped {
+                agent: Some(Arc::clone(&agent)),
+                team: Some(Arc::clone(&team)),
+            },
+            spend: Scoped::default(),
         };
         let held = budgets.reserve(200, None, 60, &Days::default()).unwrap();
         assert!(matches!(
@@ -216,7 +252,7 @@ mod tests {
             200,
             "the refused reservation was given back"
         );
-        budgets.settle(held, Some(50), None);
+        held.settle(Some(50), None);
         assert_eq!(
             (
                 agent.used(60, &Days::default()).0,
@@ -229,17 +265,25 @@ mod tests {
     #[test]
     fn spend_needs_a_price() {
         let budgets = Budgets {
-            tokens: [None, None],
-            spend: [Some(Arc::new(TokenBudget::new(None, Some(10)))), None],
+            tokens: Scoped::default(),
+            spend: Scoped {
+                agent: Some(Arc::new(TokenBudget::new(None, Some(10)))),
+                team: None,
+            },
         };
         assert_eq!(
             budgets.reserve(1, None, 0, &Days::default()).err(),
             Some(BudgetRefusal::Unpriced)
         );
-        assert!(budgets.reserve(1, Some(10), 0, &Days::default()).is_ok());
+        let held = budgets.reserve(1, Some(10), 0, &Days::default()).unwrap();
         assert!(matches!(
             budgets.reserve(1, Some(1), 0, &Days::default()),
             Err(BudgetRefusal::Spend(_))
         ));
+        drop(held);
+        assert!(
+            budgets.reserve(1, Some(10), 0, &Days::default()).is_ok(),
+            "a dropped reservation was given back"
+        );
     }
 }

@@ -27,7 +27,7 @@ use crate::fleet::{Link, Meter};
 pub use budget::{BudgetWindow, Exhausted, Reservation, TokenBudget};
 pub use concurrency::{InFlight, InFlightGuard};
 pub use counters::AgentCounters;
-pub use held::{BudgetRefusal, Budgets, Held, NeverFits};
+pub use held::{BudgetRefusal, Budgets, Held, NeverFits, Scoped};
 pub use rate::{RateDecision, RequestRate};
 pub use spec::Limits;
 
@@ -194,8 +194,14 @@ impl LiveState {
             requests_per_minute: rate,
             max_concurrent: max_concurrent.map(|max| (max, in_flight)),
             budgets: Budgets {
-                tokens: [tokens, None],
-                spend: [spend, None],
+                tokens: Scoped {
+                    agent: tokens,
+                    team: None,
+                },
+                spend: Scoped {
+                    agent: spend,
+                    team: None,
+                },
             },
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
             actions: ledger(cells.map(|c| &c.actions), fleet, agent, "actions"),
@@ -237,8 +243,8 @@ impl LiveState {
             };
             cells.removed_at = None;
             cells.rate = limits.requests_per_minute.clone();
-            cells.tokens.clone_from(&limits.budgets.tokens[0]);
-            cells.spend.clone_from(&limits.budgets.spend[0]);
+            cells.tokens.clone_from(&limits.budgets.tokens.agent);
+            cells.spend.clone_from(&limits.budgets.spend.agent);
             cells.counters = Arc::clone(&limits.counters);
             cells.actions = Arc::clone(&limits.actions);
             cells.service_calls = Arc::clone(&limits.service_calls);
@@ -312,7 +318,7 @@ mod tests {
         publish(&live, &[("a", &first)]);
         let days = budget::Days::default();
         let budgets = &first.budgets;
-        assert!(budgets.reserve(100, Some(5), 0, &days).is_ok());
+        let _held = budgets.reserve(100, Some(5), 0, &days).unwrap();
         let again = live.bind("a", &limits, false);
         assert!(matches!(
             again.budgets.reserve(1, Some(0), 0, &days),

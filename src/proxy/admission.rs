@@ -1,71 +1,99 @@
-//! The request limits and checks every kind of request shares: the agent's concurrency slot
-//! and request rate, the body a message signature binds, and giving back what admission took
-//! when a later limit refuses.
+//! What an admitted request holds until it ends — its concurrency slot, its request-rate
+//! decision, its token and spend reservations — taken in the order that spends nothing on a
+//! refusal, and given back by dropping, so no phase writes a rollback by hand.
 
-use pingora::proxy::Session;
-
-use super::{Refusal, RequestCtx};
-use crate::identity::Credential;
+use super::error::Refusal;
+use crate::config::Snapshot;
+use crate::limits::{budget, Held, InFlightGuard, RateDecision};
 use crate::policy::Agent;
 
-/// Takes one of the agent's concurrent slots, held by the request until it ends.
-pub(super) fn take_concurrency_slot(agent: &Agent, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    if let Some((max, in_flight)) = &agent.limits.max_concurrent {
-        ctx.in_flight = Some(
-            in_flight
-                .try_acquire(*max)
-                .ok_or(Refusal::ConcurrencyLimited(*max))?,
-        );
-    }
-    Ok(())
+/// The limits one request holds. Each part gives itself back when dropped (the slot frees,
+/// the reservations return); [`Admission::settle`] charges the reservations instead.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// One of the agent's `max_concurrent` slots.
+    in_flight: Option<InFlightGuard>,
+    /// The agent's request-rate decision (also what the `x-ratelimit-*-requests` headers say).
+    pub rate: Option<RateDecision>,
+    /// Tokens and micro-dollars reserved in the agent's and its team's budgets.
+    pub held: Held,
 }
 
-/// Takes one request from the agent's request rate (its decision also feeds the
-/// `X-RateLimit-*` headers).
-pub(super) fn take_rate(agent: &Agent, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    if let Some(rate) = &agent.limits.requests_per_minute {
-        let decision = rate.check();
-        ctx.rate = Some(decision);
-        if let Some(refusal) = Refusal::for_rate(decision) {
-            return Err(refusal);
+/// What a model call is expected to cost, for its budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// Prompt tokens, counted with the model's tokenizer.
+    pub prompt: u64,
+    /// The most output tokens it can be billed.
+    pub output: u64,
+}
+
+impl Admission {
+    /// The agent's request limits (concurrency, then rate), for every request it makes: model
+    /// lists, verifications and service calls count like model calls.
+    pub fn take_request_limits(&mut self, agent: &Agent) -> Result<(), Refusal> {
+        self.take_slot(agent)?;
+        self.take_rate(agent)
+    }
+
+    /// A model call's limits: the slot, then the budgets, then the rate — the ones that can be
+    /// given back first, because a rate token once taken cannot be returned.
+    pub fn take_model_limits(
+        &mut self,
+        agent: &Agent,
+        snapshot: &Snapshot,
+        model: &str,
+        estimate: Option<Estimate>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        self.take_slot(agent)?;
+        if let Some(Estimate { prompt, output }) = estimate {
+            let cost = snapshot
+                .prices
+                .find(model)
+                .map(|price| price.micro_usd(prompt, output));
+            let tokens = budget::estimate(output, prompt);
+            self.held = agent
+                .limits
+                .budgets
+                .reserve(tokens, cost, now, &snapshot.days)
+                .map_err(|refusal| Refusal::for_budget(refusal, model))?;
         }
+        self.take_rate(agent)
     }
-    Ok(())
-}
 
-/// The agent's request limits (concurrency, then rate), for every request it makes: model
-/// lists, verifications and service calls count like model calls.
-pub(crate) fn take_request_limits(agent: &Agent, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    take_concurrency_slot(agent, ctx)?;
-    take_rate(agent, ctx).inspect_err(|_| ctx.in_flight = None)
-}
-
-/// For a request signed over its `Content-Digest`: the body Warden read (and forwards) must be
-/// the one the signature covers.
-pub(crate) fn check_signed_body(
-    ctx: &RequestCtx,
-    session: &Session,
-    body: &[u8],
-) -> Result<(), Refusal> {
-    if signed_body(ctx, session) {
-        crate::identity::signature::check_content_digest(&session.req_header().headers, body)
-            .map_err(Refusal::from)?;
+    /// Gives back the slot and the reservations of a request that was refused; the rate
+    /// decision stays for the refusal's headers.
+    pub fn release(&mut self) {
+        self.in_flight = None;
+        self.held = Held::default();
     }
-    Ok(())
-}
 
-/// Whether the request is signed (RFC 9421) and its body bound by a `Content-Digest` (every
-/// signed request with a body is: the signature must cover the digest).
-pub(crate) fn signed_body(ctx: &RequestCtx, session: &Session) -> bool {
-    let request = session.req_header();
-    matches!(ctx.credential, Some(Credential::Signature(_)))
-        && (request.headers.contains_key("content-digest")
-            || !matches!(request.method, http::Method::GET | http::Method::HEAD))
-}
+    /// Charges the reservations with what was used (`None`: keep what was reserved) and frees
+    /// the slot.
+    pub fn settle(&mut self, tokens: Option<u64>, cost: Option<u64>) {
+        self.in_flight = None;
+        std::mem::take(&mut self.held).settle(tokens, cost);
+    }
 
-/// Gives back what admission took before a later limit refused: the concurrency slot and the
-/// token and spend reservations.
-pub(super) fn release(agent: &Agent, ctx: &mut RequestCtx) {
-    ctx.in_flight = None;
-    agent.limits.budgets.release(std::mem::take(&mut ctx.held));
+    fn take_slot(&mut self, agent: &Agent) -> Result<(), Refusal> {
+        if let Some((max, in_flight)) = &agent.limits.max_concurrent {
+            let slot = in_flight
+                .try_acquire(*max)
+                .ok_or(Refusal::ConcurrencyLimited(*max))?;
+            self.in_flight = Some(slot);
+        }
+        Ok(())
+    }
+
+    fn take_rate(&mut self, agent: &Agent) -> Result<(), Refusal> {
+        if let Some(rate) = &agent.limits.requests_per_minute {
+            let decision = rate.check();
+            self.rate = Some(decision);
+            if let Some(refusal) = Refusal::for_rate(decision) {
+                return Err(refusal);
+            }
+        }
+        Ok(())
+    }
 }

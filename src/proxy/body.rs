@@ -1,16 +1,19 @@
-//! Reading the whole request body, bounded by `server.max_body_bytes`.
+//! Reading the whole request body, bounded by `server.max_body_bytes`, and checking it against
+//! the digest a message signature covers.
 
 use bytes::{Bytes, BytesMut};
+use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use super::error::Refusal;
+use crate::identity::Credential;
 
 /// Bytes of body Pingora 0.9.1 keeps in its retry buffer (`BODY_BUF_LIMIT`, private there) and
 /// so can replay upstream itself.
 pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
 
 /// The body length the request declares with `Content-Length`, if it does (and can be read).
-pub fn declared_length(request: &pingora::http::RequestHeader) -> Option<u64> {
+pub fn declared_length(request: &RequestHeader) -> Option<u64> {
     request
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -84,6 +87,28 @@ fn joined_capacity(received: usize, declared: Option<u64>) -> usize {
         room.min(usize::try_from(len).unwrap_or(usize::MAX))
             .max(received)
     })
+}
+
+/// Whether the request is signed (RFC 9421) and its body bound by a `Content-Digest` (every
+/// signed request with a body is: the signature must cover the digest).
+pub fn is_signed(credential: Option<&Credential>, request: &RequestHeader) -> bool {
+    matches!(credential, Some(Credential::Signature(_)))
+        && (request.headers.contains_key("content-digest")
+            || !matches!(request.method, http::Method::GET | http::Method::HEAD))
+}
+
+/// For a request signed over its `Content-Digest`: the body Warden read (and forwards) must be
+/// the one the signature covers.
+pub fn check_signed(
+    credential: Option<&Credential>,
+    request: &RequestHeader,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    if is_signed(credential, request) {
+        crate::identity::signature::check_content_digest(&request.headers, body)
+            .map_err(Refusal::from)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

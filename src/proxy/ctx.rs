@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use super::admission::Admission;
 use super::error::Refusal;
 use super::stream_usage::UsageChunkFilter;
 use super::usage::UsageMeter;
 use crate::clock::Clock;
 use crate::config::Snapshot;
-use crate::limits::{Held, InFlightGuard, RateDecision};
 
 /// What the upstream phases need to forward an admitted request, beyond the ctx's snapshot,
 /// agent and provider.
@@ -61,18 +61,14 @@ pub struct RequestCtx {
     pub credential: Option<crate::identity::Credential>,
     pub model: Option<String>,
     pub provider: Option<usize>,
-    pub rate: Option<RateDecision>,
-    /// Tokens and micro-dollars reserved in the agent's and its team's budgets, settled when
-    /// the request ends.
-    pub held: Held,
+    /// The limits the request holds (slot, rate decision, reservations), settled when it ends.
+    pub admission: Admission,
     /// A call to a service (`/svc/<name>/…`), whose body is streamed as sent.
     pub service: Option<super::service::ServiceCall>,
     /// `POST /v1/verify`: the action judged, for the audit event.
     pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.
     pub refusal: Option<Refusal>,
-    /// Held until the request ends, whatever the outcome.
-    pub in_flight: Option<InFlightGuard>,
     /// Set once the request is admitted for forwarding.
     pub forward: Option<Forward>,
     pub upstream: UpstreamLeg,
@@ -91,12 +87,10 @@ impl RequestCtx {
             credential: None,
             model: None,
             provider: None,
-            rate: None,
-            held: Held::default(),
+            admission: Admission::default(),
             service: None,
             action: None,
             refusal: None,
-            in_flight: None,
             forward: None,
             upstream: UpstreamLeg::default(),
         }

@@ -398,7 +398,13 @@ mod tests {
             assert_eq!(kind, expected, "{refusal:?}");
             assert!(!refusal.message().is_empty());
         }
-        assert_eq!(Refusal::AmbiguousCredentials.code(), Code::InvalidCredentials);
-        assert_eq!(Refusal::UnpricedModel("m".into()).code(), Code::ModelNotAllowed);
+        assert_eq!(
+            Refusal::AmbiguousCredentials.code(),
+            Code::InvalidCredentials
+        );
+        assert_eq!(
+            Refusal::UnpricedModel("m".into()).code(),
+            Code::ModelNotAllowed
+        );
     }
 }

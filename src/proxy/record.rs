@@ -83,8 +83,7 @@ impl WardenProxy {
             // refused or failed one gives it back.
             let kept = ctx.forward.is_some() && may_have_been_billed(code, status);
             let tokens = billed.map(|b| b.input + b.output);
-            agent.limits.budgets.settle(
-                std::mem::take(&mut ctx.held),
+            ctx.admission.settle(
                 tokens.or((!kept).then_some(0)),
                 cost.or((!kept).then_some(0)),
             );

@@ -149,17 +149,19 @@ pub async fn respond(
     session.write_response_body(Some(body), true).await
 }
 
-/// Answers the client with `refusal` and records it as the request's outcome (metrics, audit).
+/// Answers the client with `refusal` and records it as the request's outcome (metrics, audit);
+/// what the request held (its slot, its reservations) is given back first.
 pub async fn refuse(
     session: &mut Session,
     ctx: &mut super::ctx::RequestCtx,
     refusal: Refusal,
 ) -> pingora::Result<()> {
+    ctx.admission.release();
     let written = respond(
         session,
         &refusal,
         ctx.request_id.as_ref(),
-        ctx.rate.as_ref(),
+        ctx.admission.rate.as_ref(),
     )
     .await;
     ctx.refusal = Some(refusal);
@@ -199,7 +201,10 @@ mod tests {
     fn parsed(answer: &[u8]) -> (String, serde_json::Value) {
         let text = std::str::from_utf8(answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        (head.to_ascii_lowercase(), serde_json::from_str(body).unwrap())
+        (
+            head.to_ascii_lowercase(),
+            serde_json::from_str(body).unwrap(),
+        )
     }
 
     #[test]

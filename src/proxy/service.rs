@@ -93,7 +93,7 @@ fn admit(
             shown(name)
         )));
     }
-    super::admission::take_request_limits(agent, ctx)?;
+    ctx.admission.take_request_limits(agent)?;
     if let Some(per_day) = grant.requests_per_day {
         let day = agent.limits.service_calls.charge(
             Charge {
@@ -173,9 +173,9 @@ pub async fn begin(
     if let Some(why) = snapshot.providers[call.service].unusable() {
         return Err(Refusal::UpstreamUnavailable(why));
     }
-    if super::admission::signed_body(ctx, session) {
+    if body::is_signed(ctx.credential.as_ref(), session.req_header()) {
         let body = body::read(session, snapshot.server.max_body_bytes).await?;
-        super::admission::check_signed_body(ctx, session, &body)?;
+        body::check_signed(ctx.credential.as_ref(), session.req_header(), &body)?;
         ctx.forward = Some(Forward {
             body_len: body.len(),
             whole: true,

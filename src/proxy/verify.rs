@@ -78,7 +78,7 @@ pub async fn answer(
         return Err(Refusal::EndpointNotAllowed("/v1/verify takes POST".into()));
     }
     let body = body::read(session, snapshot.server.max_body_bytes).await?;
-    super::admission::check_signed_body(ctx, session, &body)?;
+    body::check_signed(ctx.credential.as_ref(), session.req_header(), &body)?;
     let request: Request = serde_json::from_slice(&body)
         .map_err(|e| Refusal::InvalidJson(format!("not a verify request: {e}")))?;
     if request.action.is_empty() || request.action.len() > MAX_NAME {

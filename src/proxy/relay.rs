@@ -1,12 +1,14 @@
-//! Forwarding bodies larger than Pingora's 64 KiB retry buffer.
+//! The relay: Warden's own forwarding loop, for the requests Pingora's cannot carry.
 //!
 //! Warden reads the whole body before choosing the upstream (the model is in it). Pingora 0.9.1
-//! replays a pre-read body upstream only from its retry buffer, which stops at 64 KiB; a larger
-//! one would never be sent (PINGORA_NOTES.md). Such a body is forwarded here with Pingora's
-//! HTTP connector, from Warden's copy, through the same phase methods the one-pass path runs:
-//! `upstream_peer`, `upstream_request_filter`, `response_filter` and `response_body_filter`,
-//! in the request's own context. So the large-body path differs from the one-pass path only in
-//! who moves the bytes.
+//! replays a pre-read body only from its retry buffer, which stops at 64 KiB, and it sends the
+//! body the client sent. So the relay forwards, from Warden's copy: bodies over the buffer,
+//! bodies Warden rewrote (a stream asked for its usage report), bodies a signature binds on
+//! service calls, and every model stream (when the client leaves mid-stream, the relay reads on
+//! to the provider's usage report, where Pingora's loop would stop). It connects with Pingora's
+//! HTTP connector and calls the same phase methods Pingora's loop does — `upstream_peer`,
+//! `upstream_request_filter`, `response_filter`, `response_body_filter` — in the request's own
+//! context, so the two paths differ only in who moves the bytes.
 //!
 //! Measured against the alternative (a Pingora subrequest fed with the body): 17 µs less CPU
 //! per 100 KB request, 23% less per 1 MB request, and less than half the memory under load.
@@ -36,7 +38,7 @@ pub async fn forward(
     ctx: &mut RequestCtx,
     body: Bytes,
 ) -> Result<bool> {
-    match relay(proxy, connector, session, ctx, body).await {
+    match exchange(proxy, connector, session, ctx, body).await {
         Ok(()) => Ok(true),
         Err(e) if session.response_written().is_none() => {
             respond::refuse(session, ctx, Refusal::from_upstream_error(&e)).await?;
@@ -52,7 +54,7 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// One exchange with the provider: request header and body, then the response streamed back
 /// chunk by chunk; the connection goes back to the connector's pool when the provider allows.
-async fn relay(
+async fn exchange(
     proxy: &WardenProxy,
     connector: &Connector,
     session: &mut Session,
