@@ -26,6 +26,14 @@ pub struct Forward {
     pub whole: bool,
 }
 
+/// An admitted service call: the service (an index into the snapshot's providers) and how
+/// much of the path is Warden's (`/svc/<name>`), stripped before forwarding.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceCall {
+    pub service: usize,
+    pub prefix_len: usize,
+}
+
 /// What happened on the way to the provider and back, filled by the upstream phases.
 #[derive(Debug, Default)]
 pub struct UpstreamLeg {
@@ -64,7 +72,7 @@ pub struct RequestCtx {
     /// The limits the request holds (slot, rate decision, reservations), settled when it ends.
     pub admission: Admission,
     /// A call to a service (`/svc/<name>/…`), whose body is streamed as sent.
-    pub service: Option<super::service::ServiceCall>,
+    pub service: Option<ServiceCall>,
     /// `POST /v1/verify`: the action judged, for the audit event.
     pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.

@@ -10,6 +10,7 @@
 use http::Method;
 use pingora::proxy::Session;
 
+use super::ctx::ServiceCall;
 use super::error::shown;
 use super::{body, Forward, Refusal, RequestCtx};
 use crate::config::Snapshot;
@@ -18,14 +19,6 @@ use crate::policy::Agent;
 
 /// Where service calls start.
 pub const PREFIX: &str = "/svc/";
-
-/// An admitted service call: the service (an index into the snapshot's providers) and how
-/// much of the path is Warden's (`/svc/<name>`), stripped before forwarding.
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceCall {
-    pub service: usize,
-    pub prefix_len: usize,
-}
 
 /// Admits `method path` for `agent`, taking its request limits and counting the call against
 /// the day: a path under [`PREFIX`], or (`tunnelled`) any path of the named service's host

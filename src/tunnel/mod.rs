@@ -36,7 +36,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
-use crate::audit::{AuditEvent, Auditor, Directory};
+use crate::audit::{AuditEvent, Auditor};
 use crate::clock::Clock;
 use crate::code::Code;
 use crate::config::Snapshot;
@@ -44,6 +44,7 @@ use crate::identity::{Checks, NonceCache, Target};
 use crate::metrics::Metrics;
 use crate::policy::revocations::RevokedKind;
 use crate::proxy::error::shown;
+use crate::proxy::record::Decision;
 use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
 use authority::Authority;
 
@@ -391,38 +392,25 @@ impl Front {
             "tunnel"
         );
         if let Some(audit) = &self.audit {
-            audit.emit(AuditEvent {
+            let decision = Decision {
                 arrived: facts.arrived,
-                request_id: None,
-                client_request_id: None,
-                provider_request_id: None,
-                snapshot: facts.snapshot.clone().map(|s| s as Arc<dyn Directory>),
+                snapshot: facts.snapshot.as_ref(),
                 agent: facts.agent,
-                provider: None,
                 credential: facts.credential.clone(),
                 method: http::Method::CONNECT,
                 path: facts.destination.clone(),
-                model: None,
-                denied: code != Code::Ok,
                 code,
                 status,
                 latency_ms: facts.started.elapsed().as_secs_f64() * 1000.0,
-                upstream_ms: None,
-                ttfb_ms: None,
-                tokens: None,
-                tokens_source: None,
-                cost_usd: None,
+            };
+            audit.emit(AuditEvent {
                 tunnel: Some(crate::audit::event::Tunnel {
                     destination: facts.destination.clone(),
                     bytes_up: piped.map_or(0, |p| p.up),
                     bytes_down: piped.map_or(0, |p| p.down),
                     end: piped.map(|p| p.end.as_str()),
                 }),
-                action: None,
-                revocation: facts
-                    .snapshot
-                    .as_deref()
-                    .and_then(|s| s.revocation(code, facts.agent, facts.credential.as_ref())),
+                ..decision.event()
             });
         }
     }
