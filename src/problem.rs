@@ -87,6 +87,24 @@ pub struct Problems<'a> {
 }
 
 impl Problems<'_> {
+    /// Whether `at` stands as the definition of `what` (a section or a named entry defined
+    /// once across every file): when `first` says where it already is, this one is an error
+    /// naming that place.
+    pub fn first_definition<T>(
+        &mut self,
+        first: Option<&Origin<'_>>,
+        at: &Spanned<T>,
+        what: impl std::fmt::Display,
+    ) -> bool {
+        match first {
+            Some(first) => {
+                self.error(at, format!("{what} is already defined at {first}"));
+                false
+            }
+            None => true,
+        }
+    }
+
     pub fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.found
             .push(Problem::error(self.file, at.referenced, message));

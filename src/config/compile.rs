@@ -257,24 +257,19 @@ impl<'f> Builder<'_, 'f> {
         }
         if let Some(server) = &policy.server {
             let settings = server.value.compile(&mut p);
-            match &self.server {
-                Some((first, _)) => {
-                    p.error(server, format!("`server` is already defined at {first}"));
-                }
-                None => {
-                    self.server = Some((Origin::of(path, server), settings));
-                    if let Some(file) = &server.value.identity_key_file {
-                        self.identity_key_file = true;
-                        let secrets = self.outside.secrets;
-                        self.voucher = voucher(&mut p, file, secrets).ok().flatten();
-                    }
+            let first = self.server.as_ref().map(|(first, _)| first);
+            if p.first_definition(first, server, "`server`") {
+                self.server = Some((Origin::of(path, server), settings));
+                if let Some(file) = &server.value.identity_key_file {
+                    self.identity_key_file = true;
+                    let secrets = self.outside.secrets;
+                    self.voucher = voucher(&mut p, file, secrets).ok().flatten();
                 }
             }
         }
         for (name, spec) in &policy.providers {
-            if let Some(first) = self.provider_names.get(name.value.as_str()) {
-                let message = format!("provider `{}` is already defined at {first}", name.value);
-                p.error(name, message);
+            let first = self.provider_names.get(name.value.as_str());
+            if !p.first_definition(first, name, format_args!("provider `{}`", name.value)) {
                 continue;
             }
             self.provider_names
@@ -287,12 +282,9 @@ impl<'f> Builder<'_, 'f> {
             }
         }
         for (name, spec) in &policy.services {
-            if let Some(first) = self.provider_names.get(name.value.as_str()) {
-                let message = format!(
-                    "`{}` is already a provider or service at {first}",
-                    name.value
-                );
-                p.error(name, message);
+            let first = self.provider_names.get(name.value.as_str());
+            let what = format_args!("`{}` (a provider or service name)", name.value);
+            if !p.first_definition(first, name, what) {
                 continue;
             }
             self.provider_names
@@ -306,12 +298,11 @@ impl<'f> Builder<'_, 'f> {
         }
         self.prices.add(&mut p, &policy.pricing);
         if let Some(zone) = &policy.timezone {
-            match (&self.timezone, jiff::tz::TimeZone::get(&zone.value)) {
-                (Some((first, _)), _) => {
-                    p.error(zone, format!("`timezone` is already defined at {first}"));
-                }
-                (None, Ok(parsed)) => self.timezone = Some((Origin::of(path, zone), parsed)),
-                (None, Err(_)) => p.error(
+            let first = self.timezone.as_ref().map(|(first, _)| first);
+            match jiff::tz::TimeZone::get(&zone.value) {
+                _ if !p.first_definition(first, zone, "`timezone`") => {}
+                Ok(parsed) => self.timezone = Some((Origin::of(path, zone), parsed)),
+                Err(_) => p.error(
                     zone,
                     format!(
                         "`timezone` must be an IANA time zone like Europe/Paris, got `{}`",
@@ -321,9 +312,8 @@ impl<'f> Builder<'_, 'f> {
             }
         }
         for (name, spec) in &policy.teams {
-            if let Some((first, _)) = self.teams.get(name.value.as_str()) {
-                let message = format!("team `{}` is already defined at {first}", name.value);
-                p.error(name, message);
+            let first = self.teams.get(name.value.as_str()).map(|(first, _)| first);
+            if !p.first_definition(first, name, format_args!("team `{}`", name.value)) {
                 continue;
             }
             let limits = spec.compile(&mut p);
@@ -334,9 +324,8 @@ impl<'f> Builder<'_, 'f> {
                 .insert(&name.value, (Origin::of(path, name), bound));
         }
         for (name, spec) in &policy.issuers {
-            if let Some(first) = self.issuer_names.get(name.value.as_str()) {
-                let message = format!("issuer `{}` is already defined at {first}", name.value);
-                p.error(name, message);
+            let first = self.issuer_names.get(name.value.as_str());
+            if !p.first_definition(first, name, format_args!("issuer `{}`", name.value)) {
                 continue;
             }
             self.issuer_names
@@ -353,26 +342,18 @@ impl<'f> Builder<'_, 'f> {
             revocations.compile_into(&mut p, &mut self.revocations);
         }
         if let Some(fleet) = &policy.fleet {
-            match &self.fleet {
-                Some((first, _)) => {
-                    p.error(fleet, format!("`fleet` is already defined at {first}"))
-                }
-                None => {
-                    if let Some(settings) = fleet.value.compile(&mut p) {
-                        self.fleet = Some((Origin::of(path, fleet), settings));
-                    }
+            let first = self.fleet.as_ref().map(|(first, _)| first);
+            if p.first_definition(first, fleet, "`fleet`") {
+                if let Some(settings) = fleet.value.compile(&mut p) {
+                    self.fleet = Some((Origin::of(path, fleet), settings));
                 }
             }
         }
         if let Some(audit) = &policy.audit {
-            match &self.audit {
-                Some((first, _)) => {
-                    p.error(audit, format!("`audit` is already defined at {first}"));
-                }
-                None => {
-                    if let Some(settings) = audit.value.compile(&mut p) {
-                        self.audit = Some((Origin::of(path, audit), settings));
-                    }
+            let first = self.audit.as_ref().map(|(first, _)| first);
+            if p.first_definition(first, audit, "`audit`") {
+                if let Some(settings) = audit.value.compile(&mut p) {
+                    self.audit = Some((Origin::of(path, audit), settings));
                 }
             }
         }
@@ -397,9 +378,8 @@ impl<'f> Builder<'_, 'f> {
             served: &mut served,
         };
         for (id, spec) in &policy.agents {
-            if let Some(first) = self.agent_ids.get(id.value.as_str()) {
-                let message = format!("agent `{}` is already defined at {first}", id.value);
-                p.error(id, message);
+            let first = self.agent_ids.get(id.value.as_str());
+            if !p.first_definition(first, id, format_args!("agent `{}`", id.value)) {
                 continue;
             }
             self.agent_ids.insert(&id.value, Origin::of(path, id));

@@ -97,12 +97,14 @@ impl Snapshot {
 impl Snapshot {
     /// For a request refused as revoked or suspended (`code`): which list said so — a pushed
     /// entry first (the fleet's, checked first), else the policy's — and its reason. Runs on
-    /// refusals only, for the audit record.
+    /// refusals only, for the audit record; `now` (Unix seconds, the request's arrival) is
+    /// when a suspension must still have been in force.
     pub fn revocation(
         &self,
         code: Code,
         agent: Option<usize>,
         credential: Option<&Credential>,
+        now: i64,
     ) -> Option<Revocation> {
         let kinds = match code {
             Code::AgentRevoked => (Kind::Agent, RevokedKind::Agent),
@@ -120,7 +122,6 @@ impl Snapshot {
             (_, None) => return None,
         };
         let pushed = self.identity.fleet.pushed();
-        let now = jiff::Timestamp::now().as_second();
         let in_force = |entry: &&crate::fleet::pushed::Entry| entry.until.is_none_or(|u| now < u);
         if let Some(entry) = pushed.get(kinds.0, id).filter(in_force) {
             return Some(Revocation {

@@ -18,11 +18,12 @@
 //! Leases are sized from the rate this Warden spends at: about [`HORIZON`] of it, never more
 //! than `max_lease`, so a quiet Warden holds a small slice and strands little of the limit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::spec::OnUnavailable;
+use super::spec::{AtomicOnUnavailable, OnUnavailable};
+use crate::clock::{Clock, SystemClock};
 
 /// How much of this Warden's recent rate a lease is sized to last.
 pub const HORIZON: Duration = Duration::from_secs(2);
@@ -63,12 +64,14 @@ pub enum Take {
 #[derive(Debug)]
 pub struct Link {
     healthy: AtomicBool,
-    on_unavailable: AtomicU8,
+    on_unavailable: AtomicOnUnavailable,
     asks: tokio::sync::mpsc::Sender<Arc<Lease>>,
     receiver: Mutex<Option<tokio::sync::mpsc::Receiver<Arc<Lease>>>>,
     leases: Mutex<Vec<Weak<Lease>>>,
     /// Requests decided by `on_unavailable` because Redis was unreachable.
     pub fallbacks: AtomicU64,
+    /// What lease ages and refill pauses are measured with.
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for Link {
@@ -76,16 +79,25 @@ impl Default for Link {
         let (asks, receiver) = tokio::sync::mpsc::channel(QUEUE);
         Link {
             healthy: AtomicBool::new(false),
-            on_unavailable: AtomicU8::new(0),
+            on_unavailable: AtomicOnUnavailable::default(),
             asks,
             receiver: Mutex::new(Some(receiver)),
             leases: Mutex::default(),
             fallbacks: AtomicU64::new(0),
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
 impl Link {
+    /// A link whose leases measure time with `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Link {
+            clock,
+            ..Link::default()
+        }
+    }
+
     /// Whether Redis answered the last time it was asked.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
@@ -98,20 +110,11 @@ impl Link {
 
     /// What applies while Redis is unreachable (the published policy's `on_unavailable`).
     pub fn on_unavailable(&self) -> OnUnavailable {
-        match self.on_unavailable.load(Ordering::Relaxed) {
-            1 => OnUnavailable::Deny,
-            2 => OnUnavailable::Allow,
-            _ => OnUnavailable::Local,
-        }
+        self.on_unavailable.load()
     }
 
     pub fn set_on_unavailable(&self, mode: OnUnavailable) {
-        let code = match mode {
-            OnUnavailable::Local => 0,
-            OnUnavailable::Deny => 1,
-            OnUnavailable::Allow => 2,
-        };
-        self.on_unavailable.store(code, Ordering::Relaxed);
+        self.on_unavailable.store(mode);
     }
 
     /// The refill queue, for the one background task that serves it.
@@ -138,7 +141,7 @@ impl Link {
             meter,
             limit,
             max: (limit / MAX_LEASE_DIVISOR).max(1),
-            state: Mutex::new(State::new(0)),
+            state: Mutex::new(State::new(0, self.clock.instant())),
             asked: AtomicBool::new(false),
             link: Arc::clone(self),
         });
@@ -192,8 +195,7 @@ struct State {
 }
 
 impl State {
-    fn new(window: i64) -> Self {
-        let now = Instant::now();
+    fn new(window: i64, now: Instant) -> Self {
         State {
             window,
             available: 0,
@@ -239,10 +241,10 @@ impl Lease {
             self.link.fallbacks.fetch_add(1, Ordering::Relaxed);
             return Take::Unavailable(self.link.on_unavailable());
         }
-        let now = Instant::now();
+        let now = self.link.clock.instant();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.window != window {
-            *state = State::new(window);
+            *state = State::new(window, now);
         }
         let need = units(n);
         let exhausted = state
@@ -333,7 +335,7 @@ impl Lease {
     /// What to ask Redis for now (the background task calls this, then [`Lease::granted`]);
     /// nothing for a window lease never used yet.
     pub fn ask(&self) -> Option<Ask> {
-        let now = Instant::now();
+        let now = self.link.clock.instant();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.window == 0 && self.meter != Meter::Rate {
             return None;
@@ -366,7 +368,7 @@ impl Lease {
         state.fleet_left = grant.left;
         state.known = true;
         state.exhausted = (grant.granted < ask.want)
-            .then(|| Instant::now() + grant.retry_after.unwrap_or_default());
+            .then(|| self.link.clock.instant() + grant.retry_after.unwrap_or_default());
     }
 
     /// A refill that was not made (Redis unreachable, or nothing to ask): the lease may ask

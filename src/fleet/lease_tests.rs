@@ -153,3 +153,42 @@ fn credit_never_covers_a_request_larger_than_the_fleet_can_grant() {
     );
     assert!(matches!(lease.take(3_100_000, 9), Take::Granted { .. }));
 }
+
+/// A monotonic clock that moves only when told to.
+#[derive(Debug)]
+struct SteppedClock(Mutex<Instant>);
+
+impl Clock for SteppedClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::UNIX_EPOCH
+    }
+
+    fn instant(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[test]
+fn an_exhausted_rate_counts_its_wait_down_on_the_links_clock() {
+    let clock = Arc::new(SteppedClock(Mutex::new(Instant::now())));
+    let link = Arc::new(Link::with_clock(clock.clone()));
+    link.set_healthy(true);
+    let lease = link.lease("a:rpm".into(), Meter::Rate, 100);
+    while matches!(lease.take(1, 0), Take::Granted { .. }) {}
+    let ask = lease.ask().unwrap();
+    lease.granted(
+        ask,
+        Grant {
+            granted: 0,
+            left: 0,
+            retry_after: Some(Duration::from_secs(5)),
+        },
+    );
+    let wait = |lease: &Arc<Lease>| match lease.take(1, 0) {
+        Take::Exhausted { retry_after } => retry_after,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(wait(&lease), Some(Duration::from_secs(5)));
+    *clock.0.lock().unwrap() += Duration::from_secs(2);
+    assert_eq!(wait(&lease), Some(Duration::from_secs(3)));
+}

@@ -48,6 +48,29 @@ pub enum OnUnavailable {
     Allow,
 }
 
+/// An [`OnUnavailable`] that the policy sets and every request reads, without a lock.
+#[derive(Debug, Default)]
+pub struct AtomicOnUnavailable(std::sync::atomic::AtomicU8);
+
+impl AtomicOnUnavailable {
+    const MODES: [OnUnavailable; 3] = [
+        OnUnavailable::Local,
+        OnUnavailable::Deny,
+        OnUnavailable::Allow,
+    ];
+
+    pub fn load(&self) -> OnUnavailable {
+        let index = usize::from(self.0.load(std::sync::atomic::Ordering::Relaxed));
+        Self::MODES.get(index).copied().unwrap_or_default()
+    }
+
+    pub fn store(&self, mode: OnUnavailable) {
+        let index = Self::MODES.iter().position(|m| *m == mode).unwrap_or(0);
+        self.0
+            .store(index as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl OnUnavailable {
     /// The name policy files and metrics use.
     pub fn as_str(self) -> &'static str {
@@ -55,6 +78,21 @@ impl OnUnavailable {
             OnUnavailable::Local => "local",
             OnUnavailable::Deny => "deny",
             OnUnavailable::Allow => "allow",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_atomic_mode_reads_back_what_was_stored() {
+        let mode = AtomicOnUnavailable::default();
+        assert_eq!(mode.load(), OnUnavailable::Local);
+        for m in AtomicOnUnavailable::MODES {
+            mode.store(m);
+            assert_eq!(mode.load(), m);
         }
     }
 }

@@ -119,22 +119,7 @@ pub fn verify(
 
     let covered = covered_components(input)
         .ok_or_else(|| bad("covered components must be plain strings (no parameters)"))?;
-    let has = |name: &str| covered.iter().any(|c| c == name);
-    let body_expected = !matches!(*target.method, Method::GET | Method::HEAD);
-    if !has("@method")
-        || !has("@authority")
-        || !(has("@path") || has("@target-uri"))
-        || (body_expected && !has("content-digest"))
-    {
-        return Err(bad(
-            "the signature must cover @method, @authority, @path (or @target-uri) and content-digest",
-        ));
-    }
-    if target.uri.query().is_some() && !(has("@query") || has("@target-uri")) {
-        return Err(bad(
-            "the request has a query: the signature must cover @query (or @target-uri)",
-        ));
-    }
+    check_coverage(target, &covered).map_err(bad)?;
     check_params(input, now).map_err(|rejection| (rejection, Some(principal.clone())))?;
 
     let base = signature_base(target, &covered, input)
@@ -153,6 +138,27 @@ pub fn verify(
         return Err((Rejection::Replayed, Some(principal)));
     }
     Ok(principal)
+}
+
+/// What a signature must cover to bind what Warden decides on: the method, the authority,
+/// the path (or the whole target URI), the query when there is one, and the body's digest
+/// when the method carries a body.
+fn check_coverage(target: &Target<'_>, covered: &[String]) -> Result<(), &'static str> {
+    let has = |name: &str| covered.iter().any(|c| c == name);
+    let body_expected = !matches!(*target.method, Method::GET | Method::HEAD);
+    if !has("@method")
+        || !has("@authority")
+        || !(has("@path") || has("@target-uri"))
+        || (body_expected && !has("content-digest"))
+    {
+        return Err(
+            "the signature must cover @method, @authority, @path (or @target-uri) and content-digest",
+        );
+    }
+    if target.uri.query().is_some() && !(has("@query") || has("@target-uri")) {
+        return Err("the request has a query: the signature must cover @query (or @target-uri)");
+    }
+    Ok(())
 }
 
 /// Checks `Content-Digest` against the body Warden read (and will forward): every digest of a

@@ -36,7 +36,7 @@ impl WardenProxy {
         let provider = snapshot
             .zip(ctx.provider)
             .map_or("", |(s, p)| s.providers[p].name.as_str());
-        let now = Instant::now();
+        let now = self.clock.instant();
         let timing = Timing {
             now,
             total: now.saturating_duration_since(ctx.started),
@@ -186,9 +186,10 @@ impl Decision<'_> {
     /// The event, refused when `code` is not `ok`, with the revocation that refused it if one
     /// did; the fields only a request has (ids, model, tokens) or only a tunnel has are unset.
     pub fn event(self) -> AuditEvent {
-        let revocation = self
-            .snapshot
-            .and_then(|s| s.revocation(self.code, self.agent, self.credential.as_ref()));
+        let revocation = self.snapshot.and_then(|s| {
+            let now = self.arrived.as_second();
+            s.revocation(self.code, self.agent, self.credential.as_ref(), now)
+        });
         AuditEvent {
             arrived: self.arrived,
             request_id: None,

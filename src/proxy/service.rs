@@ -20,9 +20,57 @@ use crate::policy::Agent;
 /// Where service calls start.
 pub const PREFIX: &str = "/svc/";
 
+/// Where a service call goes: the service's name, the path on it, and how much of the
+/// request's path is Warden's (stripped before forwarding).
+struct Addressed<'a> {
+    name: &'a str,
+    path: &'a str,
+    prefix_len: usize,
+}
+
+/// Splits `path` into service and path on it: under [`PREFIX`] by name, or (`tunnelled`) any
+/// path under the base path of the named service whose host a CONNECT reached.
+fn address<'a>(
+    snapshot: &'a Snapshot,
+    path: &'a str,
+    tunnelled: Option<&'a str>,
+) -> Result<Addressed<'a>, Refusal> {
+    let Some(name) = tunnelled else {
+        let rest = path.strip_prefix(PREFIX).unwrap_or_default();
+        let (name, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        let prefix_len = PREFIX.len() + name.len();
+        return Ok(Addressed {
+            name,
+            path,
+            prefix_len,
+        });
+    };
+    let base = snapshot
+        .providers
+        .iter()
+        .find(|p| p.service && p.name == name)
+        .map_or("", |p| p.base_path());
+    let rest = path
+        .strip_prefix(base)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .ok_or_else(|| {
+            Refusal::DestinationNotAllowed(format!(
+                "{} is outside service `{name}`'s base path",
+                shown(path)
+            ))
+        })?;
+    Ok(Addressed {
+        name,
+        path: if rest.is_empty() { "/" } else { rest },
+        prefix_len: base.len(),
+    })
+}
+
 /// Admits `method path` for `agent`, taking its request limits and counting the call against
-/// the day: a path under [`PREFIX`], or (`tunnelled`) any path of the named service's host
-/// reached through an intercepted CONNECT.
+/// the day.
 fn admit(
     ctx: &mut RequestCtx,
     snapshot: &Snapshot,
@@ -32,39 +80,16 @@ fn admit(
     query: Option<&str>,
     tunnelled: Option<&str>,
 ) -> Result<ServiceCall, Refusal> {
-    let now = ctx.arrived;
     if NEVER_FORWARDED.contains(method) {
         return Err(Refusal::DestinationNotAllowed(format!(
             "{method} is never forwarded to a service"
         )));
     }
-    let (name, service_path, prefix_len) = match tunnelled {
-        Some(name) => {
-            let base = snapshot
-                .providers
-                .iter()
-                .find(|p| p.service && p.name == name)
-                .map_or("", |p| p.base_path());
-            let rest = path
-                .strip_prefix(base)
-                .filter(|r| r.is_empty() || r.starts_with('/'));
-            let rest = rest.ok_or_else(|| {
-                Refusal::DestinationNotAllowed(format!(
-                    "{} is outside service `{name}`'s base path",
-                    shown(path)
-                ))
-            })?;
-            (name, if rest.is_empty() { "/" } else { rest }, base.len())
-        }
-        None => {
-            let rest = path.strip_prefix(PREFIX).unwrap_or_default();
-            let (name, service_path) = match rest.find('/') {
-                Some(slash) => (&rest[..slash], &rest[slash..]),
-                None => (rest, "/"),
-            };
-            (name, service_path, PREFIX.len() + name.len())
-        }
-    };
+    let Addressed {
+        name,
+        path: service_path,
+        prefix_len,
+    } = address(snapshot, path, tunnelled)?;
     let service = snapshot
         .providers
         .iter()
@@ -88,31 +113,42 @@ fn admit(
     }
     ctx.admission.take_request_limits(agent)?;
     if let Some(per_day) = grant.requests_per_day {
-        let day = agent.limits.service_calls.charge(
-            Charge {
-                counts: &[(name, per_day)],
-                micro_usd: 0,
-                micro_usd_per_day: None,
-            },
-            true,
-            now.as_second(),
-            &snapshot.days,
-        );
-        if day.fleet_unavailable {
-            return Err(Refusal::FleetUnavailable);
-        }
-        if day.over_count {
-            let wait = u64::try_from(day.resets_in).unwrap_or(1).max(1);
-            return Err(Refusal::RateLimited {
-                retry_after: std::time::Duration::from_secs(wait),
-                limit: format!("this agent's `requests_per_day` ({per_day}) on service `{name}`"),
-            });
-        }
+        count_call(snapshot, agent, name, per_day, ctx.arrived.as_second())?;
     }
     Ok(ServiceCall {
         service,
         prefix_len,
     })
+}
+
+/// Counts the call against the grant's `requests_per_day` for the service `name`.
+fn count_call(
+    snapshot: &Snapshot,
+    agent: &Agent,
+    name: &str,
+    per_day: u32,
+    now: i64,
+) -> Result<(), Refusal> {
+    let charge = Charge {
+        counts: &[(name, per_day)],
+        micro_usd: 0,
+        micro_usd_per_day: None,
+    };
+    let day = agent
+        .limits
+        .service_calls
+        .charge(charge, true, now, &snapshot.days);
+    if day.fleet_unavailable {
+        return Err(Refusal::FleetUnavailable);
+    }
+    if day.over_count {
+        let wait = u64::try_from(day.resets_in).unwrap_or(1).max(1);
+        return Err(Refusal::RateLimited {
+            retry_after: std::time::Duration::from_secs(wait),
+            limit: format!("this agent's `requests_per_day` ({per_day}) on service `{name}`"),
+        });
+    }
+    Ok(())
 }
 
 /// Methods never sent to a service, whatever its grant: `TRACE` makes a server echo the

@@ -14,7 +14,7 @@ use super::{body, Refusal, RequestCtx};
 use crate::audit::event::Action;
 use crate::code::Code;
 use crate::config::Snapshot;
-use crate::limits::actions::Charge;
+use crate::limits::actions::{Charge, Day};
 use crate::policy::actions::Intent;
 use crate::policy::Agent;
 
@@ -66,6 +66,22 @@ impl<'de> Deserialize<'de> for Parameters {
     }
 }
 
+/// An action to judge, as the agent asked and checked readable exactly as its executor will
+/// read it.
+struct Asked {
+    action: String,
+    target: Option<String>,
+    amount: Option<f64>,
+    currency: Option<String>,
+}
+
+/// The verdict: every reason the action is refused, the amount judged, and the day's counts.
+struct Verdict {
+    errors: Vec<(Code, String)>,
+    micro_usd: u64,
+    day: Day,
+}
+
 /// Reads the request, judges it and builds the answer.
 pub async fn answer(
     session: &mut Session,
@@ -79,18 +95,34 @@ pub async fn answer(
     }
     let body = body::read(session, snapshot.server.max_body_bytes).await?;
     body::check_signed(ctx.credential.as_ref(), session.req_header(), &body)?;
-    let request: Request = serde_json::from_slice(&body)
+    let asked = read_request(&body)?;
+    let verdict = judge(snapshot, agent, &asked, now);
+    let answer = answer_body(agent, &asked, &verdict);
+    let verified = verdict.errors.is_empty();
+    ctx.action = Some(Action {
+        name: asked.action,
+        target: asked.target,
+        amount_usd: asked.amount.map(|_| verdict.micro_usd as f64 / 1_000_000.0),
+        verified,
+        errors: verdict.errors.into_iter().map(|(code, _)| code).collect(),
+    });
+    Ok(answer)
+}
+
+/// The request body as an [`Asked`], refusing what an executor could read differently: an
+/// action name with surrounding whitespace or control characters (` transfer_x` must not slip
+/// past `deny: [transfer_*]` and then run as `transfer_x`), over-long names, an amount or
+/// currency of the wrong type.
+fn read_request(body: &[u8]) -> Result<Asked, Refusal> {
+    let invalid = |why: &str| Refusal::InvalidJson(why.to_owned());
+    let request: Request = serde_json::from_slice(body)
         .map_err(|e| Refusal::InvalidJson(format!("not a verify request: {e}")))?;
     if request.action.is_empty() || request.action.len() > MAX_NAME {
-        return Err(Refusal::InvalidJson(format!(
-            "`action` must be 1-{MAX_NAME} bytes"
-        )));
+        return Err(invalid(&format!("`action` must be 1-{MAX_NAME} bytes")));
     }
-    // The executor may trim or drop what the globs would see: ` transfer_x` must not slip
-    // past `deny: [transfer_*]` and then run as `transfer_x`.
     if request.action.trim() != request.action || request.action.chars().any(char::is_control) {
-        return Err(Refusal::InvalidJson(
-            "`action` must not start or end with whitespace or hold control characters".into(),
+        return Err(invalid(
+            "`action` must not start or end with whitespace or hold control characters",
         ));
     }
     if request
@@ -98,46 +130,44 @@ pub async fn answer(
         .as_ref()
         .is_some_and(|t| t.len() > MAX_TARGET)
     {
-        return Err(Refusal::InvalidJson(format!(
+        return Err(invalid(&format!(
             "`target` is longer than {MAX_TARGET} bytes"
         )));
     }
-    let parameters = request.parameters.map(|p| p.0).unwrap_or_default();
+    let mut parameters = request.parameters.map(|p| p.0).unwrap_or_default();
     let amount = match parameters.get("amount") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
             Some(a) if a.is_finite() && a >= 0.0 => Some(a),
-            _ => {
-                return Err(Refusal::InvalidJson(
-                    "`parameters.amount` must be a non-negative number".into(),
-                ))
-            }
+            _ => return Err(invalid("`parameters.amount` must be a non-negative number")),
         },
-        Some(_) => {
-            return Err(Refusal::InvalidJson(
-                "`parameters.amount` must be a number".into(),
-            ))
-        }
+        Some(_) => return Err(invalid("`parameters.amount` must be a number")),
     };
-    let currency = match parameters.get("currency") {
+    let currency = match parameters.remove("currency") {
         None | Some(Value::Null) => None,
-        Some(Value::String(c)) => Some(c.as_str()),
-        Some(_) => {
-            return Err(Refusal::InvalidJson(
-                "`parameters.currency` must be a string".into(),
-            ))
-        }
+        Some(Value::String(c)) => Some(c),
+        Some(_) => return Err(invalid("`parameters.currency` must be a string")),
     };
+    Ok(Asked {
+        action: request.action,
+        target: request.target,
+        amount,
+        currency,
+    })
+}
 
+/// Judges `asked` for `agent`: its standing, its `actions` rules, and the day's counts and
+/// amounts (taken at once when everything else allows).
+fn judge(snapshot: &Snapshot, agent: &Agent, asked: &Asked, now: Timestamp) -> Verdict {
     let mut errors: Vec<(Code, String)> = Vec::new();
     if let Err(denial) = crate::policy::check_agent(agent, now) {
         let refusal = Refusal::from(denial);
         errors.push((refusal.code(), refusal.message()));
     }
     let intent = Intent {
-        action: &request.action,
-        amount,
-        currency,
+        action: &asked.action,
+        amount: asked.amount,
+        currency: asked.currency.as_deref(),
     };
     let judgement = match &agent.actions {
         Some(actions) => actions.judge(intent),
@@ -150,24 +180,23 @@ pub async fn answer(
         },
     };
     errors.extend(judgement.errors);
-    let micro_usd_per_day = agent.actions.as_ref().and_then(|a| a.micro_usd_per_day);
-    let day = agent.limits.actions.charge(
-        Charge {
-            counts: &judgement.per_day,
-            micro_usd: judgement.micro_usd,
-            micro_usd_per_day,
-        },
-        errors.is_empty(),
-        now.as_second(),
-        &snapshot.days,
-    );
+    let charge = Charge {
+        counts: &judgement.per_day,
+        micro_usd: judgement.micro_usd,
+        micro_usd_per_day: agent.actions.as_ref().and_then(|a| a.micro_usd_per_day),
+    };
+    let day =
+        agent
+            .limits
+            .actions
+            .charge(charge, errors.is_empty(), now.as_second(), &snapshot.days);
     if day.fleet_unavailable {
         errors.push((Code::FleetUnavailable, Refusal::FleetUnavailable.message()));
     }
     if day.over_count {
         errors.push((
             Code::ActionLimit,
-            format!("`{}` has reached its daily count", request.action),
+            format!("`{}` has reached its daily count", asked.action),
         ));
     }
     // One monetary reason is enough: an amount over the per-action cap is over the day too.
@@ -177,7 +206,16 @@ pub async fn answer(
             "the amount is over what is left of today's limit".into(),
         ));
     }
-    let verified = errors.is_empty();
+    Verdict {
+        errors,
+        micro_usd: judgement.micro_usd,
+        day,
+    }
+}
+
+/// The JSON answer: the verdict, its reasons, what is left today.
+fn answer_body(agent: &Agent, asked: &Asked, verdict: &Verdict) -> Bytes {
+    let day = &verdict.day;
     let mut remaining = Map::new();
     if let Some(left) = day.micro_usd_left {
         remaining.insert("usd_today".into(), json!(left as f64 / 1_000_000.0));
@@ -186,20 +224,53 @@ pub async fn answer(
         remaining.insert("action_today".into(), json!(left));
     }
     remaining.insert("resets_in_secs".into(), json!(day.resets_in));
+    let errors: Vec<_> = verdict
+        .errors
+        .iter()
+        .map(|(code, message)| json!({"code": code.as_str(), "message": message}))
+        .collect();
     let answer = json!({
-        "verified": verified,
+        "verified": verdict.errors.is_empty(),
         "agent": agent.id,
-        "action": request.action,
-        "target": request.target,
-        "errors": errors.iter().map(|(code, message)| json!({"code": code.as_str(), "message": message})).collect::<Vec<_>>(),
+        "action": asked.action,
+        "target": asked.target,
+        "errors": errors,
         "remaining": remaining,
     });
-    ctx.action = Some(Action {
-        name: request.action,
-        target: request.target,
-        amount_usd: amount.map(|_| judgement.micro_usd as f64 / 1_000_000.0),
-        verified,
-        errors: errors.into_iter().map(|(code, _)| code).collect(),
-    });
-    Ok(Bytes::from(answer.to_string()))
+    Bytes::from(answer.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_an_executor_could_read_differently_are_refused() {
+        for body in [
+            r#"{"action": " transfer_x"}"#,
+            r#"{"action": "transfer\u0000x"}"#,
+            r#"{"action": ""}"#,
+            r#"{"action": "pay", "parameters": {"amount": 1, "amount": 500}}"#,
+            r#"{"action": "pay", "parameters": {"amount": -1}}"#,
+            r#"{"action": "pay", "parameters": {"amount": "5"}}"#,
+            r#"{"action": "pay", "parameters": {"currency": 5}}"#,
+        ] {
+            assert!(
+                matches!(read_request(body.as_bytes()), Err(Refusal::InvalidJson(_))),
+                "{body}"
+            );
+        }
+        let asked = read_request(
+            br#"{"action": "pay", "target": "acct", "parameters": {"amount": 12.5, "currency": "EUR"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                asked.amount,
+                asked.currency.as_deref(),
+                asked.target.as_deref()
+            ),
+            (Some(12.5), Some("EUR"), Some("acct"))
+        );
+    }
 }
