@@ -3,7 +3,7 @@
 //! `main.rs` only parses the command line.
 //!
 //! Modules, lowest layer first; a module imports only modules of lower layers:
-//! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`mock`];
+//! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`sse`], [`mock`];
 //! 2. domains: [`fleet`], [`objects`] (who created each provider object), [`limits`], [`identity`], [`policy`], [`providers`]; then [`metrics`] (reads
 //!    the limits' live counters) and [`audit`] (counts through metrics);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
@@ -29,4 +29,5 @@ pub mod policy;
 pub mod problem;
 pub mod providers;
 pub mod proxy;
+pub mod sse;
 pub mod tunnel;

@@ -7,7 +7,15 @@ use std::path::Path;
 
 /// Layers, lowest first. Within one layer, the listed order is also a lower-to-upper order.
 const LAYERS: &[&[&str]] = &[
-    &["problem", "globs", "environment", "clock", "code", "mock"],
+    &[
+        "problem",
+        "globs",
+        "environment",
+        "clock",
+        "code",
+        "sse",
+        "mock",
+    ],
     &[
         "fleet",
         "objects",

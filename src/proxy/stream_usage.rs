@@ -11,6 +11,8 @@ use bytes::Bytes;
 use memchr::memmem;
 use serde::Deserialize;
 
+use crate::sse::{Decoder, Event, Piece};
+
 /// Paths whose streams report usage only on request (`stream_options.include_usage`).
 const USAGE_ON_REQUEST: &[&str] = &["/v1/chat/completions", "/v1/completions"];
 
@@ -86,41 +88,50 @@ pub fn inject_include_usage(body: &[u8], options: StreamOptions) -> Option<Bytes
 /// Takes out of an SSE stream what asking for usage added: the usage-only chunk (`"choices":[]`
 /// with `usage`) and the `"usage":null` member of every other chunk. Events pass through as they
 /// complete; only an event that carries a usage object is parsed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UsageChunkFilter {
-    /// Bytes of an event not complete yet.
-    pending: Vec<u8>,
+    decoder: Decoder,
 }
+
+impl Default for UsageChunkFilter {
+    fn default() -> Self {
+        UsageChunkFilter {
+            decoder: Decoder::new(MAX_FILTERED_EVENT),
+        }
+    }
+}
+
+/// Events longer than this pass unfiltered (a usage chunk is far smaller).
+const MAX_FILTERED_EVENT: usize = 1024 * 1024;
 
 impl UsageChunkFilter {
     /// Filters one body chunk in place (`None` when it only held part of an event).
     pub fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
         let chunk = body.take().unwrap_or_default();
-        let fast = self.pending.is_empty()
+        let fast = self.decoder.is_between_events()
             && chunk.ends_with(b"\n\n")
             && memmem::find(&chunk, USAGE_KEY).is_none();
         if fast {
             *body = (!chunk.is_empty()).then_some(chunk);
             return;
         }
-        self.pending.extend_from_slice(&chunk);
-        let mut out = Vec::with_capacity(self.pending.len());
-        let mut start = 0;
-        while let Some(len) = event_len(&self.pending[start..]) {
-            let event = &self.pending[start..start + len];
-            match null_usage_member(event) {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut keep = |piece: Piece<'_>| match piece {
+            Piece::Event(Event(event)) => match null_usage_member(event) {
                 Some(member) => {
                     out.extend_from_slice(&event[..member.start]);
                     out.extend_from_slice(&event[member.end..]);
                 }
-                None if !is_usage_only(event) => out.extend_from_slice(event),
+                None if !is_usage_only(Event(event)) => out.extend_from_slice(event),
                 None => {}
+            },
+            Piece::Oversized(bytes) | Piece::Unterminated(Event(bytes)) => {
+                out.extend_from_slice(bytes);
             }
-            start += len;
-        }
-        self.pending.drain(..start);
+        };
+        self.decoder.feed(&chunk, &mut keep);
         if end_of_stream {
-            out.append(&mut self.pending);
+            self.decoder.finish(&mut keep);
         }
         *body = (!out.is_empty()).then(|| Bytes::from(out));
     }
@@ -128,16 +139,6 @@ impl UsageChunkFilter {
 
 /// The key both additions carry.
 const USAGE_KEY: &[u8] = b"\"usage\"";
-
-/// Length of the first complete event (through its blank line), if there is one.
-fn event_len(bytes: &[u8]) -> Option<usize> {
-    let lf = memmem::find(bytes, b"\n\n").map(|at| at + 2);
-    let crlf = memmem::find(bytes, b"\n\r\n").map(|at| at + 3);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 /// The bytes of a top-level `"usage": null` member in an event, with the comma that joins it
 /// to its neighbours, so that cutting them leaves the chunk as the provider writes it when
@@ -204,17 +205,13 @@ fn object_depth(bytes: &[u8], at: usize) -> usize {
 }
 
 /// Whether an SSE event is the chunk `include_usage` adds: no choices, a usage object.
-fn is_usage_only(event: &[u8]) -> bool {
-    if memmem::find(event, USAGE_KEY).is_none() {
+fn is_usage_only(event: Event<'_>) -> bool {
+    if memmem::find(event.0, USAGE_KEY).is_none() {
         return false;
     }
-    let mut data = Vec::new();
-    for line in event.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(value) = line.strip_prefix(b"data:") {
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
-        }
-    }
+    let Some(data) = event.data() else {
+        return false;
+    };
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&data) else {
         return false;
     };

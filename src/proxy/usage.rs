@@ -14,10 +14,12 @@ use bytes::Bytes;
 use memchr::memmem;
 use serde::Deserialize;
 
+use crate::sse::{Decoder, Event, Piece};
+
 /// JSON bodies larger than this are not parsed for usage (embeddings of huge batches).
 const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
-/// SSE lines longer than this are skipped.
-const MAX_SSE_LINE: usize = 1024 * 1024;
+/// SSE events longer than this are not read for usage (they pass on undecoded).
+const MAX_SSE_EVENT: usize = 1024 * 1024;
 
 /// Finds `"usage"` in an SSE line; built once (building a finder per line cost more than the
 /// search).
@@ -53,8 +55,7 @@ pub enum UsageMeter {
         overflow: bool,
     },
     Sse {
-        line: Vec<u8>,
-        skipping: bool,
+        decoder: Decoder,
         usage: Option<Usage>,
         /// `data:` events seen (other than `[DONE]`): the basis of an estimate when the stream
         /// ends before its usage report.
@@ -75,8 +76,7 @@ impl UsageMeter {
         let ct = ct.trim_ascii_start();
         if starts_with_ignore_case(ct, b"text/event-stream") {
             UsageMeter::Sse {
-                line: Vec::new(),
-                skipping: false,
+                decoder: Decoder::new(MAX_SSE_EVENT),
                 usage: None,
                 events: 0,
                 want_id: false,
@@ -117,37 +117,17 @@ impl UsageMeter {
                 }
             }
             UsageMeter::Sse {
-                line,
-                skipping,
+                decoder,
                 usage,
                 events,
                 want_id,
                 id,
-            } => {
-                for piece in chunk.split_inclusive(|b| *b == b'\n') {
-                    let complete = piece.last() == Some(&b'\n');
+            } => decoder.feed(chunk, |piece| {
+                if let Piece::Event(event) = piece {
                     let id = (*want_id && id.is_none()).then_some(&mut *id);
-                    if complete && line.is_empty() && !*skipping {
-                        sse_line(piece, usage, events, id);
-                        continue;
-                    }
-                    if !*skipping {
-                        if line.len() + piece.len() > MAX_SSE_LINE {
-                            *skipping = true;
-                            line.clear();
-                        } else {
-                            line.extend_from_slice(piece);
-                        }
-                    }
-                    if complete {
-                        if !*skipping {
-                            sse_line(line, usage, events, id);
-                        }
-                        line.clear();
-                        *skipping = false;
-                    }
+                    sse_event(event, usage, events, id);
                 }
-            }
+            }),
         }
     }
 
@@ -179,15 +159,16 @@ impl UsageMeter {
                     .map(UsageFields::usage)
             }
             UsageMeter::Sse {
-                line,
+                decoder,
                 usage,
                 events,
                 ..
             } => {
-                if !line.is_empty() {
-                    sse_line(line, usage, events, None);
-                    line.clear();
-                }
+                decoder.finish(|piece| {
+                    if let Piece::Unterminated(event) = piece {
+                        sse_event(event, usage, events, None);
+                    }
+                });
                 *usage
             }
         }
@@ -248,16 +229,17 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn sse_line(
-    line: &[u8],
+/// Reads one stream event: counts it, and takes its usage (and the object id, when wanted).
+fn sse_event(
+    event: Event<'_>,
     usage: &mut Option<Usage>,
     events: &mut u64,
     id: Option<&mut Option<String>>,
 ) {
-    let line = line.trim_ascii_end();
-    let Some(data) = line.strip_prefix(b"data:") else {
+    let Some(data) = event.data() else {
         return;
     };
+    let data = &*data;
     if data.trim_ascii() != b"[DONE]" {
         *events += 1;
     }
