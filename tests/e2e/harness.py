@@ -1,6 +1,7 @@
 """Runs the real `warden` binary on free loopback ports with a policy written for the test."""
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 WARDEN_BIN = os.environ.get("WARDEN_BIN", str(ROOT / "target" / "debug" / "warden"))
@@ -212,3 +215,24 @@ class Warden:
         self.log.close()
         self.dir.cleanup()
         return self.proc.returncode
+
+
+def chat_body(model="gpt-4o-mini", **fields):
+    """A one-message chat completion request for `model`, with `fields` added."""
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+def post(warden, key, body=None, path="/v1/chat/completions", headers=None, raw=None, timeout=10, **kw):
+    """POSTs `body` as JSON (or the bytes `raw`) to `warden` (anything with a `base` URL) as the
+    agent holding `key` (no credential when `key` is None); the body defaults to a chat."""
+    sent = {"Authorization": f"Bearer {key}"} if key else {}
+    if raw is None:
+        raw = json.dumps(chat_body() if body is None else body).encode()
+        sent["Content-Type"] = "application/json"
+    sent.update(headers or {})
+    return httpx.post(warden.base + path, content=raw, headers=sent, timeout=timeout, **kw)
+
+
+def chat(warden, key, model="gpt-4o-mini", **kw):
+    """POSTs a one-message chat for `model` as the agent holding `key`."""
+    return post(warden, key, chat_body(model), **kw)

@@ -1,5 +1,6 @@
 """The audit trail with the real binary: chained, signed, shipped, spooled, verified."""
 
+import functools
 import json
 import signal
 import threading
@@ -11,14 +12,11 @@ import pytest
 
 from collector import Collector
 from conftest import AGENT_KEY, OTHER_KEY, PROVIDER_ENV, PROVIDER_KEY, standard_policy
-from harness import Warden, free_port, run_warden_cli
+from harness import chat, Warden, free_port, run_warden_cli
 from mock_provider import MockProvider
 
 
-def post(warden, key=AGENT_KEY, model="gpt-4o-mini"):
-    return httpx.post(warden.base + "/v1/chat/completions",
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
+post = functools.partial(chat, key=AGENT_KEY)
 
 
 def wait_for(predicate, timeout=10):

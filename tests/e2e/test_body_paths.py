@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import AGENT_KEY, PROVIDER_KEY, dead_provider_policy, standard_policy
-from harness import Warden, eventually, sha256_hex
+from harness import post as harness_post, Warden, eventually, sha256_hex
 from mock_provider import MockProvider
 from test_metrics import families, samples
 
@@ -21,8 +21,7 @@ def body(model, pad, **extra):
 
 
 def post(warden, payload, key=AGENT_KEY, headers=None):
-    return httpx.post(warden.base + "/v1/chat/completions", content=json.dumps(payload).encode(), timeout=10,
-                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})})
+    return harness_post(warden, key, payload, headers=headers)
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,13 @@ import httpx
 import pytest
 
 from conftest import AGENT_KEY, EXPIRED_KEY, OTHER_KEY, SUSPENDED_KEY, dead_provider_policy
-from harness import Warden
+from harness import post as harness_post, Warden
 
 CHAT = "/v1/chat/completions"
 
 
 def post(warden, path, body, key=AGENT_KEY, headers=None, raw=None):
-    h = {"Authorization": f"Bearer {key}"} if key else {}
-    h.update(headers or {})
-    content = raw if raw is not None else json.dumps(body).encode()
-    return httpx.post(warden.base + path, content=content, headers=h, timeout=10)
+    return harness_post(warden, key, body, path=path, headers=headers, raw=raw)
 
 
 def assert_refused(resp, status, code):

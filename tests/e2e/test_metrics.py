@@ -4,7 +4,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import AGENT_KEY, OTHER_KEY
-from harness import eventually
+from harness import chat_body, post as harness_post, eventually
 
 
 def families(warden):
@@ -16,8 +16,7 @@ def samples(family, name, **labels):
 
 
 def post(warden, key, model, path="/v1/chat/completions"):
-    return httpx.post(warden.base + path, timeout=10, headers={"Authorization": f"Bearer {key}"},
-                      json={"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    return harness_post(warden, key, chat_body(model, max_tokens=5), path=path)
 
 
 def test_counts_by_agent_model_provider_and_code(warden):

@@ -10,17 +10,14 @@ import httpx
 import pytest
 
 from conftest import AGENT_KEY, OTHER_KEY, PROVIDER_ENV, standard_policy
-from harness import Warden, run_warden_cli, sha256_hex
+from harness import chat, Warden, run_warden_cli, sha256_hex
 from mock_provider import MockProvider
 
 # SPEC.md "Reload": a changed, valid policy is live within 1 s of the file change.
 DEADLINE = 1.0
 
 
-def post(warden, key, model="gpt-4o-mini", **kw):
-    return httpx.post(warden.base + "/v1/chat/completions",
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=10, **kw)
+post = chat
 
 
 def wait_for(predicate, timeout):

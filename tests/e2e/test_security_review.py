@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from conftest import AGENT_KEY, PROVIDER_ENV, sha256_hex, standard_policy
-from harness import Warden, audit_record, eventually, run_warden_cli
+from harness import post, Warden, audit_record, eventually, run_warden_cli
 from test_connect import Echo, connect
 from test_services import Service
 
@@ -105,11 +105,6 @@ audit:
     w.stop()
 
 
-def post(warden, key, body, path="/v1/chat/completions", **kwargs):
-    return requests.post(warden.base + path, json=body, headers={"Authorization": f"Bearer {key}"},
-                         timeout=20, **kwargs)
-
-
 def usage(warden, agent):
     with requests.get(f"{warden.admin}/v1/agents/{agent}/usage", timeout=5) as r:
         assert r.status_code == 200, r.text
@@ -153,7 +148,7 @@ def test_every_choice_is_reserved(warden, provider):
 
 def test_stream_options_null_reaches_the_provider_once(warden, provider):
     r = post(warden, AGENT_KEY, {"model": "gpt-4o-mini", "stream": True, "stream_options": None,
-                                 "messages": [{"role": "user", "content": "hi"}]}, stream=True)
+                                 "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200
     text = r.text
     assert "[DONE]" in text and '"choices":[]' not in text.replace(" ", "")

@@ -7,7 +7,7 @@ import jwt
 import pytest
 
 from conftest import AGENT_KEY, OTHER_KEY, PROVIDER_ENV
-from harness import Warden, run_warden_cli, sha256_hex
+from harness import post as harness_post, Warden, run_warden_cli, sha256_hex
 from mock_provider import MockProvider
 
 
@@ -49,8 +49,7 @@ agents:
 
 
 def post(env, model, **headers):
-    return httpx.post(env.base + "/v1/chat/completions", json={"model": model}, timeout=10,
-                      headers={"Authorization": f"Bearer {AGENT_KEY}", **headers})
+    return harness_post(env, AGENT_KEY, {"model": model}, headers=headers)
 
 
 def test_the_provider_gets_a_verifiable_identity_token(env):
