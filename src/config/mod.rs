@@ -8,6 +8,8 @@
 pub mod compile;
 mod env;
 pub mod file;
+#[cfg(test)]
+mod golden;
 pub mod reload;
 pub mod resolver;
 pub mod server;
