@@ -299,14 +299,14 @@ impl TokenBudget {
                 self.per_minute,
                 &mut state.minute,
                 minute,
-                MINUTE - now.rem_euclid(MINUTE),
+                resets[0],
                 BudgetWindow::Minute,
             ),
             (
                 self.per_day,
                 &mut state.day,
                 day,
-                days.until_midnight(now),
+                resets[1],
                 BudgetWindow::Day,
             ),
         ] {
@@ -328,7 +328,26 @@ impl TokenBudget {
             state.minute.at(minute).add(tokens),
             state.day.at(day).add(tokens),
         ];
-        let headroom = [self.per_minute, self.per_day]
+        let headroom = self.headroom(shared, used, fleet_left, resets);
+        Ok(Reservation {
+            tokens,
+            headroom,
+            minute,
+            day,
+            leased: shared == Shared::Leased,
+        })
+    }
+
+    /// The tightest window once `used` is counted (what the `x-ratelimit-*-tokens` headers
+    /// say): the fleet's count for a leased budget, none for one the fleet does not enforce.
+    fn headroom(
+        &self,
+        shared: Shared,
+        used: [u64; 2],
+        fleet_left: [Option<u64>; 2],
+        resets: [i64; 2],
+    ) -> Option<WindowStatus> {
+        [self.per_minute, self.per_day]
             .into_iter()
             .zip(used)
             .zip(fleet_left)
@@ -347,14 +366,7 @@ impl TokenBudget {
                     reset_secs,
                 })
             })
-            .min_by_key(|w| w.remaining);
-        Ok(Reservation {
-            tokens,
-            headroom,
-            minute,
-            day,
-            leased: shared == Shared::Leased,
-        })
+            .min_by_key(|w| w.remaining)
     }
 
     /// Settles `reservation` to the `actual` tokens used: the difference is released (or, when
