@@ -14,7 +14,9 @@
 # p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's RSS.
 # Warden logs as it would by default (an access line per request, to a file) unless WARDEN_LOG
 # says otherwise (`WARDEN_LOG=warn` measures without them); WARDEN_LOG_FORMAT=json is honoured.
-# Usage: [WORKLOADS="small large huge stream"] [WARDEN_LOG=warn] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
+# BASELINE_BIN=<another warden binary> adds a `baseline` run of it (audit off, same policy as
+# `warden`) to every round: a before/after comparison of two builds in one run.
+# Usage: [WORKLOADS="small large huge stream"] [WARDEN_LOG=warn] [BASELINE_BIN=path] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -31,6 +33,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 nginx_port=$(free_port); bare_port=$(free_port)
 warden_port=$(free_port); warden_admin=$(free_port)
 audited_port=$(free_port); audited_admin=$(free_port)
+baseline_port=$(free_port); baseline_admin=$(free_port)
 
 completion='{"id":"chatcmpl-1","object":"chat.completion","created":1732000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Here is the summary you asked for."},"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":8,"total_tokens":28}}'
 sse=$(python3 - <<'PY'
@@ -102,8 +105,16 @@ BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/r
 warden_pid=$!
 BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
 audited_pid=$!
-trap 'kill $bare_pid $warden_pid $audited_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
-for port in $warden_admin $audited_admin; do
+baseline_pid=
+admins="$warden_admin $audited_admin"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  policy "$baseline_port" "$baseline_admin" > "$work/baseline.yaml"
+  BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 "$BASELINE_BIN" serve --config "$work/baseline.yaml" > "$work/baseline.log" 2>&1 &
+  baseline_pid=$!
+  admins="$admins $baseline_admin"
+fi
+trap 'kill $bare_pid $warden_pid $audited_pid $baseline_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
+for port in $admins; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
 sleep 1
@@ -158,15 +169,19 @@ for workload in ${WORKLOADS:-small large huge stream}; do
   run warmup "http://127.0.0.1:$warden_port$path" "$workload" "" >/dev/null
   run warmup "http://127.0.0.1:$audited_port$path" "$workload" "" >/dev/null
   run warmup "http://127.0.0.1:$bare_port$direct_path" "$workload" "" >/dev/null
+  [ -n "$baseline_pid" ] && run warmup "http://127.0.0.1:$baseline_port$path" "$workload" "" >/dev/null
   echo "$workload direct $(run direct "http://127.0.0.1:$nginx_port$direct_path" "$workload" "")" >> "$results"
   for _ in $(seq "$rounds"); do
     echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
     echo "$workload warden $(run warden "http://127.0.0.1:$warden_port$path" "$workload" "$warden_pid")" >> "$results"
     echo "$workload audited $(run audited "http://127.0.0.1:$audited_port$path" "$workload" "$audited_pid")" >> "$results"
+    if [ -n "$baseline_pid" ]; then
+      echo "$workload baseline $(run baseline "http://127.0.0.1:$baseline_port$path" "$workload" "$baseline_pid")" >> "$results"
+    fi
   done
 done
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
-for admin in $warden_admin $audited_admin; do
+for admin in $admins; do
   echo "Warden on admin port $admin, outcomes other than ok:"
   curl -s "http://127.0.0.1:$admin/metrics" | grep '^warden_requests_total{' | grep -v 'code="ok"' || echo "  none"
 done
@@ -195,8 +210,10 @@ print()
 for w in names:
     b, a, n = by.get((w, "bare")), by.get((w, "audited")), by.get((w, "warden"))
     if b and a and n:
+        base = by.get((w, "baseline"))
+        extra = f", baseline {base[1]:.1f} ({base[0]/b[0]:.2f}x)" if base else ""
         print(f"{names[w]:32} warden/bare {n[0]/b[0]:.2f}x, audited/bare {a[0]/b[0]:.2f}x; "
-              f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}")
+              f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}{extra}")
 print(f"\nWarden RSS (audit off): idle {int(sys.argv[2]) / 1024:.1f} MiB, after load {int(sys.argv[3]) / 1024:.1f} MiB")
 PY
 # Stop the audited Warden the way Kubernetes does (SIGTERM): it signs what it wrote with a final
