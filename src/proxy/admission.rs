@@ -97,3 +97,84 @@ impl Admission {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile, source, Environment};
+    use crate::limits::LiveState;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn snapshot() -> Snapshot {
+        let text = "version: 1
+providers:
+  m: {kind: mock, models: ['m-*']}
+agents:
+  a:
+    models: [m-1]
+    limits: {requests_per_minute: 1, max_concurrent: 1, tokens_per_minute: 1000}
+";
+        let live = LiveState::default();
+        let sources = source::from_text("p.yaml", text);
+        compile(&sources, &Environment::offline(&live))
+            .unwrap()
+            .snapshot
+    }
+
+    const ESTIMATE: Option<Estimate> = Some(Estimate {
+        prompt: 40,
+        output: 10,
+    });
+
+    #[test]
+    fn what_a_refused_request_took_goes_back_without_a_rollback() {
+        let snapshot = snapshot();
+        let agent = &snapshot.agents[0];
+        let used = || {
+            let budget = agent.limits.budgets.tokens.agent.as_ref().unwrap();
+            budget.used(NOW, &snapshot.days).0
+        };
+        let in_flight = || agent.limits.max_concurrent.as_ref().unwrap().1.current();
+        let mut first = Admission::default();
+        first
+            .take_model_limits(agent, &snapshot, "m-1", ESTIMATE, NOW)
+            .unwrap();
+        let reserved = used();
+        assert!(reserved >= 50 && in_flight() == 1);
+
+        let mut second = Admission::default();
+        let refused = second.take_model_limits(agent, &snapshot, "m-1", ESTIMATE, NOW);
+        assert_eq!(refused, Err(Refusal::ConcurrencyLimited(1)));
+        assert_eq!(
+            used(),
+            reserved,
+            "the slot is taken first: nothing reserved"
+        );
+
+        first.release();
+        assert_eq!((used(), in_flight()), (0, 0));
+
+        let mut third = Admission::default();
+        let refused = third.take_model_limits(agent, &snapshot, "m-1", ESTIMATE, NOW);
+        assert!(matches!(refused, Err(Refusal::RateLimited { .. })));
+        assert_eq!(used(), reserved, "reserved before the rate refused");
+        drop(third);
+        assert_eq!((used(), in_flight()), (0, 0), "dropped: all given back");
+    }
+
+    #[test]
+    fn settling_charges_what_was_used_and_frees_the_slot() {
+        let snapshot = snapshot();
+        let agent = &snapshot.agents[0];
+        let mut admission = Admission::default();
+        admission
+            .take_model_limits(agent, &snapshot, "m-1", ESTIMATE, NOW)
+            .unwrap();
+        admission.settle(Some(7), None);
+        let budget = agent.limits.budgets.tokens.agent.as_ref().unwrap();
+        assert_eq!(budget.used(NOW, &snapshot.days).0, 7);
+        assert_eq!(agent.limits.max_concurrent.as_ref().unwrap().1.current(), 0);
+        assert!(admission.rate.is_some_and(|r| r.is_allowed()));
+    }
+}
