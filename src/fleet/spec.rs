@@ -59,11 +59,13 @@ impl AtomicOnUnavailable {
         OnUnavailable::Allow,
     ];
 
+    /// The mode in force.
     pub fn load(&self) -> OnUnavailable {
         let index = usize::from(self.0.load(std::sync::atomic::Ordering::Relaxed));
         Self::MODES.get(index).copied().unwrap_or_default()
     }
 
+    /// Sets the mode (the published policy's `on_unavailable`).
     pub fn store(&self, mode: OnUnavailable) {
         let index = Self::MODES.iter().position(|m| *m == mode).unwrap_or(0);
         self.0

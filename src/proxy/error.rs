@@ -74,8 +74,11 @@ pub enum Refusal {
 /// HTTP status, and the error `type` the OpenAI and Anthropic SDKs map to their exceptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
+    /// The SPEC code (`X-Warden-Error`, the body's `code`, metrics and audit).
     pub code: Code,
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// The error `type` of the body (`invalid_request_error`, `rate_limit_error`, …).
     pub kind: &'static str,
 }
 

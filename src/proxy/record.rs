@@ -171,13 +171,20 @@ fn request_event(
 
 /// What every decision's audit event says, requests and tunnels alike.
 pub struct Decision<'a> {
+    /// When the request (or CONNECT) arrived: the record's `ts`.
     pub arrived: Timestamp,
+    /// The policy it was decided under (names the agent and credential in the record).
     pub snapshot: Option<&'a Arc<Snapshot>>,
+    /// The agent, by index into the snapshot, when identified.
     pub agent: Option<usize>,
+    /// The credential presented (kind and id, never the secret).
     pub credential: Option<Credential>,
     pub method: http::Method,
+    /// The request path, or a tunnel's `host:port`.
     pub path: String,
+    /// How it ended.
     pub code: Code,
+    /// The status sent (0 when nothing was).
     pub status: u16,
     pub latency_ms: f64,
 }
