@@ -80,7 +80,8 @@ pub fn run(config: Option<PathBuf>, watch: bool) -> ExitCode {
 /// An invalid policy at start-up exits with every problem printed (nothing is serving yet, so
 /// there is no last good policy to keep); later changes are reloaded by the config source.
 pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot)) -> ExitCode {
-    let live = Arc::new(LiveState::default());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let live = Arc::new(LiveState::with_clock(Arc::clone(&clock)));
     let compiled = match config::compile(&sources, &Environment::system(&live)) {
         Ok(compiled) => compiled,
         Err(problems) => {
@@ -116,7 +117,6 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     };
     let listen = pinned.listen.to_string();
     let admin = pinned.admin.to_string();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (auditor, shipper) = match &snapshot.audit {
         Some(settings) => match start_audit(settings, &metrics, &clock) {
             Ok((auditor, shipper)) => (Some(auditor), Some(shipper)),

@@ -36,6 +36,14 @@ pub struct FleetState {
 }
 
 impl FleetState {
+    /// Fleet state whose leases measure time with `clock`.
+    pub fn with_clock(clock: Arc<dyn crate::clock::Clock>) -> Self {
+        FleetState {
+            link: Arc::new(Link::with_clock(clock)),
+            ..FleetState::default()
+        }
+    }
+
     /// The pushed revocations in force (one atomic load).
     pub fn pushed(&self) -> arc_swap::Guard<Arc<Pushed>> {
         self.pushed.load()

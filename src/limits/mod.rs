@@ -119,6 +119,16 @@ pub struct LiveState {
     pub fleet: Arc<crate::fleet::FleetState>,
 }
 
+impl LiveState {
+    /// Live state whose fleet leases measure time with `clock` (the proxy's).
+    pub fn with_clock(clock: Arc<dyn crate::clock::Clock>) -> Self {
+        LiveState {
+            agents: Mutex::default(),
+            fleet: Arc::new(crate::fleet::FleetState::with_clock(clock)),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct AgentCells {
     in_flight: Arc<InFlight>,
