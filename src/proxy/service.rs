@@ -216,3 +216,85 @@ pub async fn begin(
     ctx.forward = Some(Forward::default());
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile, source, Environment};
+    use crate::limits::LiveState;
+
+    fn snapshot() -> Snapshot {
+        let text = "version: 1
+services:
+  payments: {base_url: 'http://127.0.0.1:9/api', api_key_env: SVC_KEY}
+agents:
+  a:
+    services:
+      payments: {methods: [GET], paths: ['/v1/*']}
+";
+        let live = LiveState::default();
+        let sources = source::from_text("p.yaml", text);
+        compile(&sources, &Environment::offline(&live))
+            .unwrap()
+            .snapshot
+    }
+
+    fn addressed(
+        snapshot: &Snapshot,
+        path: &str,
+        tunnelled: Option<&str>,
+    ) -> (String, String, usize) {
+        let a = address(snapshot, path, tunnelled).unwrap();
+        (a.name.to_owned(), a.path.to_owned(), a.prefix_len)
+    }
+
+    #[test]
+    fn a_call_is_addressed_by_prefix_or_by_the_tunnels_service() {
+        let s = snapshot();
+        let prefix = "/svc/payments".len();
+        assert_eq!(
+            addressed(&s, "/svc/payments/v1/x", None),
+            ("payments".into(), "/v1/x".into(), prefix)
+        );
+        assert_eq!(
+            addressed(&s, "/svc/payments", None),
+            ("payments".into(), "/".into(), prefix)
+        );
+        assert_eq!(
+            addressed(&s, "/api/v1/x", Some("payments")),
+            ("payments".into(), "/v1/x".into(), 4)
+        );
+        assert_eq!(addressed(&s, "/api", Some("payments")).1, "/");
+        assert!(matches!(
+            address(&s, "/apix/v1", Some("payments")),
+            Err(Refusal::DestinationNotAllowed(_))
+        ));
+    }
+
+    #[test]
+    fn a_method_override_must_name_a_granted_method() {
+        let s = snapshot();
+        let grant = &s.agents[0].services["payments"];
+        assert!(method_overrides_allowed(grant, None, "/v1/x"));
+        assert!(method_overrides_allowed(
+            grant,
+            Some("a=1&_method=get"),
+            "/v1/x"
+        ));
+        assert!(!method_overrides_allowed(
+            grant,
+            Some("_method=POST"),
+            "/v1/x"
+        ));
+        assert!(!method_overrides_allowed(
+            grant,
+            Some("_METHOD=trace"),
+            "/v1/x"
+        ));
+        assert!(!method_overrides_allowed(
+            grant,
+            Some("_method=%47ET"),
+            "/v1/x"
+        ));
+    }
+}
