@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// Answers the lease's refill: Redis grants nothing and says when to retry.
+fn refused_refill(lease: &Lease, retry_after: Duration) {
+    let ask = lease.ask().unwrap();
+    lease.granted(
+        ask,
+        Grant {
+            granted: 0,
+            left: 0,
+            retry_after: Some(retry_after),
+        },
+    );
+}
+
 fn link() -> Arc<Link> {
     let link = Arc::new(Link::default());
     link.set_healthy(true);
@@ -73,15 +86,7 @@ fn grants_are_spent_locally_and_idle_leases_are_given_back() {
 fn a_rate_refusal_says_when_to_retry_and_lifts_by_itself() {
     let link = link();
     let lease = link.lease("a:rpm".into(), Meter::Rate, 10);
-    let ask = lease.ask().unwrap();
-    lease.granted(
-        ask,
-        Grant {
-            granted: 0,
-            left: 0,
-            retry_after: Some(Duration::from_millis(30)),
-        },
-    );
+    refused_refill(&lease, Duration::from_millis(30));
     match lease.take(1, 0) {
         Take::Exhausted {
             retry_after: Some(wait),
@@ -175,15 +180,7 @@ fn an_exhausted_rate_counts_its_wait_down_on_the_links_clock() {
     link.set_healthy(true);
     let lease = link.lease("a:rpm".into(), Meter::Rate, 100);
     while matches!(lease.take(1, 0), Take::Granted { .. }) {}
-    let ask = lease.ask().unwrap();
-    lease.granted(
-        ask,
-        Grant {
-            granted: 0,
-            left: 0,
-            retry_after: Some(Duration::from_secs(5)),
-        },
-    );
+    refused_refill(&lease, Duration::from_secs(5));
     let wait = |lease: &Arc<Lease>| match lease.take(1, 0) {
         Take::Exhausted { retry_after } => retry_after,
         other => panic!("{other:?}"),

@@ -318,12 +318,18 @@ impl Refusal {
 /// cut at 200 bytes so that a hostile name cannot make the answer (or a log) large.
 pub fn shown(name: &str) -> String {
     const MAX: usize = 200;
-    let mut end = name.len().min(MAX);
-    while !name.is_char_boundary(end) {
+    let cut = truncated(name, MAX);
+    let more = if cut.len() < name.len() { "…" } else { "" };
+    format!("`{cut}{more}`")
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, without copying.
+pub(super) fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let more = if end < name.len() { "…" } else { "" };
-    format!("`{}{more}`", &name[..end])
+    &text[..end]
 }
 
 /// Whose budget a message names.

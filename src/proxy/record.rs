@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use pingora::proxy::Session;
 use pingora::Error;
 
+use super::error::truncated;
 use super::settle::{self, Outcome};
 use super::{RequestCtx, WardenProxy};
 use crate::audit::{AuditEvent, Directory, Tokens};
@@ -229,15 +230,6 @@ impl Decision<'_> {
 /// make events huge.
 const MAX_AUDITED_PATH: usize = 2048;
 const MAX_AUDITED_MODEL: usize = 256;
-
-/// `text` cut to at most `max` bytes on a character boundary, without copying.
-fn truncated(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
 
 /// `text`, cut to at most `max` bytes (on a character boundary) and marked with `…` if cut.
 fn capped(mut text: String, max: usize) -> String {
