@@ -71,6 +71,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         tunnel: None,
         action: None,
         revocation: None,
+        mcp: None,
     }
 }
 

@@ -51,11 +51,28 @@ pub enum Code {
     UpstreamTimeout,
     /// The fleet's Redis is unreachable and policy says `on_unavailable: deny`.
     FleetUnavailable,
+    /// MCP: the tool does not exist for the agent.
+    ToolNotAllowed,
+    /// MCP: an argument of the call breaks the tool's rules.
+    ArgumentNotAllowed,
+    /// MCP: the tool's `per_day` or `sum_per_day` is used up.
+    ToolLimitExhausted,
+    ResourceNotAllowed,
+    PromptNotAllowed,
+    /// `/mcp/<server>`: the agent has no grant for the server.
+    McpServerNotAllowed,
+    /// `/mcp/<server>`: no such server.
+    McpServerNotFound,
+    /// The MCP session was not opened by this agent (or is not known).
+    McpSessionNotFound,
+    /// An MCP message Warden does not forward: a batch, routing headers that disagree with
+    /// the body, an unknown method.
+    InvalidMcpRequest,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 42] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -89,6 +106,15 @@ impl Code {
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
         Code::FleetUnavailable,
+        Code::ToolNotAllowed,
+        Code::ArgumentNotAllowed,
+        Code::ToolLimitExhausted,
+        Code::ResourceNotAllowed,
+        Code::PromptNotAllowed,
+        Code::McpServerNotAllowed,
+        Code::McpServerNotFound,
+        Code::McpSessionNotFound,
+        Code::InvalidMcpRequest,
     ];
 
     /// The code as written on the wire, in metrics and in audit records.
@@ -127,6 +153,15 @@ impl Code {
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::FleetUnavailable => "fleet_unavailable",
+            Code::ToolNotAllowed => "tool_not_allowed",
+            Code::ArgumentNotAllowed => "argument_not_allowed",
+            Code::ToolLimitExhausted => "tool_limit_exhausted",
+            Code::ResourceNotAllowed => "resource_not_allowed",
+            Code::PromptNotAllowed => "prompt_not_allowed",
+            Code::McpServerNotAllowed => "mcp_server_not_allowed",
+            Code::McpServerNotFound => "mcp_server_not_found",
+            Code::McpSessionNotFound => "mcp_session_not_found",
+            Code::InvalidMcpRequest => "invalid_mcp_request",
         }
     }
 

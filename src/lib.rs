@@ -4,7 +4,7 @@
 //!
 //! Modules, lowest layer first; a module imports only modules of lower layers:
 //! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`sse`], [`mock`];
-//! 2. domains: [`fleet`], [`objects`] (who created each provider object), [`limits`], [`identity`], [`policy`], [`providers`]; then [`metrics`] (reads
+//! 2. domains: [`fleet`], [`objects`] (who created each provider object), [`limits`], [`identity`], [`providers`], [`mcp`] (what agents may do on MCP servers), [`policy`]; then [`metrics`] (reads
 //!    the limits' live counters) and [`audit`] (counts through metrics);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
 //! 4. [`proxy`] and [`admin`]: the request path and the admin port; [`k8s`]: sidecar injection; [`tunnel`]: CONNECT (HTTPS_PROXY mode);
@@ -22,6 +22,7 @@ pub mod globs;
 pub mod identity;
 pub mod k8s;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod mock;
 pub mod objects;

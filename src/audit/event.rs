@@ -73,6 +73,36 @@ pub struct AuditEvent {
     pub action: Option<Action>,
     /// For a request refused as revoked or suspended: which list said so, and why.
     pub revocation: Option<Revocation>,
+    /// For an MCP request (`/mcp/<server>`): the method, the tool called and how.
+    pub mcp: Option<Mcp>,
+}
+
+/// An MCP request's facts. The arguments of a tool call are recorded only as a digest: they
+/// may hold personal data or secrets, and the digest still proves which call was made.
+#[derive(Debug, Clone, Default)]
+pub struct Mcp {
+    /// The JSON-RPC method (`tools/call`, `tools/list`, …); `None` for a response, a GET
+    /// stream or a DELETE.
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    /// SHA-256 (hex) of the call's `arguments` in canonical JSON (keys sorted, no spaces).
+    pub arguments_sha256: Option<String>,
+    /// The server's `isError` on the tool's result.
+    pub is_error: Option<bool>,
+}
+
+/// [`Mcp`] as written (fields in byte order of their names).
+#[derive(Debug, Serialize)]
+pub struct McpRecord<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    pub server: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<&'a str>,
 }
 
 /// The revocation (or suspension) that refused a request.
@@ -184,6 +214,9 @@ pub struct RequestRecord<'a> {
     pub errors: Option<Vec<&'static str>>,
     pub instance: &'a str,
     pub latency_ms: f64,
+    /// An MCP request's method, tool and outcome (MCP records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpRecord<'a>>,
     pub method: &'a str,
     pub model: &'a str,
     pub path: &'a str,
@@ -268,6 +301,13 @@ impl AuditEvent {
             errors: action.map(|a| a.errors.iter().map(|c| c.as_str()).collect()),
             instance: link.instance,
             latency_ms: self.latency_ms,
+            mcp: self.mcp.as_ref().map(|m| McpRecord {
+                arguments_sha256: m.arguments_sha256.as_deref(),
+                is_error: m.is_error,
+                method: m.method.as_deref(),
+                server: provider,
+                tool: m.tool.as_deref(),
+            }),
             method: self.method.as_str(),
             model: self.model.as_deref().unwrap_or_default(),
             path: &self.path,
@@ -294,10 +334,11 @@ impl AuditEvent {
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             tunnel_end: tunnel.and_then(|t| t.end),
-            kind: match (tunnel, action) {
-                (Some(_), _) => "tunnel",
-                (None, Some(_)) => "action",
-                (None, None) => "request",
+            kind: match (tunnel, action, &self.mcp) {
+                (Some(_), _, _) => "tunnel",
+                (None, Some(_), _) => "action",
+                (None, None, Some(_)) => "mcp",
+                (None, None, None) => "request",
             },
             upstream_ms: self.upstream_ms,
             verified: action.map(|a| a.verified),

@@ -375,6 +375,7 @@ mod tests {
             tunnel: None,
             action: None,
             revocation: None,
+            mcp: None,
         }
     }
 

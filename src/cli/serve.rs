@@ -175,6 +175,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         connector: pingora::connectors::http::Connector::new(None),
         clock: Arc::clone(&clock),
         nonces: crate::identity::NonceCache::default(),
+        mcp_sessions: Arc::default(),
         owners: Arc::new(crate::objects::Owners::new(Arc::clone(
             &publisher.live.fleet,
         ))),

@@ -38,7 +38,8 @@ use crate::policy::revocations::Revocations;
 use crate::policy::Agent;
 use crate::problem::{Origin, Problem, Problems};
 use crate::providers::compile::Outside;
-use crate::providers::Provider;
+use crate::providers::spec::ProviderSpec;
+use crate::providers::{Provider, Serves};
 
 /// A compiled snapshot with the warnings found on the way.
 pub struct Compiled {
@@ -205,6 +206,10 @@ fn first_line(message: &str) -> String {
 }
 
 /// Compiling state; `'f` is the lifetime of the parsed files, which ids and origins borrow.
+/// A service or MCP server section: its name, its section as a provider's, and where it asks
+/// for `identity_header`.
+type Endpoint<'f> = (&'f Spanned<String>, ProviderSpec, Option<&'f Spanned<bool>>);
+
 struct Builder<'a, 'f> {
     live: &'a LiveState,
     outside: Outside<'a>,
@@ -281,21 +286,13 @@ impl<'f> Builder<'_, 'f> {
                 self.vouching.push((path, wanted));
             }
         }
-        for (name, spec) in &policy.services {
-            let first = self.provider_names.get(name.value.as_str());
-            let what = format_args!("`{}` (a provider or service name)", name.value);
-            if !p.first_definition(first, name, what) {
-                continue;
-            }
-            self.provider_names
-                .insert(&name.value, Origin::of(path, name));
-            let endpoint = spec.as_provider();
-            let compiled =
-                endpoint.compile_as(name, &mut p, &mut GlobCache::default(), &self.outside, true);
-            if let Some(service) = compiled {
-                self.providers.push(service);
-            }
-        }
+        let services = policy.services.iter();
+        let services = services.map(|(n, s)| (n, s.as_provider(), None));
+        self.endpoints(path, services, Serves::Service);
+        let servers = policy.mcp_servers.iter();
+        let servers = servers.map(|(n, s)| (n, s.as_provider(), s.identity_header.as_ref()));
+        self.endpoints(path, servers, Serves::Mcp);
+        let mut p = Self::at(self.problems, path);
         self.prices.add(&mut p, &policy.pricing);
         if let Some(zone) = &policy.timezone {
             let first = self.timezone.as_ref().map(|(first, _)| first);
@@ -386,29 +383,21 @@ impl<'f> Builder<'_, 'f> {
             if let Some(mut agent) = spec.compile(path, id, self.agents.len(), &mut p, &mut cx) {
                 let team = agent.owner.as_deref().and_then(|o| self.teams.get(o));
                 if let Some((_, team)) = team {
-                    agent
-                        .limits
-                        .budgets
-                        .tokens
-                        .team
-                        .clone_from(&team.budgets.tokens.agent);
-                    agent
-                        .limits
-                        .budgets
-                        .spend
-                        .team
-                        .clone_from(&team.budgets.spend.agent);
+                    agent.limits.budgets.share_with(&team.budgets);
                 }
                 self.agents.push(agent);
             }
-            for name in spec.services.keys() {
+            let granted = (spec.services.keys().map(|n| (n, Serves::Service)))
+                .chain(spec.mcp.keys().map(|n| (n, Serves::Mcp)));
+            for (name, serves) in granted {
                 let defined = self
                     .providers
                     .iter()
-                    .any(|s| s.service && s.name == name.value);
+                    .any(|s| s.serves == serves && s.name == name.value);
                 if !defined {
+                    let (noun, section) = (serves.noun(), serves.section());
                     let message = format!(
-                        "agent `{}` is granted service `{}`, which no `services:` entry defines",
+                        "agent `{}` is granted {noun} `{}`, which no `{section}:` entry defines",
                         id.value, name.value
                     );
                     p.error(name, message);
@@ -422,6 +411,33 @@ impl<'f> Builder<'_, 'f> {
                         p.warning(model, message);
                     }
                 }
+            }
+        }
+    }
+
+    /// Services and MCP servers: endpoints compiled as providers that serve no model, named
+    /// in the providers' name space.
+    fn endpoints(
+        &mut self,
+        path: &'f Path,
+        endpoints: impl Iterator<Item = Endpoint<'f>>,
+        serves: Serves,
+    ) {
+        let p = &mut Self::at(self.problems, path);
+        for (name, spec, vouching) in endpoints {
+            let first = self.provider_names.get(name.value.as_str());
+            let what = format_args!("`{}` (a provider, service or MCP server name)", name.value);
+            if !p.first_definition(first, name, what) {
+                continue;
+            }
+            self.provider_names
+                .insert(&name.value, Origin::of(path, name));
+            let mut globs = GlobCache::default();
+            if let Some(compiled) = spec.compile_as(name, p, &mut globs, &self.outside, serves) {
+                self.providers.push(compiled);
+            }
+            if let Some(wanted) = vouching.filter(|h| h.value) {
+                self.vouching.push((path, wanted));
             }
         }
     }

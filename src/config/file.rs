@@ -61,6 +61,10 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, crate::providers::spec::ServiceSpec>")]
     pub services: IndexMap<Spanned<String>, crate::providers::spec::ServiceSpec>,
+    /// MCP servers agents reach at `/mcp/<name>` (names shared with `providers`).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, crate::mcp::spec::McpServerSpec>")]
+    pub mcp_servers: IndexMap<Spanned<String>, crate::mcp::spec::McpServerSpec>,
     /// Limits and revocations shared by every Warden through Redis; one file may define it.
     #[serde(default)]
     #[schemars(with = "Option<crate::fleet::FleetSpec>")]

@@ -55,11 +55,7 @@ fn outline(snapshot: &Snapshot) -> String {
             crate::providers::UpstreamAuth::XApiKey(_) => "x-api-key",
             crate::providers::UpstreamAuth::Missing(_) => "missing",
         };
-        let kind = if provider.service {
-            "service"
-        } else {
-            "provider"
-        };
+        let kind = provider.serves.noun();
         let _ = writeln!(
             out,
             "{kind} {}: {upstream}, auth {auth}, models [{}], identity_header {}",
@@ -97,6 +93,11 @@ fn outline(snapshot: &Snapshot) -> String {
             budget(&limits.budgets.spend.team),
             limits.default_output_tokens,
         );
+        let mut servers: Vec<_> = agent.mcp.iter().collect();
+        servers.sort_unstable_by_key(|(name, _)| *name);
+        for (server, grant) in servers {
+            let _ = writeln!(out, "  mcp {server}: {}", grant.outline());
+        }
     }
     out
 }

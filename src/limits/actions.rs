@@ -1,6 +1,7 @@
-//! An agent's verified actions today (`POST /v1/verify`): how many of each action and how many
-//! micro-dollars of amounts it has reserved since its day began. Live state: kept across
-//! reloads, reset at the policy time zone's midnight.
+//! An agent's counted calls today — verified actions (`POST /v1/verify`), service calls, MCP
+//! tool calls: how many of each, how many micro-dollars of amounts, and the sums of counted
+//! arguments it has reserved since its day began. Live state: kept across reloads, reset at
+//! the policy time zone's midnight.
 //!
 //! With `fleet:` the day's counts and amount are counters shared by the fleet: a charge is
 //! taken from this Warden's leases on them, and the local ledger decides only while Redis is
@@ -37,6 +38,7 @@ struct Ledger {
     day: i64,
     micro_usd: u64,
     counts: HashMap<String, u32>,
+    sums: HashMap<String, u64>,
 }
 
 /// What an action would take from the day, and the day's limits it must fit.
@@ -45,6 +47,9 @@ pub struct Charge<'a> {
     /// The day's counters this action counts against, each with its limit: one per policy key
     /// that names the action (an exact name, or a glob shared by every action it matches).
     pub counts: &'a [(&'a str, u32)],
+    /// The day's sums this call adds to: each counter, what the call adds (in millionths of
+    /// the argument's unit) and the day's limit.
+    pub sums: &'a [(&'a str, u64, u64)],
     /// The action's amount in micro-dollars (0 without one).
     pub micro_usd: u64,
     /// The day's amount limit, if any.
@@ -56,6 +61,8 @@ pub struct Charge<'a> {
 pub struct Day {
     /// The count limit would be passed.
     pub over_count: bool,
+    /// A sum's limit would be passed.
+    pub over_sum: bool,
     /// The amount limit would be passed.
     pub over_amount: bool,
     /// This action's count left today (after the charge, when it was taken).
@@ -79,6 +86,7 @@ enum Fleet {
     /// The fleet's counts are out.
     Over {
         count: bool,
+        sum: bool,
         amount: bool,
     },
     /// The local ledger decides (`Some(false)`: without its limits).
@@ -124,8 +132,8 @@ impl ActionLedger {
             };
         }
         let enforce = matches!(fleet, Fleet::Local { enforce: true });
-        let (over_count, over_amount) = match fleet {
-            Fleet::Over { count, amount } => (count, amount),
+        let (over_count, over_sum, over_amount) = match fleet {
+            Fleet::Over { count, sum, amount } => (count, sum, amount),
             _ => (
                 enforce
                     && charge
@@ -134,12 +142,17 @@ impl ActionLedger {
                         .any(|(key, max)| ledger.count(key) >= *max),
                 enforce
                     && charge
+                        .sums
+                        .iter()
+                        .any(|(key, units, max)| ledger.sum(key).saturating_add(*units) > *max),
+                enforce
+                    && charge
                         .micro_usd_per_day
                         .is_some_and(|max| ledger.micro_usd.saturating_add(charge.micro_usd) > max),
             ),
         };
         let unavailable = matches!(fleet, Fleet::Unavailable);
-        if take && !over_count && !over_amount && !unavailable {
+        if take && !over_count && !over_sum && !over_amount && !unavailable {
             for (key, _) in charge.counts {
                 match ledger.counts.get_mut(*key) {
                     Some(count) => *count += 1,
@@ -147,6 +160,10 @@ impl ActionLedger {
                         ledger.counts.insert((*key).to_string(), 1);
                     }
                 }
+            }
+            for (key, units, _) in charge.sums {
+                let sum = ledger.sums.entry((*key).to_string()).or_default();
+                *sum = sum.saturating_add(*units);
             }
             ledger.micro_usd = ledger.micro_usd.saturating_add(charge.micro_usd);
         }
@@ -157,6 +174,7 @@ impl ActionLedger {
             .min();
         let mut left = Day {
             over_count,
+            over_sum,
             over_amount,
             count_left,
             micro_usd_left: charge
@@ -182,6 +200,11 @@ impl Ledger {
     fn count(&self, key: &str) -> u32 {
         self.counts.get(key).copied().unwrap_or(0)
     }
+
+    /// Today's sum of the counter `key`.
+    fn sum(&self, key: &str) -> u64 {
+        self.sums.get(key).copied().unwrap_or(0)
+    }
 }
 
 impl Shared {
@@ -203,31 +226,37 @@ impl Shared {
         lease
     }
 
-    /// Takes one of each of the action's counts and its amount from the leases, or none.
+    /// Takes one of each of the call's counts, its sums and its amount from the leases, or
+    /// none.
     fn take(&self, charge: &Charge<'_>, day: i64) -> Fleet {
         let counts = charge
             .counts
             .iter()
             .map(|(key, max)| (self.lease(&format!("count:{key}"), u64::from(*max)), 1));
+        let sums = charge
+            .sums
+            .iter()
+            .map(|(key, units, max)| (self.lease(&format!("sum:{key}"), *max), *units));
         let amount = charge
             .micro_usd_per_day
             .map(|max| (self.lease("usd", max), charge.micro_usd));
         let mut taken: Vec<(Arc<Lease>, u64)> = Vec::new();
         let (mut count_left, mut micro_usd_left) = (None::<u64>, None);
-        let is_amount = charge.counts.len();
-        for (slot, (lease, units)) in counts.chain(amount).enumerate() {
+        let (is_sum, is_amount) = (charge.counts.len(), charge.counts.len() + charge.sums.len());
+        for (slot, (lease, units)) in counts.chain(sums).chain(amount).enumerate() {
             let outcome = match lease.take(units, day) {
                 Take::Granted { fleet_left } => {
                     if slot == is_amount {
                         micro_usd_left = Some(fleet_left);
-                    } else {
+                    } else if slot < is_sum {
                         count_left = Some(count_left.map_or(fleet_left, |l| l.min(fleet_left)));
                     }
                     taken.push((lease, units));
                     continue;
                 }
                 Take::Exhausted { .. } => Fleet::Over {
-                    count: slot != is_amount,
+                    count: slot < is_sum,
+                    sum: (is_sum..is_amount).contains(&slot),
                     amount: slot == is_amount,
                 },
                 Take::Unavailable(OnUnavailable::Local) => Fleet::Local { enforce: true },
@@ -255,6 +284,7 @@ mod tests {
     fn email(micro_usd: u64) -> Charge<'static> {
         Charge {
             counts: &[("send_email", 2)],
+            sums: &[],
             micro_usd,
             micro_usd_per_day: Some(100_000_000),
         }
@@ -266,6 +296,7 @@ mod tests {
         let days = Days::new(None);
         let charge = |counts| Charge {
             counts,
+            sums: &[],
             micro_usd: 0,
             micro_usd_per_day: None,
         };

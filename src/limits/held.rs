@@ -35,6 +35,15 @@ pub struct Budgets {
     pub spend: Scoped<Option<Arc<TokenBudget>>>,
 }
 
+impl Budgets {
+    /// Makes `team`'s own budgets (a team's limits compiled as an agent's) the team part of
+    /// these.
+    pub fn share_with(&mut self, team: &Budgets) {
+        self.tokens.team.clone_from(&team.tokens.agent);
+        self.spend.team.clone_from(&team.spend.agent);
+    }
+}
+
 /// One reservation and the budget it was taken from.
 #[derive(Debug)]
 struct Hold {

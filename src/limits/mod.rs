@@ -46,6 +46,8 @@ pub struct AgentLimits {
     pub actions: Arc<actions::ActionLedger>,
     /// Today's calls to each service (`/svc/<name>/…`).
     pub service_calls: Arc<actions::ActionLedger>,
+    /// Today's MCP tool calls (`per_day`) and argument sums (`sum_per_day`).
+    pub mcp_calls: Arc<actions::ActionLedger>,
     /// Output tokens reserved for a request without a cap (`limits.default_output_tokens`).
     pub default_output_tokens: u64,
 }
@@ -138,6 +140,7 @@ struct AgentCells {
     spend: Option<Arc<TokenBudget>>,
     actions: Arc<actions::ActionLedger>,
     service_calls: Arc<actions::ActionLedger>,
+    mcp_calls: Arc<actions::ActionLedger>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -216,6 +219,7 @@ impl LiveState {
             counters: cells.map_or_else(Arc::default, |c| Arc::clone(&c.counters)),
             actions: ledger(cells.map(|c| &c.actions), fleet, agent, "actions"),
             service_calls: ledger(cells.map(|c| &c.service_calls), fleet, agent, "services"),
+            mcp_calls: ledger(cells.map(|c| &c.mcp_calls), fleet, agent, "mcp"),
             default_output_tokens: default_output_tokens.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE),
         }
     }
@@ -258,6 +262,7 @@ impl LiveState {
             cells.counters = Arc::clone(&limits.counters);
             cells.actions = Arc::clone(&limits.actions);
             cells.service_calls = Arc::clone(&limits.service_calls);
+            cells.mcp_calls = Arc::clone(&limits.mcp_calls);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
             }

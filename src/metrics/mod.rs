@@ -110,6 +110,9 @@ pub struct Metrics {
     /// `warden_tunnel_bytes_total{direction}`: bytes through plain tunnels, `up` (agent to
     /// destination) and `down`.
     pub tunnel_bytes: IntCounterVec,
+    /// `warden_mcp_calls_total{agent,server,tool,code}`: MCP tool calls, allowed or refused;
+    /// `tool` is the policy entry that admitted it (bounded by policy), or `other`.
+    pub mcp_calls: IntCounterVec,
 }
 
 impl Metrics {
@@ -217,6 +220,14 @@ impl Metrics {
             &["direction"],
         )?;
         registry.register(Box::new(tunnel_bytes.clone()))?;
+        let mcp_calls = IntCounterVec::new(
+            Opts::new(
+                "warden_mcp_calls_total",
+                "MCP tool calls (`tools/call`), by agent, server, tool (the policy entry that names it, or `other` for a tool the agent is not given) and outcome code.",
+            ),
+            &["agent", "server", "tool", "code"],
+        )?;
+        registry.register(Box::new(mcp_calls.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
@@ -246,6 +257,7 @@ impl Metrics {
             spend,
             tunnels,
             tunnel_bytes,
+            mcp_calls,
         })
     }
 
@@ -273,6 +285,13 @@ impl Metrics {
     pub fn budget_rejected(&self, agent: &str, code: Code) {
         self.budget_rejections
             .with_label_values(&[agent, code.as_str()])
+            .inc();
+    }
+
+    /// Counts one MCP tool call of `agent` on `server`, under its policy entry `tool`.
+    pub fn mcp_call(&self, agent: &str, server: &str, tool: &str, code: Code) {
+        self.mcp_calls
+            .with_label_values(&[agent, server, tool, code.as_str()])
             .inc();
     }
 

@@ -12,6 +12,11 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+pub mod mcp;
+
+/// Where the mock MCP server is served (`mcp_servers.<name>: {kind: mock}`).
+pub use mcp::PATH as MCP_PATH;
+
 /// The mock provider service.
 pub struct MockProvider;
 
@@ -32,6 +37,9 @@ impl ServeHttp for MockProvider {
                 Ok(None) => break,
                 Err(_) => return error(StatusCode::BAD_REQUEST, "cannot read body"),
             }
+        }
+        if path == MCP_PATH {
+            return mcp::answer(&session.req_header().method, &body);
         }
         let Ok(request) = serde_json::from_slice::<Value>(&body) else {
             return error(StatusCode::BAD_REQUEST, "body is not JSON");

@@ -20,6 +20,8 @@ pub struct Agent {
     pub endpoints: Endpoints,
     /// The services it may call, by service name.
     pub services: std::collections::HashMap<String, super::services::ServiceGrant>,
+    /// The MCP servers it may reach, by server name, and what of each exists for it.
+    pub mcp: std::collections::HashMap<String, crate::mcp::McpGrant>,
     /// What `POST /v1/verify` may confirm (`None`: nothing).
     pub actions: Option<super::actions::Actions>,
     /// When it may act (`None`: always).

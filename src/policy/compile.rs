@@ -67,6 +67,7 @@ impl AgentSpec {
             None => Endpoints::default_list(),
         };
         let services = super::services::compile(&self.services, p, cx.globs)?;
+        let mcp = crate::mcp::grant::compile(&self.mcp, p, cx.globs)?;
         let actions = match &self.actions {
             Some(spec) => Some(spec.compile(p, cx.globs)?),
             None => None,
@@ -91,6 +92,7 @@ impl AgentSpec {
             models: models?,
             endpoints,
             services,
+            mcp,
             actions,
             schedule,
             destinations,

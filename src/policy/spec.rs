@@ -31,6 +31,11 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, super::services::ServiceGrantSpec>")]
     pub services: IndexMap<Spanned<String>, super::services::ServiceGrantSpec>,
+    /// MCP servers (`mcp_servers:`) the agent may reach at `/mcp/<server>`, and what of each
+    /// exists for it (tools with their rules, resources, prompts).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, crate::mcp::spec::McpGrantSpec>")]
+    pub mcp: IndexMap<Spanned<String>, crate::mcp::spec::McpGrantSpec>,
     /// What `POST /v1/verify` may confirm for this agent (none: no action is allowed).
     #[serde(default)]
     pub actions: Option<super::actions::ActionsSpec>,

@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::resolve::ResolvedAddr;
 use super::spec::{AuthSpec, ProviderKindSpec, ProviderSpec};
-use super::{HttpUpstream, Provider, Upstream, UpstreamAuth};
+use super::{HttpUpstream, Provider, Serves, Upstream, UpstreamAuth};
 use crate::environment::{Lookup, Secrets};
 use crate::globs::GlobCache;
 use crate::problem::Problems;
@@ -31,20 +31,22 @@ impl ProviderSpec {
         globs: &mut GlobCache<'f>,
         outside: &Outside<'_>,
     ) -> Option<Provider> {
-        self.compile_as(name, p, globs, outside, false)
+        self.compile_as(name, p, globs, outside, Serves::Models)
     }
 
-    /// Like [`Self::compile`]; `service` marks a `services:` entry (no models expected).
+    /// Like [`Self::compile`], for an endpoint that `serves` models, a service's API or an MCP
+    /// server (these two serve no models).
     pub fn compile_as<'f>(
         &'f self,
         name: &Spanned<String>,
         p: &mut Problems<'_>,
         globs: &mut GlobCache<'f>,
         outside: &Outside<'_>,
-        service: bool,
+        serves: Serves,
     ) -> Option<Provider> {
+        let noun = serves.noun();
         let models = globs.compile(p, &self.models, "model");
-        if self.models.is_empty() && !service {
+        if self.models.is_empty() && serves == Serves::Models {
             p.warning(name, format!("provider `{}` serves no models", name.value));
         }
         let kind = self
@@ -54,10 +56,10 @@ impl ProviderSpec {
         let upstream = match kind {
             ProviderKindSpec::Mock => {
                 if let Some(url) = &self.base_url {
-                    p.error(url, "a `kind: mock` provider has no `base_url`");
+                    p.error(url, format!("a `kind: mock` {noun} has no URL"));
                 }
                 if let Some(ca_file) = &self.ca_file {
-                    p.error(ca_file, "a `kind: mock` provider has no `ca_file`");
+                    p.error(ca_file, format!("a `kind: mock` {noun} has no `ca_file`"));
                 }
                 Upstream::Mock
             }
@@ -66,13 +68,17 @@ impl ProviderSpec {
                 None => {
                     p.error(
                         name,
-                        format!("provider `{}` needs a `base_url`", name.value),
+                        format!(
+                            "{noun} `{}` needs a URL (`{}`)",
+                            name.value,
+                            serves.url_field()
+                        ),
                     );
                     return None;
                 }
             },
         };
-        let auth = self.upstream_auth(p, name, kind, outside.secrets);
+        let auth = self.upstream_auth(p, name, noun, kind, outside.secrets);
         let headers = self.extra_headers(p);
         Some(Provider {
             name: name.value.clone(),
@@ -81,7 +87,7 @@ impl ProviderSpec {
             auth,
             headers,
             identity_header: self.identity_header.as_ref().is_some_and(|h| h.value),
-            service,
+            serves,
         })
     }
 
@@ -121,6 +127,7 @@ impl ProviderSpec {
         &self,
         p: &mut Problems<'_>,
         name: &Spanned<String>,
+        noun: &str,
         kind: ProviderKindSpec,
         secrets: &dyn Secrets,
     ) -> UpstreamAuth {
@@ -138,7 +145,7 @@ impl ProviderSpec {
                 p.error(
                     name,
                     format!(
-                        "provider `{}` uses `auth: {}` but has no `api_key_env` or `api_key_file`",
+                        "{noun} `{}` uses `auth: {}` but has no `api_key_env` or `api_key_file`",
                         name.value,
                         auth_name(auth)
                     ),
@@ -175,7 +182,13 @@ impl ProviderSpec {
             return UpstreamAuth::Missing(origin);
         };
         let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-            p.warning(at, format!("provider `{}` has no key yet ({origin} is unset or empty): its requests get 502", name.value));
+            p.warning(
+                at,
+                format!(
+                    "{noun} `{}` has no key yet ({origin} is unset or empty): its requests get 502",
+                    name.value
+                ),
+            );
             return UpstreamAuth::Missing(origin);
         };
         let value = match auth {
@@ -214,7 +227,7 @@ fn http_upstream(
     let uri: Uri = match url.value.parse() {
         Ok(uri) => uri,
         Err(e) => {
-            p.error(url, format!("`base_url` is not a URL: {e}"));
+            p.error(url, format!("this is not a URL: {e}"));
             return None;
         }
     };
@@ -222,29 +235,29 @@ fn http_upstream(
         Some("https") => true,
         Some("http") => false,
         _ => {
-            p.error(url, "`base_url` must start with http:// or https://");
+            p.error(url, "the URL must start with http:// or https://");
             return None;
         }
     };
     let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']']).to_string()) else {
-        p.error(url, "`base_url` has no host");
+        p.error(url, "the URL has no host");
         return None;
     };
     if uri.query().is_some() {
-        p.error(url, "`base_url` must not have a query string");
+        p.error(url, "the URL must not have a query string");
         return None;
     }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
     let Ok(authority) = HeaderValue::from_str(authority) else {
-        p.error(url, "`base_url` host is not a valid Host header");
+        p.error(url, "the URL's host is not a valid Host header");
         return None;
     };
     if !tls {
         if let Some(file) = ca_file {
             p.warning(
                 file,
-                "`ca_file` is unused: `base_url` is http://, not https://",
+                "`ca_file` is unused: the URL is http://, not https://",
             );
         }
     }

@@ -28,8 +28,48 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Send `X-Agent-Identity` to this provider.
     pub identity_header: bool,
-    /// A `services:` entry (a non-LLM API under `/svc/<name>/`), not an LLM provider.
-    pub service: bool,
+    /// What it is: an LLM provider, a service or an MCP server.
+    pub serves: Serves,
+}
+
+/// What a [`Provider`] entry serves: the three kinds of upstream share how they are reached,
+/// trusted and authenticated, and differ in how requests address them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// Models (`providers:`), routed by the model a request names.
+    Models,
+    /// A non-LLM API (`services:`) under `/svc/<name>/`.
+    Service,
+    /// An MCP server (`mcp_servers:`) at `/mcp/<name>`.
+    Mcp,
+}
+
+impl Serves {
+    /// What policy files call it, for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Serves::Models => "provider",
+            Serves::Service => "service",
+            Serves::Mcp => "MCP server",
+        }
+    }
+
+    /// The policy section it is defined in.
+    pub fn section(self) -> &'static str {
+        match self {
+            Serves::Models => "providers",
+            Serves::Service => "services",
+            Serves::Mcp => "mcp_servers",
+        }
+    }
+
+    /// The field of its section that gives its URL.
+    pub fn url_field(self) -> &'static str {
+        match self {
+            Serves::Models | Serves::Service => "base_url",
+            Serves::Mcp => "url",
+        }
+    }
 }
 
 /// Where a provider is reached.
@@ -91,15 +131,18 @@ impl Provider {
     pub fn unusable(&self) -> Option<String> {
         if let UpstreamAuth::Missing(origin) = &self.auth {
             return Some(format!(
-                "provider `{}` has no API key ({origin})",
+                "{} `{}` has no API key ({origin})",
+                self.serves.noun(),
                 self.name
             ));
         }
         if let Upstream::Http(up) = &self.upstream {
             if up.addr.get().is_none() {
                 return Some(format!(
-                    "provider `{}` host `{}` is not resolved",
-                    self.name, up.host
+                    "{} `{}` host `{}` is not resolved",
+                    self.serves.noun(),
+                    self.name,
+                    up.host
                 ));
             }
         }

@@ -118,7 +118,7 @@ mod tests {
             auth: UpstreamAuth::None,
             headers: Vec::new(),
             identity_header: false,
-            service: false,
+            serves: crate::providers::Serves::Models,
         }
     }
 

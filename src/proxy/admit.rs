@@ -46,6 +46,8 @@ enum Endpoint {
     Service(Option<String>),
     /// `GET /v1/models[/{id}]`: Warden answers from policy.
     ModelList,
+    /// `/mcp/<server>`: an MCP server's Streamable HTTP endpoint.
+    Mcp,
     /// Anything else goes to a provider (the path may name a provider object).
     Provider(Option<ObjectPath<'static>>),
 }
@@ -78,6 +80,14 @@ impl WardenProxy {
                 Ok(Admitted::Forward(match read.await? {
                     Some(body) => Body::Relayed(body),
                     None => Body::Streamed,
+                }))
+            }
+            Endpoint::Mcp => {
+                let sessions = &self.mcp_sessions;
+                let read = super::mcp::begin(session, ctx, &snapshot, agent, sessions).await?;
+                Ok(Admitted::Forward(match read {
+                    Some(body) if !body.is_empty() => Body::Relayed(body),
+                    _ => Body::Streamed,
                 }))
             }
             Endpoint::ModelList => {
@@ -218,6 +228,9 @@ fn endpoint(
     request::check_path(path)?;
     if tunnel_service.is_some() || path.starts_with(service::PREFIX) {
         return Ok(Endpoint::Service(tunnel_service));
+    }
+    if path.starts_with(crate::mcp::PREFIX) {
+        return Ok(Endpoint::Mcp);
     }
     crate::policy::check_endpoint(agent, &request.method, path)?;
     let objects = ObjectPath::of(path).map(ObjectPath::into_owned);

@@ -73,6 +73,8 @@ pub struct RequestCtx {
     pub admission: Admission,
     /// A call to a service (`/svc/<name>/…`), whose body is streamed as sent.
     pub service: Option<ServiceCall>,
+    /// A request to an MCP server (`/mcp/<server>`): what it is, and its answer's filter.
+    pub mcp: Option<super::mcp::McpCall>,
     /// `POST /v1/verify`: the action judged, for the audit event.
     pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.
@@ -97,6 +99,7 @@ impl RequestCtx {
             provider: None,
             admission: Admission::default(),
             service: None,
+            mcp: None,
             action: None,
             refusal: None,
             forward: None,

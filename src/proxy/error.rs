@@ -12,6 +12,7 @@ use pingora::{Error, ErrorType};
 use crate::code::Code;
 use crate::identity::Rejection;
 use crate::limits::{BudgetRefusal, Exhausted, NeverFits, RateDecision};
+use crate::mcp::{Invalid, McpDenial};
 use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
@@ -68,6 +69,37 @@ pub enum Refusal {
     /// A shared limit cannot be checked: the fleet's Redis is unreachable and policy says
     /// `on_unavailable: deny`.
     FleetUnavailable,
+    /// An MCP request the agent's grant refuses, answered inside the protocol (a JSON-RPC
+    /// error to the request).
+    Mcp(Box<ToRequest<McpDenial>>),
+    /// An MCP message Warden does not forward (a batch, headers that disagree with the body,
+    /// an unknown method), as a JSON-RPC error to the request.
+    InvalidMcp(Box<ToRequest<Invalid>>),
+    /// `/mcp/<server>` names no `mcp_servers:` entry (the name).
+    McpServerNotFound(String),
+    /// The agent has no `mcp:` grant for the server (the name).
+    McpServerNotAllowed(String),
+    /// The request names an MCP session this agent did not open.
+    McpSessionNotFound,
+}
+
+/// A JSON-RPC refusal and the id of the request it answers (`null` when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToRequest<T> {
+    pub why: T,
+    pub id: serde_json::Value,
+}
+
+impl Refusal {
+    /// An MCP request refused by the agent's grant.
+    pub fn mcp(why: McpDenial, id: serde_json::Value) -> Refusal {
+        Refusal::Mcp(Box::new(ToRequest { why, id }))
+    }
+
+    /// An MCP message Warden does not forward.
+    pub fn invalid_mcp(why: Invalid, id: serde_json::Value) -> Refusal {
+        Refusal::InvalidMcp(Box::new(ToRequest { why, id }))
+    }
 }
 
 /// A refusal's fixed facts, declared once per variant in [`Refusal::row`]: the SPEC code, the
@@ -209,6 +241,24 @@ impl Refusal {
             R::UpstreamUnavailable(_) => row(Code::UpstreamUnavailable, 502, API),
             R::UpstreamTimeout => row(Code::UpstreamTimeout, 504, API),
             R::FleetUnavailable => row(Code::FleetUnavailable, 503, API),
+            R::Mcp(refused) => match refused.why {
+                McpDenial::ToolNotAllowed { .. } => row(Code::ToolNotAllowed, 200, PERMISSION),
+                McpDenial::ArgumentNotAllowed { .. } => {
+                    row(Code::ArgumentNotAllowed, 200, PERMISSION)
+                }
+                McpDenial::ToolLimitExhausted { .. } => {
+                    row(Code::ToolLimitExhausted, 200, RATE_LIMIT)
+                }
+                McpDenial::ResourceNotAllowed { .. } => {
+                    row(Code::ResourceNotAllowed, 200, PERMISSION)
+                }
+                McpDenial::PromptNotAllowed { .. } => row(Code::PromptNotAllowed, 200, PERMISSION),
+                McpDenial::FleetUnavailable => row(Code::FleetUnavailable, 503, API),
+            },
+            R::InvalidMcp(_) => row(Code::InvalidMcpRequest, 400, INVALID_REQUEST),
+            R::McpServerNotFound(_) => row(Code::McpServerNotFound, 404, NOT_FOUND),
+            R::McpServerNotAllowed(_) => row(Code::McpServerNotAllowed, 403, PERMISSION),
+            R::McpSessionNotFound => row(Code::McpSessionNotFound, 404, NOT_FOUND),
         }
     }
 
@@ -283,6 +333,14 @@ impl Refusal {
             Refusal::UpstreamUnavailable(why) => format!("provider unavailable: {why}"),
             Refusal::UpstreamTimeout => "provider did not answer in time".into(),
             Refusal::FleetUnavailable => "this agent's limits are shared by the fleet, whose Redis cannot be reached; policy refuses until it is back (`on_unavailable: deny`)".into(),
+            Refusal::Mcp(refused) => super::jsonrpc::mcp_message(&refused.why),
+            Refusal::InvalidMcp(refused) => refused.why.message.clone(),
+            Refusal::McpServerNotFound(name) => format!("there is no MCP server {}", shown(name)),
+            Refusal::McpServerNotAllowed(name) => format!(
+                "this agent may not use MCP server {} (not in its `mcp`)",
+                shown(name)
+            ),
+            Refusal::McpSessionNotFound => "this MCP session was not opened by this agent through Warden (or has been forgotten): open a new one with `initialize`".into(),
         }
     }
 
@@ -295,6 +353,13 @@ impl Refusal {
             Refusal::ConcurrencyLimited(_) | Refusal::FleetUnavailable => {
                 Some(CONCURRENCY_RETRY_AFTER)
             }
+            Refusal::Mcp(refused) => match refused.why {
+                McpDenial::FleetUnavailable => Some(CONCURRENCY_RETRY_AFTER),
+                McpDenial::ToolLimitExhausted { retry_after, .. } => {
+                    Some(Duration::from_secs(retry_after))
+                }
+                _ => None,
+            },
             _ => None,
         }
     }

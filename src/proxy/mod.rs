@@ -18,6 +18,8 @@ pub mod body;
 pub mod ctx;
 pub mod error;
 pub mod headers;
+mod jsonrpc;
+mod mcp;
 pub mod models;
 mod objects;
 pub mod record;
@@ -73,6 +75,8 @@ pub struct WardenProxy {
     pub nonces: crate::identity::NonceCache,
     /// Which agent created each provider object seen created: live state, like `nonces`.
     pub owners: Arc<Owners>,
+    /// Which agent opened each MCP session: live state, like `nonces`.
+    pub mcp_sessions: Arc<crate::mcp::sessions::Sessions>,
 }
 
 #[async_trait]
@@ -120,7 +124,7 @@ impl ProxyHttp for WardenProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream::on_response_header(response, ctx)
+        upstream::on_response_header(response, ctx, &self.mcp_sessions)
     }
 
     fn response_body_filter(
@@ -138,6 +142,9 @@ impl ProxyHttp for WardenProxy {
         }
         if let Some(filter) = &mut ctx.upstream.usage_filter {
             filter.filter(body, end_of_stream);
+        }
+        if ctx.mcp.is_some() {
+            mcp::filter_answer(ctx, body, end_of_stream);
         }
         Ok(None)
     }

@@ -81,6 +81,11 @@ impl WardenProxy {
             (Some(_), Some(_), Some(_)) => OVERFLOW_MODEL,
             _ => "",
         };
+        if let (Some(agent), Some(call)) = (agent, &ctx.mcp) {
+            if let Some((_, entry)) = &call.tool {
+                self.metrics.mcp_call(&agent.id, &call.server, entry, code);
+            }
+        }
         let counters = agent.map_or(&self.metrics.anonymous, |a| &a.limits.counters);
         let tokens = outcome.usage.map(|u| (u.input_tokens, u.output_tokens));
         counters.record(model, provider, code, tokens);
@@ -166,6 +171,7 @@ fn request_event(
         tokens_source: outcome.source,
         cost_usd: outcome.cost.map(|micro| micro as f64 / 1_000_000.0),
         action: ctx.action.take(),
+        mcp: ctx.mcp.take().map(super::mcp::McpCall::into_audit),
         ..decision.event()
     }
 }
@@ -222,6 +228,7 @@ impl Decision<'_> {
             tunnel: None,
             action: None,
             revocation,
+            mcp: None,
         }
     }
 }

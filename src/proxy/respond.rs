@@ -20,6 +20,8 @@ use crate::limits::RateDecision;
 pub enum ErrorShape {
     OpenAi,
     Anthropic,
+    /// A JSON-RPC error, for MCP clients (`/mcp/<server>`).
+    JsonRpc,
 }
 
 impl ErrorShape {
@@ -27,6 +29,9 @@ impl ErrorShape {
     /// `anthropic-version` (every Anthropic SDK call does); OpenAI's otherwise.
     pub fn of(request: &RequestHeader) -> ErrorShape {
         let path = request.uri.path();
+        if path.starts_with(crate::mcp::PREFIX) {
+            return ErrorShape::JsonRpc;
+        }
         let messages = path
             .strip_prefix("/v1/messages")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
@@ -57,6 +62,7 @@ impl Refusal {
                     "code": self.code().as_str(),
                 }
             }),
+            ErrorShape::JsonRpc => self.json_rpc_body(),
         };
         Bytes::from(body.to_string())
     }

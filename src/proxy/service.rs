@@ -16,6 +16,7 @@ use super::{body, Forward, Refusal, RequestCtx};
 use crate::config::Snapshot;
 use crate::limits::actions::Charge;
 use crate::policy::Agent;
+use crate::providers::Serves;
 
 /// Where service calls start.
 pub const PREFIX: &str = "/svc/";
@@ -51,7 +52,7 @@ fn address<'a>(
     let base = snapshot
         .providers
         .iter()
-        .find(|p| p.service && p.name == name)
+        .find(|p| p.serves == Serves::Service && p.name == name)
         .map_or("", |p| p.base_path());
     let rest = path
         .strip_prefix(base)
@@ -93,7 +94,7 @@ fn admit(
     let service = snapshot
         .providers
         .iter()
-        .position(|p| p.service && p.name == name)
+        .position(|p| p.serves == Serves::Service && p.name == name)
         .ok_or_else(|| {
             Refusal::DestinationNotAllowed(format!("there is no service {}", shown(name)))
         })?;
@@ -130,6 +131,7 @@ fn count_call(
     now: i64,
 ) -> Result<(), Refusal> {
     let charge = Charge {
+        sums: &[],
         counts: &[(name, per_day)],
         micro_usd: 0,
         micro_usd_per_day: None,

@@ -61,6 +61,7 @@ pub(super) fn rewrite_request(
     let mock_authority = http::HeaderValue::from_static("warden-mock");
     let (authority, base_path) = match &provider.upstream {
         Upstream::Http(up) => (&up.authority, up.base_path.as_str()),
+        Upstream::Mock if ctx.mcp.is_some() => (&mock_authority, crate::mock::MCP_PATH),
         Upstream::Mock => (&mock_authority, "/v1"),
     };
     let vouch = match (&snapshot.identity.voucher, provider.identity_header) {
@@ -77,12 +78,20 @@ pub(super) fn rewrite_request(
         _ => None,
     };
     let uri = &upstream_request.uri;
-    let path_and_query = match ctx.service {
-        Some(call) => {
+    let path_and_query = match (ctx.service, &ctx.mcp) {
+        (Some(call), _) => {
             let rest = uri.path().get(call.prefix_len..).filter(|p| !p.is_empty());
             request::join_path(base_path, rest.unwrap_or("/"), uri.query())
         }
-        None => request::upstream_path(base_path, uri.path(), uri.query()),
+        // An MCP server is one endpoint: its URL, exactly as configured.
+        (None, Some(_)) => {
+            let path = if base_path.is_empty() { "/" } else { base_path };
+            match uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_owned(),
+            }
+        }
+        (None, None) => request::upstream_path(base_path, uri.path(), uri.query()),
     };
     headers::rewrite_upstream(
         upstream_request,
@@ -106,13 +115,19 @@ pub(super) fn rewrite_request(
 pub(super) fn on_response_header(
     response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
+    sessions: &crate::mcp::sessions::Sessions,
 ) -> Result<()> {
     if ctx.forward.is_none() {
         return Ok(());
     }
+    if let (Some(call), Some(snapshot), Some(agent)) = (&mut ctx.mcp, &ctx.snapshot, ctx.agent) {
+        let limit = snapshot.server.max_body_bytes;
+        let agent = &snapshot.agents[agent].id;
+        super::mcp::on_answer(response, call, agent, sessions, limit)?;
+    }
     let upstream = &mut ctx.upstream;
     upstream.first_byte = Some(Instant::now());
-    if response.status.is_success() && ctx.service.is_none() {
+    if response.status.is_success() && ctx.service.is_none() && ctx.mcp.is_none() {
         let content_type = response
             .headers
             .get(http::header::CONTENT_TYPE)

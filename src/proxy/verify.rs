@@ -181,6 +181,7 @@ fn judge(snapshot: &Snapshot, agent: &Agent, asked: &Asked, now: Timestamp) -> V
     };
     errors.extend(judgement.errors);
     let charge = Charge {
+        sums: &[],
         counts: &judgement.per_day,
         micro_usd: judgement.micro_usd,
         micro_usd_per_day: agent.actions.as_ref().and_then(|a| a.micro_usd_per_day),

@@ -201,7 +201,7 @@ impl Front {
         crate::policy::check_agent(agent, facts.arrived)?;
         // A service's host, for an agent granted that service: its requests are service calls.
         let granted = snapshot.providers.iter().find(|s| {
-            s.service
+            s.serves == crate::providers::Serves::Service
                 && s.is_at(&authority.host, authority.port)
                 && agent.services.contains_key(&s.name)
         });
