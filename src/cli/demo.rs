@@ -62,6 +62,14 @@ print(r.choices[0].message.content, r.usage)'
   curl -s -x http://{listen} http://api.openai.com/v1/chat/completions \
     -H "Authorization: Bearer {key}" -d '{{"model":"mock-gpt","messages":[]}}'
 
+  # MCP: the built-in mock CRM at /mcp/crm (this agent may not call delete_customer)
+  curl -s http://{listen}/mcp/crm -H "Authorization: Bearer {key}" \
+    -H "Content-Type: application/json" -H "Accept: application/json, text/event-stream" \
+    -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list"}}'
+  curl -s http://{listen}/mcp/crm -H "Authorization: Bearer {key}" \
+    -H "Content-Type: application/json" -H "Accept: application/json, text/event-stream" \
+    -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"delete_customer","arguments":{{"id":"42"}}}}}}'
+
   # metrics
   curl -s http://{admin}/metrics | grep warden_
 "#,

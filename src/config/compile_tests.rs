@@ -138,3 +138,35 @@ providers:
     assert!(compiled.warnings.is_empty());
     assert!(compiled.snapshot.referenced_files.is_empty());
 }
+
+#[test]
+fn mcp_grants_are_checked_where_they_are_written() {
+    let text = "version: 1
+providers:
+  crm: {kind: mock, models: [m]}
+mcp_servers:
+  crm: {url: 'http://127.0.0.1:9/mcp', auth: none}
+agents:
+  a:
+    mcp:
+      crm:
+        tools:
+          refund: {arguments: {amount: {min: 5, max: 1}}, sum_per_day: {note: 3}}
+          note: {arguments: {note: {pattern: 'a*', one_of: [1]}}}
+      billing: {}
+";
+    let problems = compile_text(text).err().unwrap();
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let expect = [
+        "p.yaml:5:3: error: `crm` (a provider, service or MCP server name)",
+        "p.yaml:11:54: error: `max` (1) is below `min` (5)",
+        "p.yaml:12:60: error: `one_of` lists strings, numbers or booleans",
+        "p.yaml:13:7: error: agent `a` is granted MCP server `billing`, which no `mcp_servers:` entry defines",
+    ];
+    for expected in expect {
+        assert!(
+            shown.iter().any(|s| s.starts_with(expected)),
+            "{expected}\nin {shown:#?}"
+        );
+    }
+}

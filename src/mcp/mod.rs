@@ -236,3 +236,7 @@ fn decode_header_value(value: &str) -> Option<String> {
         .ok()?;
     String::from_utf8(bytes).ok()
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
