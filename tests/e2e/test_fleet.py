@@ -579,3 +579,51 @@ def test_no_request_larger_than_the_fleet_can_grant_goes_on_credit(provider):
     finally:
         w.stop()
         redis.close()
+
+
+MCP_KEY = "sk-fleet-mcp"
+MCP_AGENT = f"""  toolbot:
+    keys: [{{id: toolbot-1, sha256: {sha256_hex(MCP_KEY)}}}]
+    mcp:
+      crm:
+        tools:
+          lookup_customer: {{per_day: 5}}
+          refund: {{sum_per_day: {{amount: 100}}}}
+mcp_servers:
+  crm: {{kind: mock}}
+"""
+
+
+def test_mcp_tool_quotas_are_shared(redis, provider):
+    wardens = [Warden(fleet_policy(redis, provider, extra=MCP_AGENT), env=PROVIDER_ENV)
+               for _ in range(3)]
+
+    def call(i, tool, arguments):
+        message = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                   "params": {"name": tool, "arguments": arguments}}
+        r = httpx.post(wardens[i % 3].base + "/mcp/crm", json=message, timeout=10,
+                       headers={"Authorization": f"Bearer {MCP_KEY}"})
+        assert r.status_code == 200
+        return r.json()
+
+    try:
+        for w in wardens:
+            wait_mode(w, "shared")
+        lookups = [call(i, "lookup_customer", {"id": "1"}) for i in range(15)]
+        allowed = sum("result" in a for a in lookups)
+        # 5 a day for the fleet (each Warden alone would allow 5: 15 together); the bound
+        # allows one lease (1) and one call of credit per Warden.
+        assert 5 <= allowed <= 5 + 3 * 2, lookups
+        refused = [a for a in lookups if "error" in a]
+        assert all(a["error"]["data"]["warden_error"] == "tool_limit_exhausted" for a in refused)
+        refunds = [call(i, "refund", {"customer_id": "1", "amount": 30}) for i in range(9)]
+        paid = sum("result" in a for a in refunds)
+        # 100 a day: 3 refunds of 30 fit; credit is at most a lease (1/50 of 100) plus one
+        # refund per Warden. Alone, each Warden would pay 3 (9 together).
+        assert 3 <= paid <= (100 + 3 * (2 + 30)) // 30, refunds
+        keys = redis.command("KEYS", "warden:limit:toolbot:mcp:*")
+        assert "warden:limit:toolbot:mcp:count:crm/lookup_customer:" in keys, keys
+        assert "warden:limit:toolbot:mcp:sum:crm/refund:amount:" in keys, keys
+    finally:
+        for w in wardens:
+            w.stop()

@@ -5,17 +5,22 @@ MCP server built with the same SDK (mcp_server.py), through the real binary. Plu
 TypeScript SDK for one happy path, and raw HTTP for the wire tricks no SDK would send."""
 
 import asyncio
+import datetime
 import hashlib
 import json
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
+import requests
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -78,7 +83,9 @@ def servers():
 def warden(servers, tmp_path_factory):
     sse, json_server = servers
     tmp = tmp_path_factory.mktemp("mcp")
-    assert run_warden_cli("keygen", "--out", str(tmp / "identity.key")).returncode == 0
+    for name in ["identity", "issuer", "signer"]:
+        assert run_warden_cli("keygen", "--out", str(tmp / f"{name}.key")).returncode == 0
+    issuer, signer = [(tmp / f"{name}.key.pub").read_text().strip() for name in ["issuer", "signer"]]
     crm_tools = """          lookup_customer: {}
           send_email: {arguments: {to: {pattern: "*@example.com"}, body: {max_length: 20}}}
           refund: {arguments: {amount: {min: 1, max: 100}}, sum_per_day: {amount: 150}}
@@ -90,9 +97,12 @@ mcp_servers:
   crm-json: {{url: "{json_server.url}/mcp", api_key_file: {tmp / "token"}}}
   paged: {{url: "{sse.url}/paged", api_key_env: CRM_TOKEN}}
   unused: {{url: "{sse.url}/mcp", auth: none}}
+issuers:
+  corp: {{ed25519: "{issuer}", audience: warden}}
 agents:
   mcp-bot:
     keys: [{{id: mcp-1, sha256: {sha256_hex(MCP_KEY)}}}]
+    public_keys: [{{id: mcp-sig-1, ed25519: "{signer}"}}]
     mcp:
       crm:
         tools:
@@ -125,6 +135,7 @@ audit:
     w = Warden(policy, env={"CRM_TOKEN": SERVER_TOKEN},
                server_extra=f"  identity_key_file: {tmp / 'identity.key'}\n")
     w.audit_log = tmp / "audit.jsonl"
+    w.keys = tmp
     yield w
     w.stop()
 
@@ -443,3 +454,42 @@ def test_the_demo_serves_a_mock_mcp_server(tmp_path):
     finally:
         demo.kill()
         demo.wait()
+
+
+def test_a_jwt_and_a_message_signature_authenticate_too(warden, servers):
+    minted = run_warden_cli("token", "mint", "--issuer-key", str(warden.keys / "issuer.key"), "--agent", "mcp-bot",
+                            "--audience", "warden", "--issuer", "corp", "--ttl", "5m")
+    assert minted.returncode == 0, minted.stderr
+    assert run(list_tools_of(warden, "crm", "auto", key=minted.stdout.strip()))[0] == "lookup_customer"
+    key = load_pem_private_key((warden.keys / "signer.key").read_bytes(), None)
+
+    def signed(body, tamper=False):
+        request = requests.Request("POST", f"{warden.base}/mcp/crm", data=body, headers={
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "lookup_customer"}).prepare()
+        signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
+                                   key_resolver=MappingKeyResolver(public_keys={}, private_keys={"mcp-sig-1": key}))
+        signer.sign(request, key_id="mcp-sig-1", covered_component_ids=("@method", "@authority", "@target-uri"),
+                    label="sig1", created=datetime.datetime.now(datetime.timezone.utc), nonce=uuid.uuid4().hex, body=body)
+        if tamper:
+            request.body = body.replace(b"lookup_customer", b"delete_customer")
+        return requests.Session().send(request, timeout=10)
+    body = json.dumps({**LOOKUP, "params": {**LOOKUP["params"], "_meta": MODERN_META}}).encode()
+    before = len(servers[0].requests())
+    tampered = signed(body, tamper=True)
+    assert tampered.status_code == 401 and tampered.headers["x-warden-error"] == "invalid_signature"
+    assert len(servers[0].requests()) == before, "a body other than the one signed never leaves"
+    good = signed(body)
+    assert good.status_code == 200, good.text
+    assert sse_messages(good)[-1]["result"]["content"][0]["text"] == "customer 1: Ada Lovelace"
+    assert servers[0].requests()[-1]["headers"]["x-agent-id"] == "mcp-bot"
+
+
+def test_the_2025_06_18_handshake_passes_too(warden):
+    r = rpc(warden, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    assert r.status_code == 200 and sse_messages(r)[-1]["result"]["protocolVersion"] == "2025-06-18"
+    headers = {"Mcp-Session-Id": r.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+    assert rpc(warden, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code == 202
+    listed = sse_messages(rpc(warden, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers))[-1]
+    assert [t["name"] for t in listed["result"]["tools"]] == ["lookup_customer", "send_email", "refund", "set_tier", "failing_tool"]
