@@ -86,7 +86,9 @@ impl Admission {
         Ok(())
     }
 
-    fn take_rate(&mut self, agent: &Agent) -> Result<(), Refusal> {
+    /// The request rate alone, for a request that waits on its server rather than works (an
+    /// MCP stream of server events, open for a whole session): it holds no concurrency slot.
+    pub fn take_rate(&mut self, agent: &Agent) -> Result<(), Refusal> {
         if let Some(rate) = &agent.limits.requests_per_minute {
             let decision = rate.check();
             self.rate = Some(decision);

@@ -111,6 +111,7 @@ pub async fn begin(
     };
     let outcome = match &read {
         Some(bytes) => judge(ctx, snapshot, agent, grant, &mut call, session, bytes),
+        None if method == Method::GET => ctx.admission.take_rate(agent),
         None => ctx.admission.take_request_limits(agent),
     };
     ctx.mcp = Some(call);
@@ -218,6 +219,7 @@ fn judge(
             call.whole_answer = true;
             ctx.admission.take_request_limits(agent)
         }
+        Request::Other if method == "subscriptions/listen" => ctx.admission.take_rate(agent),
         Request::Other => ctx.admission.take_request_limits(agent),
     }
 }

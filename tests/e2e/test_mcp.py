@@ -32,6 +32,7 @@ from harness import WARDEN_BIN, Warden, audit_record, free_port, run_warden_cli,
 HERE = Path(__file__).parent
 MCP_KEY = "sk-mcp-agent-key"
 QUOTA_KEY = "sk-mcp-quota-key"
+TIGHT_KEY = "sk-mcp-one-at-a-time"
 SERVER_TOKEN = "mcp-server-own-secret"
 
 
@@ -121,6 +122,11 @@ agents:
         tools:
           lookup_customer: {{per_day: 5}}
           refund: {{sum_per_day: {{amount: 100}}}}
+  tight-bot:
+    keys: [{{id: tight-1, sha256: {sha256_hex(TIGHT_KEY)}}}]
+    limits: {{max_concurrent: 1}}
+    mcp:
+      crm: {{tools: {{lookup_customer: {{}}}}}}
   other-bot:
     keys: [{{id: other-1, sha256: {sha256_hex(OTHER_KEY)}}}]
     mcp:
@@ -493,3 +499,14 @@ def test_the_2025_06_18_handshake_passes_too(warden):
     assert rpc(warden, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers).status_code == 202
     listed = sse_messages(rpc(warden, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers))[-1]
     assert [t["name"] for t in listed["result"]["tools"]] == ["lookup_customer", "send_email", "refund", "set_tier", "failing_tool"]
+
+
+def test_the_session_stream_holds_no_concurrency_slot(warden, servers):
+    async def scenario():
+        async with client(warden, key=TIGHT_KEY) as c:
+            for _ in range(20):  # the SDK opened its GET stream; calls still go one at a time
+                await asyncio.sleep(0.01)
+                assert not (await c.call_tool("lookup_customer", {"id": "3"})).is_error
+    before = len(servers[0].requests())
+    run(scenario())
+    assert "GET" in {r["method"] for r in servers[0].requests()[before:]}
