@@ -68,11 +68,17 @@ pub enum Code {
     /// An MCP message Warden does not forward: a batch, routing headers that disagree with
     /// the body, an unknown method.
     InvalidMcpRequest,
+    /// Token exchange: the token asked for is wider than its parent (scope, expiry, depth).
+    DelegationInvalid,
+    /// Token exchange: a request RFC 6749 refuses (`invalid_request`, `invalid_grant`, …).
+    InvalidTokenRequest,
+    /// The agent's team (`owner`) is revoked.
+    PrincipalRevoked,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 42] = [
+    pub const ALL: [Code; 45] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -115,6 +121,9 @@ impl Code {
         Code::McpServerNotFound,
         Code::McpSessionNotFound,
         Code::InvalidMcpRequest,
+        Code::DelegationInvalid,
+        Code::InvalidTokenRequest,
+        Code::PrincipalRevoked,
     ];
 
     /// The code as written on the wire, in metrics and in audit records.
@@ -162,6 +171,9 @@ impl Code {
             Code::McpServerNotFound => "mcp_server_not_found",
             Code::McpSessionNotFound => "mcp_session_not_found",
             Code::InvalidMcpRequest => "invalid_mcp_request",
+            Code::DelegationInvalid => "delegation_invalid",
+            Code::InvalidTokenRequest => "invalid_token_request",
+            Code::PrincipalRevoked => "principal_revoked",
         }
     }
 

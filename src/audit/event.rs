@@ -170,6 +170,9 @@ pub struct Tokens {
 /// How the agent identified itself, as written.
 #[derive(Debug, Serialize)]
 pub struct Credential<'a> {
+    /// A delegated token's actor chain, from the first delegate to the one acting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actors: Option<Vec<&'a str>>,
     pub key_id: Option<&'a str>,
     /// `api_key`, `jwt`, `http_signature`, or `none` when no credential was presented or
     /// recognised.
@@ -289,6 +292,11 @@ impl AuditEvent {
             config_version: snapshot.map_or("", |s| s.version()),
             cost_usd: self.cost_usd,
             credential: Credential {
+                actors: self
+                    .credential
+                    .as_ref()
+                    .and_then(Presented::delegation)
+                    .map(|d| d.actors.iter().map(|a| &**a).collect()),
                 key_id,
                 kind: self.credential.as_ref().map_or("none", Presented::kind),
                 token_id: match &self.credential {

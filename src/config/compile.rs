@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use serde_saphyr::Spanned;
 
 use super::env::RecordingSecrets;
-use super::file::PolicyFile;
+use super::file::{parse, PolicyFile};
 use super::server::ServerSettings;
 use super::snapshot::Snapshot;
 use super::source::Sources;
@@ -69,13 +69,6 @@ pub fn compile(sources: &Sources, env: &Environment<'_>) -> Result<Compiled, Vec
     compile_parsed(&sources.version, &files, env)
 }
 
-/// Parses one policy file (the slow step: about 14 MB/s; a reload reuses the result for files
-/// whose text did not change).
-pub fn parse(path: &Path, text: &str) -> Result<PolicyFile, Problem> {
-    serde_saphyr::from_str_with_options::<PolicyFile>(text, yaml_options())
-        .map_err(|e| parse_problem(path, &e))
-}
-
 /// Merges, validates and compiles parsed policy files (in load order) into a snapshot of
 /// `version`.
 pub fn compile_parsed(
@@ -108,6 +101,7 @@ pub fn compile_parsed(
         issuer_names: HashMap::new(),
         identity_key_file: false,
         voucher: None,
+        delegation: None,
         vouching: Vec::new(),
         revocations: Revocations::default(),
         prices: Prices::default(),
@@ -136,6 +130,7 @@ pub fn compile_parsed(
         keys,
         issuers,
         voucher,
+        delegation,
         revocations,
         prices,
         teams,
@@ -151,7 +146,12 @@ pub fn compile_parsed(
         server: server.map(|(_, s)| s).unwrap_or_default(),
         providers,
         agents,
-        identity: keys.finish(issuers, voucher, Arc::clone(&env.live.fleet)),
+        identity: keys.finish(
+            issuers,
+            voucher,
+            delegation.map(|(_, d)| d).unwrap_or_default(),
+            Arc::clone(&env.live.fleet),
+        ),
         revocations,
         prices,
         days: Days::new(timezone.map(|(_, zone)| zone)),
@@ -167,42 +167,6 @@ pub fn compile_parsed(
         snapshot,
         warnings: problems,
     })
-}
-
-/// serde-saphyr's default budget (250 000 nodes) protects against hostile YAML but refuses a
-/// policy of about 10 000 agents. Policy files come from the operator's git, so the node and
-/// event caps are raised to fit ~200 000 agents; the alias, anchor and depth caps that stop
-/// "billion laughs" documents stay at their defaults.
-fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_nodes: 5_000_000,
-            max_events: 10_000_000,
-        },
-    }
-}
-
-fn parse_problem(path: &Path, e: &serde_saphyr::Error) -> Problem {
-    let message = first_line(&e.to_string());
-    match e.location() {
-        Some(at) => Problem::error(path, at, message),
-        None => Problem::file_error(path, message),
-    }
-}
-
-/// serde-saphyr renders a source snippet after the message; `check` wants one line.
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    let line = line.strip_prefix("error: ").unwrap_or(line);
-    // The position is reported in front already; drop the parser's own "line N column M: ".
-    match line.split_once(": ") {
-        Some((position, rest))
-            if position.starts_with("line ") && position.contains(" column ") =>
-        {
-            rest.to_string()
-        }
-        _ => line.to_string(),
-    }
 }
 
 /// Compiling state; `'f` is the lifetime of the parsed files, which ids and origins borrow.
@@ -229,6 +193,7 @@ struct Builder<'a, 'f> {
     /// `server.identity_key_file` is set (whether or not it was read here).
     identity_key_file: bool,
     voucher: Option<Voucher>,
+    delegation: Option<(Origin<'f>, crate::identity::delegation::Settings)>,
     /// Providers with `identity_header: true`, which need the identity key.
     vouching: Vec<(&'f Path, &'f Spanned<bool>)>,
     revocations: Revocations,
@@ -320,7 +285,21 @@ impl<'f> Builder<'_, 'f> {
             self.teams
                 .insert(&name.value, (Origin::of(path, name), bound));
         }
+        if let Some(spec) = &policy.delegation {
+            let settings = spec.value.compile(&mut p);
+            let first = self.delegation.as_ref().map(|(first, _)| first);
+            if p.first_definition(first, spec, "`delegation`") {
+                self.delegation = Some((Origin::of(path, spec), settings));
+            }
+        }
         for (name, spec) in &policy.issuers {
+            if name.value == crate::identity::delegation::ISSUER {
+                p.error(
+                    name,
+                    "`warden` is the issuer name of Warden's own delegated tokens",
+                );
+                continue;
+            }
             let first = self.issuer_names.get(name.value.as_str());
             if !p.first_definition(first, name, format_args!("issuer `{}`", name.value)) {
                 continue;

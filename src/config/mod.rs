@@ -18,5 +18,6 @@ pub mod source;
 pub mod watch;
 
 pub use crate::problem::Problem;
-pub use compile::{compile, compile_parsed, parse, Compiled, Environment};
+pub use compile::{compile, compile_parsed, Compiled, Environment};
+pub use file::parse;
 pub use snapshot::Snapshot;

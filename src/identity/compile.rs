@@ -29,6 +29,8 @@ pub struct Keys<'f> {
     index: KeyIndex,
     public: PublicKeys,
     agents: HashMap<Box<str>, usize>,
+    /// Ids of the keys listed under `revocations.keys`.
+    revoked: std::collections::HashSet<Box<str>>,
 }
 
 impl<'f> Keys<'f> {
@@ -60,6 +62,9 @@ impl<'f> Keys<'f> {
                 None => None,
             };
             let is_revoked = revoked(&key_id.value);
+            if is_revoked {
+                self.revoked.insert(key_id.value.as_str().into());
+            }
             if !self
                 .index
                 .insert(hash, agent, key_id.value.clone(), expires_at, is_revoked)
@@ -98,11 +103,15 @@ impl<'f> Keys<'f> {
             let Some(public) = ed25519_key(p, &key.value.ed25519) else {
                 continue;
             };
+            let is_revoked = revoked(&key_id.value);
+            if is_revoked {
+                self.revoked.insert(key_id.value.as_str().into());
+            }
             self.public.insert(PublicKey {
                 id: key_id.value.as_str().into(),
                 agent,
                 key: public,
-                revoked: revoked(&key_id.value),
+                revoked: is_revoked,
             });
         }
     }
@@ -120,16 +129,22 @@ impl<'f> Keys<'f> {
     /// Every credential of the policy, with the issuers it trusts and Warden's own key.
     pub fn finish(
         self,
-        issuers: Vec<Issuer>,
+        mut issuers: Vec<Issuer>,
         voucher: Option<Voucher>,
+        delegation: super::delegation::Settings,
         fleet: std::sync::Arc<crate::fleet::FleetState>,
     ) -> Identities {
+        if let Some(voucher) = &voucher {
+            issuers.push(Issuer::delegating(voucher.key().verifying_key().as_bytes()));
+        }
         Identities {
             keys: self.index,
             public_keys: self.public,
             issuers: Issuers::new(issuers),
             agents: self.agents,
             voucher,
+            delegation,
+            revoked_keys: self.revoked,
             fleet,
         }
     }

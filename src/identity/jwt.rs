@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::delegation::{self, Actor, Delegation, Lineage, Scope};
 use crate::globs::Globs;
 
 /// Default allowance for issuer and Warden clocks that disagree.
@@ -30,6 +31,9 @@ pub struct Issuer {
     clock_skew: i64,
     /// The agents it may mint for (`None`: all).
     agents: Option<crate::globs::Globs>,
+    /// Warden itself, for delegated tokens: its tokens must carry `act`, `scope` and their
+    /// lineage, and they narrow what the agent may use to their scope.
+    delegates: bool,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -54,6 +58,21 @@ impl Issuer {
             validation,
             clock_skew: i64::try_from(clock_skew_secs).unwrap_or(i64::MAX),
             agents: None,
+            delegates: false,
+        }
+    }
+
+    /// Warden as the issuer of delegated tokens (token exchange), verified with the public
+    /// half of its identity key.
+    pub fn delegating(key: &[u8; 32]) -> Self {
+        let issuer = delegation::ISSUER;
+        let mut issuer = Issuer::new(issuer.into(), key, issuer, DEFAULT_CLOCK_SKEW_SECS);
+        issuer
+            .validation
+            .set_required_spec_claims(&["exp", "aud", "sub", "jti"]);
+        Issuer {
+            delegates: true,
+            ..issuer
         }
     }
 
@@ -100,6 +119,8 @@ pub struct VerifiedToken {
     pub token_id: Option<Box<str>>,
     /// The `models` claim: the agent's allowlist is narrowed to it (never widened).
     pub models: Option<Globs>,
+    /// A delegated token's actors, scope and lineage (tokens Warden issued by exchange).
+    pub delegation: Option<Delegation>,
 }
 
 /// Why a token is refused.
@@ -120,6 +141,9 @@ struct Claims {
     iat: Option<f64>,
     jti: Option<String>,
     models: Option<Vec<String>>,
+    act: Option<Actor>,
+    scope: Option<String>,
+    warden: Option<Lineage>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +235,30 @@ impl Issuers {
 }
 
 fn verified(index: usize, issuer: &Issuer, claims: Claims) -> Result<VerifiedToken, TokenError> {
+    let delegation = if issuer.delegates {
+        let (Some(act), Some(scope), Some(lineage)) = (&claims.act, &claims.scope, &claims.warden)
+        else {
+            return Err(TokenError::Invalid(
+                "a delegated token carries `act`, `scope` and its lineage",
+            ));
+        };
+        let scope = Scope::parse(scope).map_err(|_| TokenError::Invalid("bad delegated scope"))?;
+        let models = Globs::compile(scope.models.iter().map(String::as_str))
+            .map_err(|_| TokenError::Invalid("bad delegated scope"))?;
+        Some(Delegation {
+            actors: act.chain(),
+            scope,
+            models,
+            ancestors: lineage
+                .ancestors
+                .iter()
+                .map(|a| a.as_str().into())
+                .collect(),
+            root_key: lineage.key.as_deref().map(Into::into),
+        })
+    } else {
+        None
+    };
     let models = match claims.models {
         Some(models) => Some(
             Globs::compile(models.iter().map(String::as_str))
@@ -226,7 +274,10 @@ fn verified(index: usize, issuer: &Issuer, claims: Claims) -> Result<VerifiedTok
         not_before: claims.nbf.map(seconds).max(iat),
         clock_skew: issuer.clock_skew,
         token_id: claims.jti.map(Into::into),
-        models,
+        models: delegation
+            .as_ref()
+            .map_or(models, |d| Some(d.models.clone())),
+        delegation,
     })
 }
 

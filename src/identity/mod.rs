@@ -6,6 +6,8 @@
 
 pub mod api_key;
 pub mod compile;
+pub mod delegation;
+pub mod exchange;
 pub mod jwt;
 pub mod principal;
 pub mod signature;
@@ -33,6 +35,11 @@ pub struct Identities {
     pub agents: HashMap<Box<str>, usize>,
     /// Warden's own key, when `server.identity_key_file` is set (and read).
     pub voucher: Option<vouch::Voucher>,
+    /// How far token exchange lets agents delegate (`delegation:`).
+    pub delegation: delegation::Settings,
+    /// API key and public key ids under `revocations.keys` (a delegated token dies with the
+    /// key its chain started from).
+    pub revoked_keys: std::collections::HashSet<Box<str>>,
     /// Key and token revocations pushed through the fleet's Redis, on top of the policy's.
     pub fleet: std::sync::Arc<crate::fleet::FleetState>,
 }
@@ -191,10 +198,14 @@ fn from_token(
             None,
         ));
     }
-    let revoked = verified
-        .token_id
-        .as_deref()
-        .is_some_and(|jti| token_revoked(jti) || ids.pushed_token_revoked(jti));
+    let jti_revoked = |jti: &str| token_revoked(jti) || ids.pushed_token_revoked(jti);
+    let key_revoked = |key: &str| ids.revoked_keys.contains(key) || ids.pushed_key_revoked(key);
+    // A delegated token dies with any token up its chain and with the key it started from.
+    let lineage_revoked = verified.delegation.as_ref().is_some_and(|d| {
+        d.ancestors.iter().any(|jti| jti_revoked(jti))
+            || d.root_key.as_deref().is_some_and(key_revoked)
+    });
+    let revoked = lineage_revoked || verified.token_id.as_deref().is_some_and(jti_revoked);
     let principal = Principal {
         agent,
         credential: Credential::Jwt(verified),

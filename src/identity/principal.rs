@@ -37,7 +37,16 @@ impl Credential {
         }
     }
 
-    /// Models the credential allows, beside the agent's allowlist (a token's `models`).
+    /// A delegated token's actors, scope and lineage (`None`: not delegated).
+    pub fn delegation(&self) -> Option<&super::delegation::Delegation> {
+        match self {
+            Credential::Jwt(token) => token.delegation.as_ref(),
+            Credential::ApiKey(_) | Credential::Signature(_) => None,
+        }
+    }
+
+    /// Models the credential allows, beside the agent's allowlist (a token's `models`, a
+    /// delegated token's scope).
     pub fn narrowing(&self) -> Option<&Globs> {
         match self {
             Credential::Jwt(token) => token.models.as_ref(),

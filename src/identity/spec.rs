@@ -46,3 +46,45 @@ pub struct IssuerSpec {
     #[schemars(with = "Option<Vec<String>>")]
     pub agents: Option<Vec<Spanned<String>>>,
 }
+
+/// `delegation:` — how far token exchange (`POST /v1/token`) lets agents delegate.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationSpec {
+    /// Most actors in a chain (default 3).
+    #[schemars(with = "Option<u32>")]
+    pub max_depth: Option<Spanned<u32>>,
+    /// Longest lifetime of a delegated token, like `15m` or `1h` (default 1h).
+    #[schemars(with = "Option<String>")]
+    pub max_ttl: Option<Spanned<String>>,
+}
+
+impl DelegationSpec {
+    /// The settings, or the defaults with each problem reported.
+    pub fn compile(&self, p: &mut crate::problem::Problems<'_>) -> super::delegation::Settings {
+        let mut settings = super::delegation::Settings::default();
+        if let Some(depth) = &self.max_depth {
+            match usize::try_from(depth.value) {
+                Ok(n @ 1..=16) => settings.max_depth = n,
+                _ => p.error(depth, "`max_depth` is between 1 and 16"),
+            }
+        }
+        if let Some(ttl) = &self.max_ttl {
+            let parsed = ttl
+                .value
+                .parse::<jiff::Span>()
+                .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()));
+            match parsed {
+                Ok(d) if d.is_positive() => settings.max_ttl_secs = d.as_secs(),
+                _ => p.error(
+                    ttl,
+                    format!(
+                        "`max_ttl` is a positive duration like 15m or 1h, got `{}`",
+                        ttl.value
+                    ),
+                ),
+            }
+        }
+        settings
+    }
+}

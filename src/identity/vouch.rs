@@ -87,6 +87,11 @@ impl Voucher {
         Some(value)
     }
 
+    /// The signing key (delegated tokens are signed with it too).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// The public key as a JWK Set (`/.well-known/jwks.json`).
     pub fn jwks(&self) -> serde_json::Value {
         json!({"keys": [{
@@ -112,7 +117,7 @@ fn sign(
 }
 
 /// RFC 7638 JWK thumbprint of an Ed25519 public key (SHA-256, base64url).
-fn thumbprint(key: &SigningKey) -> String {
+pub(super) fn thumbprint(key: &SigningKey) -> String {
     let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))

@@ -16,9 +16,11 @@ use crate::problem::Problems;
 #[derive(Debug, Clone)]
 pub struct McpGrant {
     /// In policy order; a name listed exactly is found before any glob.
-    tools: Vec<ToolRule>,
+    tools: std::sync::Arc<[ToolRule]>,
     resources: Globs,
     prompts: Globs,
+    /// A delegated credential's tool globs: only the tools they match exist.
+    within: Option<Globs>,
 }
 
 /// The rules of one `tools:` entry.
@@ -71,6 +73,9 @@ pub enum Kind {
 impl McpGrant {
     /// The rules for tool `name`: its exact entry, else the first glob that matches it.
     pub fn tool(&self, name: &str) -> Option<&ToolRule> {
+        if self.within.as_ref().is_some_and(|w| !w.matches(name)) {
+            return None;
+        }
         self.tools
             .iter()
             .find(|t| t.glob.is_none() && t.key == name)
@@ -79,6 +84,22 @@ impl McpGrant {
                     .iter()
                     .find(|t| t.glob.as_ref().is_some_and(|g| g.matches(name)))
             })
+    }
+
+    /// The grant as a delegated credential sees it: the tools `tools` match (their rules and
+    /// quotas the agent's), no resources, no prompts (a delegated scope names none).
+    pub fn narrowed(&self, tools: Globs) -> McpGrant {
+        McpGrant {
+            tools: std::sync::Arc::clone(&self.tools),
+            resources: Globs::default(),
+            prompts: Globs::default(),
+            within: Some(tools),
+        }
+    }
+
+    /// The `tools:` entries as written (names and globs), in policy order.
+    pub fn tool_keys(&self) -> impl Iterator<Item = &str> {
+        self.tools.iter().map(|t| t.key.as_str())
     }
 
     /// Whether the resource at `uri` (or a resource template, by its URI template) exists for
@@ -156,9 +177,10 @@ pub fn compile<'f>(
             continue;
         };
         let grant = McpGrant {
-            tools,
+            tools: tools.into(),
             resources,
             prompts,
+            within: None,
         };
         compiled.insert(server.value.clone(), grant);
     }

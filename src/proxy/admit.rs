@@ -66,6 +66,10 @@ impl WardenProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Admitted, Refusal> {
         let snapshot = self.load_snapshot(session, ctx)?;
+        if session.req_header().uri.path() == super::token::PATH {
+            let answer = super::token::answer(session, ctx, &snapshot, &self.nonces).await?;
+            return Ok(Admitted::Answer(answer));
+        }
         let (agent_index, tunnel_service) = self.authenticate(session, ctx, &snapshot)?;
         let agent = &snapshot.agents[agent_index];
         match endpoint(session, ctx, agent, tunnel_service)? {
@@ -221,10 +225,20 @@ fn endpoint(
 ) -> Result<Endpoint, Refusal> {
     let request = session.req_header();
     let path = request.uri.path();
-    if path == verify::PATH {
+    let delegated = ctx.credential.as_ref().and_then(Credential::delegation);
+    if path == verify::PATH && delegated.is_none() {
         return Ok(Endpoint::Verify);
     }
-    crate::policy::check_agent(agent, ctx.arrived)?;
+    crate::policy::check_agent(agent, ctx.arrived).map_err(|denial| match denial {
+        // A delegated token dies with its parent: it is the credential that is revoked.
+        crate::policy::Denial::AgentRevoked if delegated.is_some() => Refusal::CredentialRevoked,
+        denial => denial.into(),
+    })?;
+    if path == verify::PATH {
+        return Err(Refusal::EndpointNotAllowed(
+            "a delegated token verifies no actions: its scope has none".into(),
+        ));
+    }
     request::check_path(path)?;
     if tunnel_service.is_some() || path.starts_with(service::PREFIX) {
         return Ok(Endpoint::Service(tunnel_service));

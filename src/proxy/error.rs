@@ -10,6 +10,7 @@ use http::StatusCode;
 use pingora::{Error, ErrorType};
 
 use crate::code::Code;
+use crate::identity::exchange::Refused;
 use crate::identity::Rejection;
 use crate::limits::{BudgetRefusal, Exhausted, NeverFits, RateDecision};
 use crate::mcp::{Invalid, McpDenial};
@@ -81,6 +82,10 @@ pub enum Refusal {
     McpServerNotAllowed(String),
     /// The request names an MCP session this agent did not open.
     McpSessionNotFound,
+    /// A token exchange refused (RFC 6749 §5.2, or wider than its parent).
+    TokenExchange(Box<Refused>),
+    /// The agent's team is revoked (`revocations.teams`, `warden revoke --team`).
+    PrincipalRevoked,
 }
 
 /// A JSON-RPC refusal and the id of the request it answers (`null` when there is none).
@@ -149,7 +154,7 @@ impl From<Denial> for Refusal {
                 by_credential,
             } => Refusal::ModelNotAllowed(if by_credential {
                 format!(
-                    "this credential may not use model {} (the token's `models` claim does not include it)",
+                    "this credential may not use model {} (its token's `models` claim or delegated scope does not include it)",
                     shown(&model)
                 )
             } else {
@@ -259,6 +264,11 @@ impl Refusal {
             R::McpServerNotFound(_) => row(Code::McpServerNotFound, 404, NOT_FOUND),
             R::McpServerNotAllowed(_) => row(Code::McpServerNotAllowed, 403, PERMISSION),
             R::McpSessionNotFound => row(Code::McpSessionNotFound, 404, NOT_FOUND),
+            R::TokenExchange(refused) => match **refused {
+                Refused::Delegation(_) => row(Code::DelegationInvalid, 403, PERMISSION),
+                _ => row(Code::InvalidTokenRequest, 400, INVALID_REQUEST),
+            },
+            R::PrincipalRevoked => row(Code::PrincipalRevoked, 403, PERMISSION),
         }
     }
 
@@ -340,6 +350,8 @@ impl Refusal {
                 "this agent may not use MCP server {} (not in its `mcp`)",
                 shown(name)
             ),
+            Refusal::TokenExchange(refused) => super::token::description(refused),
+            Refusal::PrincipalRevoked => "this agent's team has been revoked".into(),
             Refusal::McpSessionNotFound => "this MCP session was not opened by this agent through Warden (or has been forgotten): open a new one with `initialize`".into(),
         }
     }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{body, Forward, Refusal, RequestCtx};
 use crate::config::Snapshot;
+use crate::identity::Credential;
 use crate::mcp::answer::AnswerFilter;
 use crate::mcp::sessions::Sessions;
 use crate::mcp::{self, codes, Invalid, McpGrant, Message, Request};
@@ -44,6 +45,8 @@ pub struct McpCall {
     whole_answer: bool,
     /// Filters the answer's body, once its header has come.
     pub answer: Option<AnswerFilter>,
+    /// The grant narrowed to a delegated credential's scope (`None`: the agent's grant).
+    narrowed: Option<McpGrant>,
 }
 
 impl McpCall {
@@ -78,6 +81,13 @@ pub async fn begin(
         .mcp
         .get(&name)
         .ok_or_else(|| Refusal::McpServerNotAllowed(name.clone()))?;
+    let narrowed = match ctx.credential.as_ref().and_then(Credential::delegation) {
+        Some(delegation) => match delegation.scope.mcp_tools(&name) {
+            Some(tools) => Some(grant.narrowed(tools)),
+            None => return Err(Refusal::McpServerNotAllowed(name)),
+        },
+        None => None,
+    };
     ctx.provider = Some(server);
     let mut call = McpCall {
         server: name,
@@ -88,6 +98,7 @@ pub async fn begin(
         ends_session: None,
         whole_answer: false,
         answer: None,
+        narrowed,
     };
     let held = held_session(
         request.headers.get(SESSION),
@@ -110,7 +121,13 @@ pub async fn begin(
         ));
     };
     let outcome = match &read {
-        Some(bytes) => judge(ctx, snapshot, agent, grant, &mut call, session, bytes),
+        Some(bytes) => {
+            let narrowed = call.narrowed.take();
+            let grant = narrowed.as_ref().unwrap_or(grant);
+            let judged = judge(ctx, snapshot, agent, grant, &mut call, session, bytes);
+            call.narrowed = narrowed;
+            judged
+        }
         None if method == Method::GET => ctx.admission.take_rate(agent),
         None => ctx.admission.take_request_limits(agent),
     };
@@ -267,10 +284,13 @@ pub fn filter_answer(ctx: &mut RequestCtx, chunk: &mut Option<Bytes>, end_of_str
     else {
         return;
     };
-    let grant = snapshot
-        .agents
-        .get(agent)
-        .and_then(|a| a.mcp.get(&call.server));
+    let grant = match &call.narrowed {
+        Some(narrowed) => Some(narrowed),
+        None => snapshot
+            .agents
+            .get(agent)
+            .and_then(|a| a.mcp.get(&call.server)),
+    };
     if let (Some(grant), Some(answer)) = (grant, &mut call.answer) {
         answer.filter(grant, chunk, end_of_stream);
     }

@@ -29,6 +29,7 @@ pub mod respond;
 pub mod service;
 mod settle;
 pub mod stream_usage;
+mod token;
 mod upstream;
 pub mod usage;
 pub mod verify;

@@ -52,6 +52,8 @@ pub async fn write_answer(
     let mut header = pingora::http::ResponseHeader::build(http::StatusCode::OK, Some(3))?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    // Warden's own answers are per agent (and a token exchange's are secrets): never cached.
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     if let Some(id) = &ctx.request_id {
         header.insert_header(super::headers::REQUEST_ID, id.clone())?;
     }

@@ -22,6 +22,8 @@ pub enum ErrorShape {
     Anthropic,
     /// A JSON-RPC error, for MCP clients (`/mcp/<server>`).
     JsonRpc,
+    /// RFC 6749 §5.2's `{"error", "error_description"}`, for token exchange (`/v1/token`).
+    OAuth,
 }
 
 impl ErrorShape {
@@ -31,6 +33,9 @@ impl ErrorShape {
         let path = request.uri.path();
         if path.starts_with(crate::mcp::PREFIX) {
             return ErrorShape::JsonRpc;
+        }
+        if path == super::token::PATH {
+            return ErrorShape::OAuth;
         }
         let messages = path
             .strip_prefix("/v1/messages")
@@ -63,6 +68,10 @@ impl Refusal {
                 }
             }),
             ErrorShape::JsonRpc => self.json_rpc_body(),
+            ErrorShape::OAuth => serde_json::json!({
+                "error": super::token::error_code(self),
+                "error_description": self.message(),
+            }),
         };
         Bytes::from(body.to_string())
     }

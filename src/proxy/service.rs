@@ -14,6 +14,7 @@ use super::ctx::ServiceCall;
 use super::error::shown;
 use super::{body, Forward, Refusal, RequestCtx};
 use crate::config::Snapshot;
+use crate::identity::Credential;
 use crate::limits::actions::Charge;
 use crate::policy::Agent;
 use crate::providers::Serves;
@@ -104,6 +105,13 @@ fn admit(
             shown(name)
         ))
     })?;
+    let delegated = ctx.credential.as_ref().and_then(Credential::delegation);
+    if delegated.is_some_and(|d| !d.allows_service(name)) {
+        return Err(Refusal::DestinationNotAllowed(format!(
+            "this credential may not call service {} (not in its delegated scope)",
+            shown(name)
+        )));
+    }
     if !grant.allows(method, service_path) || !method_overrides_allowed(grant, query, service_path)
     {
         return Err(Refusal::DestinationNotAllowed(format!(
