@@ -176,6 +176,7 @@ impl AdminApp {
                 AgentStatus::Active => "active",
                 AgentStatus::Suspended { .. } => "suspended",
                 AgentStatus::Revoked => "revoked",
+                AgentStatus::TeamRevoked => "team_revoked",
             };
             let keys: Vec<_> = snapshot
                 .identity

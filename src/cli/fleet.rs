@@ -25,15 +25,19 @@ pub struct Target {
     /// A JWT id (`jti`)
     #[arg(long)]
     pub token: Option<String>,
+    /// A team (agents' `owner`): every agent of it
+    #[arg(long)]
+    pub team: Option<String>,
 }
 
 impl Target {
     fn kind_and_id(&self) -> (Kind, &str, RevokedKind) {
-        match (&self.agent, &self.key, &self.token) {
-            (Some(agent), _, _) => (Kind::Agent, agent, RevokedKind::Agent),
-            (_, Some(key), _) => (Kind::Key, key, RevokedKind::Credential),
-            (_, _, Some(token)) => (Kind::Token, token, RevokedKind::Token),
-            (None, None, None) => (Kind::Agent, "", RevokedKind::Agent),
+        match (&self.agent, &self.key, &self.token, &self.team) {
+            (Some(agent), ..) => (Kind::Agent, agent, RevokedKind::Agent),
+            (_, Some(key), ..) => (Kind::Key, key, RevokedKind::Credential),
+            (_, _, Some(token), _) => (Kind::Token, token, RevokedKind::Token),
+            (.., Some(team)) => (Kind::Team, team, RevokedKind::Team),
+            (None, None, None, None) => (Kind::Agent, "", RevokedKind::Agent),
         }
     }
 }
@@ -121,6 +125,7 @@ fn noun(kind: Kind) -> &'static str {
         Kind::Agent | Kind::Suspend => "agent",
         Kind::Key => "key",
         Kind::Token => "token",
+        Kind::Team => "team",
     }
 }
 

@@ -109,6 +109,7 @@ impl Snapshot {
         let kinds = match code {
             Code::AgentRevoked => (Kind::Agent, RevokedKind::Agent),
             Code::AgentSuspended => (Kind::Suspend, RevokedKind::Agent),
+            Code::PrincipalRevoked => (Kind::Team, RevokedKind::Team),
             Code::CredentialRevoked => match credential? {
                 Credential::Jwt(_) => (Kind::Token, RevokedKind::Token),
                 _ => (Kind::Key, RevokedKind::Credential),
@@ -117,6 +118,7 @@ impl Snapshot {
         };
         let id = match (kinds.0, credential) {
             (Kind::Agent | Kind::Suspend, _) => self.agents.get(agent?)?.id.as_str(),
+            (Kind::Team, _) => self.agents.get(agent?)?.owner.as_deref()?,
             (Kind::Token, Some(Credential::Jwt(token))) => token.token_id.as_deref()?,
             (_, Some(credential)) => self.credential_id(credential)?,
             (_, None) => return None,

@@ -82,12 +82,12 @@ impl FleetState {
         self.connection.store(connection.map(Arc::new));
     }
 
-    /// Whether pushed revocations refuse agent `id` at `now` (Unix seconds).
-    pub fn agent_refusal(&self, id: &str, now: i64) -> Option<AgentRefusal> {
+    /// Whether pushed revocations refuse agent `id` of team `team` at `now` (Unix seconds).
+    pub fn agent_refusal(&self, id: &str, team: Option<&str>, now: i64) -> Option<AgentRefusal> {
         let pushed = self.pushed.load();
         if pushed.is_empty() {
             return None;
         }
-        pushed.agent(id, now)
+        pushed.agent(id, team, now)
     }
 }

@@ -28,6 +28,8 @@ pub enum Kind {
     Key,
     /// A JWT id is refused with `credential_revoked`.
     Token,
+    /// Every agent of a team (`owner`) is refused with `principal_revoked`.
+    Team,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Suspend => "suspend",
             Kind::Key => "key",
             Kind::Token => "token",
+            Kind::Team => "team",
         }
     }
 
@@ -66,12 +69,15 @@ pub struct Pushed {
     suspended: HashMap<String, Entry>,
     keys: HashMap<String, Entry>,
     tokens: HashMap<String, Entry>,
+    teams: HashMap<String, Entry>,
 }
 
 /// Why a pushed entry refuses an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentRefusal {
     Revoked,
+    /// Its team is revoked.
+    TeamRevoked,
     Suspended,
 }
 
@@ -92,6 +98,7 @@ impl Pushed {
                 "suspend" => &mut pushed.suspended,
                 "key" => &mut pushed.keys,
                 "token" => &mut pushed.tokens,
+                "team" => &mut pushed.teams,
                 _ => {
                     unreadable += 1;
                     continue;
@@ -108,13 +115,21 @@ impl Pushed {
 
     /// How many entries the list holds (suspensions that have ended included).
     pub fn len(&self) -> usize {
-        self.agents.len() + self.suspended.len() + self.keys.len() + self.tokens.len()
+        self.agents.len()
+            + self.suspended.len()
+            + self.keys.len()
+            + self.tokens.len()
+            + self.teams.len()
     }
 
-    /// Whether agent `id` is refused at `now` (Unix seconds), revocation before suspension.
-    pub fn agent(&self, id: &str, now: i64) -> Option<AgentRefusal> {
+    /// Whether agent `id` of team `team` is refused at `now` (Unix seconds): its revocation,
+    /// its team's, then its suspension.
+    pub fn agent(&self, id: &str, team: Option<&str>, now: i64) -> Option<AgentRefusal> {
         if self.agents.contains_key(id) {
             return Some(AgentRefusal::Revoked);
+        }
+        if team.is_some_and(|team| self.teams.contains_key(team)) {
+            return Some(AgentRefusal::TeamRevoked);
         }
         let suspension = self.suspended.get(id)?;
         suspension
@@ -140,6 +155,7 @@ impl Pushed {
             Kind::Suspend => &self.suspended,
             Kind::Key => &self.keys,
             Kind::Token => &self.tokens,
+            Kind::Team => &self.teams,
         }
         .get(id)
     }
@@ -174,10 +190,17 @@ mod tests {
         ]);
         assert_eq!(unreadable, 2);
         assert_eq!(pushed.len(), 4);
-        assert_eq!(pushed.agent("rogue", 0), Some(AgentRefusal::Revoked));
-        assert_eq!(pushed.agent("sleepy", 99), Some(AgentRefusal::Suspended));
-        assert_eq!(pushed.agent("sleepy", 100), None, "the suspension ended");
-        assert_eq!(pushed.agent("other", 0), None);
+        assert_eq!(pushed.agent("rogue", None, 0), Some(AgentRefusal::Revoked));
+        assert_eq!(
+            pushed.agent("sleepy", None, 99),
+            Some(AgentRefusal::Suspended)
+        );
+        assert_eq!(
+            pushed.agent("sleepy", None, 100),
+            None,
+            "the suspension ended"
+        );
+        assert_eq!(pushed.agent("other", None, 0), None);
         assert!(pushed.key_revoked("k:1") && !pushed.key_revoked("rogue"));
         assert!(pushed.token_revoked("jti-1") && !pushed.token_revoked("k:1"));
         assert_eq!(pushed.get(Kind::Agent, "rogue").unwrap().reason, "leaked");

@@ -46,4 +46,6 @@ pub enum AgentStatus {
     },
     /// Listed under `revocations.agents`: refused whatever `status` says.
     Revoked,
+    /// Its team (`owner`) is listed under `revocations.teams`.
+    TeamRevoked,
 }

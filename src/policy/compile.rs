@@ -152,6 +152,10 @@ impl AgentSpec {
         if revocations.get(RevokedKind::Agent, &id.value).is_some() {
             return AgentStatus::Revoked;
         }
+        let team = self.owner.as_deref();
+        if team.is_some_and(|team| revocations.get(RevokedKind::Team, team).is_some()) {
+            return AgentStatus::TeamRevoked;
+        }
         match status {
             Some(StatusSpec::Suspended) => AgentStatus::Suspended { until },
             Some(StatusSpec::Active) | None => AgentStatus::Active,
@@ -211,7 +215,7 @@ impl RevocationsSpec {
                 let (known, what) = match kind {
                     RevokedKind::Agent => (agent_defined(id), "agent"),
                     RevokedKind::Credential => (key_defined(id), "key"),
-                    RevokedKind::Token => continue,
+                    RevokedKind::Token | RevokedKind::Team => continue,
                 };
                 if !known && !id.trim().is_empty() {
                     let message = format!("revoked {what} `{id}` is not defined in this policy");
@@ -222,8 +226,9 @@ impl RevocationsSpec {
     }
 
     /// The three lists with the kind each revokes.
-    fn lists(&self) -> [(RevokedKind, &[Spanned<RevokedSpec>]); 3] {
+    fn lists(&self) -> [(RevokedKind, &[Spanned<RevokedSpec>]); 4] {
         [
+            (RevokedKind::Team, self.teams.as_slice()),
             (RevokedKind::Agent, self.agents.as_slice()),
             (RevokedKind::Credential, self.keys.as_slice()),
             (RevokedKind::Token, self.tokens.as_slice()),

@@ -26,6 +26,8 @@ pub use agent::{Agent, AgentStatus};
 pub enum Denial {
     /// Listed under `revocations.agents`.
     AgentRevoked,
+    /// Its team (`owner`) is revoked, by policy or through the fleet.
+    PrincipalRevoked,
     /// `status: suspended`, and any `suspended_until` has not come yet.
     AgentSuspended,
     /// The method and path are outside the agent's `endpoints`.
@@ -45,14 +47,17 @@ pub enum Denial {
 ///
 /// Also refuses it outside its `schedule`, whatever it asks for.
 pub fn check_agent(agent: &Agent, now: Timestamp) -> Result<(), Denial> {
-    match agent.fleet.agent_refusal(&agent.id, now.as_second()) {
+    let team = agent.owner.as_deref();
+    match agent.fleet.agent_refusal(&agent.id, team, now.as_second()) {
         Some(AgentRefusal::Revoked) => return Err(Denial::AgentRevoked),
+        Some(AgentRefusal::TeamRevoked) => return Err(Denial::PrincipalRevoked),
         Some(AgentRefusal::Suspended) => return Err(Denial::AgentSuspended),
         None => {}
     }
     match agent.status {
         AgentStatus::Active => {}
         AgentStatus::Revoked => return Err(Denial::AgentRevoked),
+        AgentStatus::TeamRevoked => return Err(Denial::PrincipalRevoked),
         AgentStatus::Suspended { until: Some(until) } if until <= now => {}
         AgentStatus::Suspended { .. } => return Err(Denial::AgentSuspended),
     }

@@ -13,6 +13,7 @@ pub struct Revocations {
     agents: HashMap<String, Revoked>,
     credentials: HashMap<String, Revoked>,
     tokens: HashMap<String, Revoked>,
+    teams: HashMap<String, Revoked>,
 }
 
 /// One revocation's reason; empty when policy gives none.
@@ -29,6 +30,8 @@ pub enum RevokedKind {
     Credential,
     /// A token id (JWT `jti`).
     Token,
+    /// A team: an `owner` of agents.
+    Team,
 }
 
 impl Revocations {
@@ -55,6 +58,7 @@ impl Revocations {
             RevokedKind::Agent => &self.agents,
             RevokedKind::Credential => &self.credentials,
             RevokedKind::Token => &self.tokens,
+            RevokedKind::Team => &self.teams,
         }
     }
 
@@ -63,6 +67,7 @@ impl Revocations {
             RevokedKind::Agent => &mut self.agents,
             RevokedKind::Credential => &mut self.credentials,
             RevokedKind::Token => &mut self.tokens,
+            RevokedKind::Team => &mut self.teams,
         }
     }
 }

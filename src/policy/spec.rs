@@ -89,6 +89,10 @@ pub struct RevocationsSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RevokedSpec>")]
     pub tokens: Vec<Spanned<RevokedSpec>>,
+    /// Teams (agents' `owner`): every agent of the team is refused (403 `principal_revoked`).
+    #[serde(default)]
+    #[schemars(with = "Vec<RevokedSpec>")]
+    pub teams: Vec<Spanned<RevokedSpec>>,
 }
 
 /// One revoked id: a bare id, or `{id, reason}`.

@@ -144,6 +144,7 @@ impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Self {
         match denial {
             Denial::AgentRevoked => Refusal::AgentRevoked,
+            Denial::PrincipalRevoked => Refusal::PrincipalRevoked,
             Denial::AgentSuspended => Refusal::AgentSuspended,
             Denial::EndpointNotAllowed { method, path } => Refusal::EndpointNotAllowed(format!(
                 "this agent may not call {method} {} (not in its `endpoints`)",
