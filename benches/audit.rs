@@ -72,6 +72,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         action: None,
         revocation: None,
         mcp: None,
+        user: None,
     }
 }
 

@@ -74,11 +74,15 @@ pub enum Code {
     InvalidTokenRequest,
     /// The agent's team (`owner`) is revoked.
     PrincipalRevoked,
+    /// An end user's `per_user.requests_per_minute` is used up (or too many users today).
+    UserRateLimited,
+    /// An end user's `per_user` token or spend budget does not fit.
+    UserBudgetExhausted,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 45] = [
+    pub const ALL: [Code; 47] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -124,6 +128,8 @@ impl Code {
         Code::DelegationInvalid,
         Code::InvalidTokenRequest,
         Code::PrincipalRevoked,
+        Code::UserRateLimited,
+        Code::UserBudgetExhausted,
     ];
 
     /// The code as written on the wire, in metrics and in audit records.
@@ -174,6 +180,8 @@ impl Code {
             Code::DelegationInvalid => "delegation_invalid",
             Code::InvalidTokenRequest => "invalid_token_request",
             Code::PrincipalRevoked => "principal_revoked",
+            Code::UserRateLimited => "user_rate_limited",
+            Code::UserBudgetExhausted => "user_budget_exhausted",
         }
     }
 

@@ -75,6 +75,8 @@ pub struct AuditEvent {
     pub revocation: Option<Revocation>,
     /// For an MCP request (`/mcp/<server>`): the method, the tool called and how.
     pub mcp: Option<Mcp>,
+    /// The end user the request was made for (`user`, `metadata.user_id`, `X-Warden-User`).
+    pub user: Option<String>,
 }
 
 /// An MCP request's facts. The arguments of a tool call are recorded only as a digest: they
@@ -246,6 +248,9 @@ pub struct RequestRecord<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub upstream_ms: Option<f64>,
+    /// The end user the request was made for, when it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
     /// Whether the action was verified (action records only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
@@ -349,6 +354,7 @@ impl AuditEvent {
                 (None, None, None) => "request",
             },
             upstream_ms: self.upstream_ms,
+            user: self.user.as_deref(),
             verified: action.map(|a| a.verified),
         }
     }

@@ -376,6 +376,7 @@ mod tests {
             action: None,
             revocation: None,
             mcp: None,
+            user: None,
         }
     }
 

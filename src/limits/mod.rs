@@ -13,6 +13,7 @@ pub mod budget;
 pub mod concurrency;
 pub mod counters;
 pub mod held;
+pub mod per_user;
 pub mod pricing;
 pub mod prompt;
 pub mod rate;
@@ -48,6 +49,8 @@ pub struct AgentLimits {
     pub service_calls: Arc<actions::ActionLedger>,
     /// Today's MCP tool calls (`per_day`) and argument sums (`sum_per_day`).
     pub mcp_calls: Arc<actions::ActionLedger>,
+    /// `per_user`: each end user's rate and budgets.
+    pub per_user: Option<Arc<per_user::UserLimits>>,
     /// Output tokens reserved for a request without a cap (`limits.default_output_tokens`).
     pub default_output_tokens: u64,
 }
@@ -141,6 +144,7 @@ struct AgentCells {
     actions: Arc<actions::ActionLedger>,
     service_calls: Arc<actions::ActionLedger>,
     mcp_calls: Arc<actions::ActionLedger>,
+    per_user: Option<Arc<per_user::UserLimits>>,
     /// When the agent left the published policy; `None` while it is in it.
     removed_at: Option<Instant>,
 }
@@ -162,6 +166,7 @@ impl LiveState {
             tokens_per_day,
             micro_usd_per_day,
             default_output_tokens,
+            per_user,
         } = *limits;
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         let cells = agents.get(agent);
@@ -220,6 +225,10 @@ impl LiveState {
             actions: ledger(cells.map(|c| &c.actions), fleet, agent, "actions"),
             service_calls: ledger(cells.map(|c| &c.service_calls), fleet, agent, "services"),
             mcp_calls: ledger(cells.map(|c| &c.mcp_calls), fleet, agent, "mcp"),
+            per_user: per_user.map(|wanted| match cells.and_then(|c| c.per_user.as_ref()) {
+                Some(users) if users.limits == wanted => Arc::clone(users),
+                _ => Arc::new(per_user::UserLimits::new(wanted)),
+            }),
             default_output_tokens: default_output_tokens.unwrap_or(budget::DEFAULT_OUTPUT_ESTIMATE),
         }
     }
@@ -263,6 +272,7 @@ impl LiveState {
             cells.actions = Arc::clone(&limits.actions);
             cells.service_calls = Arc::clone(&limits.service_calls);
             cells.mcp_calls = Arc::clone(&limits.mcp_calls);
+            cells.per_user.clone_from(&limits.per_user);
             if let Some((_, in_flight)) = &limits.max_concurrent {
                 cells.in_flight = Arc::clone(in_flight);
             }

@@ -29,6 +29,22 @@ pub struct LimitsSpec {
     /// like); 1024 when unset. Settled to what the provider reports.
     #[schemars(with = "Option<u64>")]
     pub default_output_tokens: Option<Spanned<u64>>,
+    /// Limits of each end user the agent acts for, keyed by the request's `user` (OpenAI),
+    /// `metadata.user_id` (Anthropic) or `X-Warden-User`.
+    #[schemars(with = "Option<PerUserSpec>")]
+    pub per_user: Option<Spanned<PerUserSpec>>,
+}
+
+/// `limits.per_user:` as written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerUserSpec {
+    #[schemars(with = "Option<u32>")]
+    pub requests_per_minute: Option<Spanned<u32>>,
+    #[schemars(with = "Option<u64>")]
+    pub tokens_per_day: Option<Spanned<u64>>,
+    #[schemars(with = "Option<f64>")]
+    pub usd_per_day: Option<Spanned<f64>>,
 }
 
 /// An agent's limits after validation: what [`super::LiveState::bind`] is asked for.
@@ -41,6 +57,7 @@ pub struct Limits {
     /// `usd_per_day` in micro-dollars.
     pub micro_usd_per_day: Option<u64>,
     pub default_output_tokens: Option<u64>,
+    pub per_user: Option<super::per_user::PerUser>,
 }
 
 impl LimitsSpec {
@@ -61,27 +78,25 @@ impl LimitsSpec {
             }
             Some(max.value)
         });
-        let mut tokens = |value: &Option<Spanned<u64>>, field: &str| {
-            value.as_ref().and_then(|n| {
-                if n.value == 0 {
-                    p.error(n, format!("`{field}` must be at least 1 (use `status: suspended` to stop an agent)"));
-                    return None;
+        let tokens_per_minute = at_least_one(p, &self.tokens_per_minute, "tokens_per_minute");
+        let tokens_per_day = at_least_one(p, &self.tokens_per_day, "tokens_per_day");
+        let default_output_tokens =
+            at_least_one(p, &self.default_output_tokens, "default_output_tokens");
+        let micro_usd_per_day = micro_usd(p, &self.usd_per_day);
+        let per_user = self.per_user.as_ref().map(|spec| {
+            let spec = &spec.value;
+            let rpm = spec.requests_per_minute.as_ref().and_then(|rpm| {
+                let n = NonZeroU32::new(rpm.value);
+                if n.is_none() {
+                    p.error(rpm, "`requests_per_minute` must be at least 1");
                 }
-                Some(n.value)
-            })
-        };
-        let tokens_per_minute = tokens(&self.tokens_per_minute, "tokens_per_minute");
-        let tokens_per_day = tokens(&self.tokens_per_day, "tokens_per_day");
-        let default_output_tokens = tokens(&self.default_output_tokens, "default_output_tokens");
-        let micro_usd_per_day = self.usd_per_day.as_ref().and_then(|usd| {
-            if !(usd.value.is_finite() && usd.value > 0.0) {
-                p.error(
-                    usd,
-                    "`usd_per_day` must be more than 0 (use `status: suspended` to stop an agent)",
-                );
-                return None;
+                n
+            });
+            super::per_user::PerUser {
+                requests_per_minute: rpm,
+                tokens_per_day: at_least_one(p, &spec.tokens_per_day, "tokens_per_day"),
+                micro_usd_per_day: micro_usd(p, &spec.usd_per_day),
             }
-            Some((usd.value * 1_000_000.0).round() as u64)
         });
         Limits {
             requests_per_minute,
@@ -90,8 +105,37 @@ impl LimitsSpec {
             tokens_per_day,
             micro_usd_per_day,
             default_output_tokens,
+            per_user,
         }
     }
+}
+
+/// A token count that must be at least 1.
+fn at_least_one(p: &mut Problems<'_>, value: &Option<Spanned<u64>>, field: &str) -> Option<u64> {
+    value.as_ref().and_then(|n| {
+        if n.value == 0 {
+            p.error(
+                n,
+                format!("`{field}` must be at least 1 (use `status: suspended` to stop an agent)"),
+            );
+            return None;
+        }
+        Some(n.value)
+    })
+}
+
+/// `usd_per_day` in micro-dollars; 0 or less is an error.
+fn micro_usd(p: &mut Problems<'_>, usd: &Option<Spanned<f64>>) -> Option<u64> {
+    usd.as_ref().and_then(|usd| {
+        if !(usd.value.is_finite() && usd.value > 0.0) {
+            p.error(
+                usd,
+                "`usd_per_day` must be more than 0 (use `status: suspended` to stop an agent)",
+            );
+            return None;
+        }
+        Some((usd.value * 1_000_000.0).round() as u64)
+    })
 }
 
 /// `teams.<owner>:` — budgets shared by every agent whose `owner` is this team.
@@ -109,16 +153,18 @@ impl TeamSpec {
         if spec.requests_per_minute.is_some()
             || spec.max_concurrent.is_some()
             || spec.default_output_tokens.is_some()
+            || spec.per_user.is_some()
         {
             p.error(
                 &self.limits,
-                "team limits take tokens_per_minute, tokens_per_day and usd_per_day (rate, concurrency and default_output_tokens are per agent)",
+                "team limits take tokens_per_minute, tokens_per_day and usd_per_day (rate, concurrency, default_output_tokens and per_user are per agent)",
             );
         }
         Limits {
             requests_per_minute: None,
             max_concurrent: None,
             default_output_tokens: None,
+            per_user: None,
             ..spec.compile(p)
         }
     }

@@ -4,6 +4,7 @@
 
 use super::error::Refusal;
 use crate::config::Snapshot;
+use crate::limits::per_user::UserHold;
 use crate::limits::{budget, Held, InFlightGuard, RateDecision};
 use crate::policy::Agent;
 
@@ -17,6 +18,8 @@ pub struct Admission {
     pub rate: Option<RateDecision>,
     /// Tokens and micro-dollars reserved in the agent's and its team's budgets.
     pub held: Held,
+    /// What the request's end user (`limits.per_user`) holds.
+    user: Option<UserHold>,
 }
 
 /// What a model call is expected to cost, for its budgets.
@@ -62,11 +65,40 @@ impl Admission {
         self.take_rate(agent)
     }
 
+    /// The limits of the end user a model call is made for (`limits.per_user`), when the
+    /// agent has them and the request names a user: its budgets, then its rate.
+    pub fn take_user_limits(
+        &mut self,
+        agent: &Agent,
+        snapshot: &Snapshot,
+        model: &str,
+        estimate: Option<Estimate>,
+        user: Option<&str>,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        let (Some(users), Some(user)) = (&agent.limits.per_user, user) else {
+            return Ok(());
+        };
+        let (tokens, cost) = match estimate {
+            Some(Estimate { prompt, output }) => (
+                budget::estimate(output, prompt),
+                (snapshot.prices.find(model)).map(|price| price.micro_usd(prompt, output)),
+            ),
+            None => (0, Some(0)),
+        };
+        let hold = users
+            .take(user, tokens, cost, now, &snapshot.days)
+            .map_err(|refusal| Refusal::for_user(refusal, model))?;
+        self.user = Some(hold);
+        Ok(())
+    }
+
     /// Gives back the slot and the reservations of a request that was refused; the rate
     /// decision stays for the refusal's headers.
     pub fn release(&mut self) {
         self.in_flight = None;
         self.held = Held::default();
+        self.user = None;
     }
 
     /// Charges the reservations with what was used (`None`: keep what was reserved) and frees
@@ -74,6 +106,9 @@ impl Admission {
     pub fn settle(&mut self, tokens: Option<u64>, cost: Option<u64>) {
         self.in_flight = None;
         std::mem::take(&mut self.held).settle(tokens, cost);
+        if let Some(user) = self.user.take() {
+            user.settle(tokens, cost);
+        }
     }
 
     fn take_slot(&mut self, agent: &Agent) -> Result<(), Refusal> {

@@ -202,13 +202,23 @@ impl WardenProxy {
             return Ok(plan_as_read(ctx, session, read.bytes, read.replayable));
         };
         let model = authorize_model(ctx, snapshot, agent, &fields)?;
-        let estimate = agent.limits.budgets.any().then(|| Estimate {
+        let per_user = agent.limits.per_user.as_ref();
+        let budgeted = agent.limits.budgets.any() || per_user.is_some_and(|u| u.limits.budgeted());
+        let estimate = budgeted.then(|| Estimate {
             prompt: crate::limits::prompt::estimate(&read.bytes, model),
             output: fields.output_bound(agent.limits.default_output_tokens),
         });
         let now = ctx.arrived.as_second();
         ctx.admission
             .take_model_limits(agent, snapshot, model, estimate, now)?;
+        let header = session.req_header().headers.get(super::headers::USER);
+        let user = fields
+            .user
+            .as_deref()
+            .or_else(|| header.and_then(|v| v.to_str().ok()));
+        ctx.user = user.map(|u| super::error::truncated(u, 256).to_owned());
+        ctx.admission
+            .take_user_limits(agent, snapshot, model, estimate, user, now)?;
         let (stream, options) = (fields.stream, fields.stream_options);
         Ok(plan_model_call(ctx, session, read, stream, options))
     }

@@ -68,6 +68,8 @@ pub struct RequestCtx {
     /// The credential the agent was identified by (kind and id, never the secret).
     pub credential: Option<crate::identity::Credential>,
     pub model: Option<String>,
+    /// The end user the request is made for (cut at 256 bytes), for `per_user` and audit.
+    pub user: Option<String>,
     pub provider: Option<usize>,
     /// The limits the request holds (slot, rate decision, reservations), settled when it ends.
     pub admission: Admission,
@@ -96,6 +98,7 @@ impl RequestCtx {
             agent: None,
             credential: None,
             model: None,
+            user: None,
             provider: None,
             admission: Admission::default(),
             service: None,

@@ -11,10 +11,8 @@ use pingora::{Error, ErrorType};
 
 use crate::code::Code;
 use crate::identity::exchange::Refused;
-use crate::identity::Rejection;
-use crate::limits::{BudgetRefusal, Exhausted, NeverFits, RateDecision};
+use crate::limits::{Exhausted, NeverFits};
 use crate::mcp::{Invalid, McpDenial};
-use crate::policy::Denial;
 
 /// A request Warden refuses or cannot complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +84,17 @@ pub enum Refusal {
     TokenExchange(Box<Refused>),
     /// The agent's team is revoked (`revocations.teams`, `warden revoke --team`).
     PrincipalRevoked,
+    /// The end user's `per_user.requests_per_minute`, or the agent's table of users today,
+    /// is full; `limit` names which.
+    UserRateLimited {
+        retry_after: Duration,
+        limit: String,
+    },
+    /// The end user's `per_user` token or spend budget does not fit the request.
+    UserBudgetExhausted {
+        exhausted: Exhausted,
+        spend: bool,
+    },
 }
 
 /// A JSON-RPC refusal and the id of the request it answers (`null` when there is none).
@@ -93,18 +102,6 @@ pub enum Refusal {
 pub struct ToRequest<T> {
     pub why: T,
     pub id: serde_json::Value,
-}
-
-impl Refusal {
-    /// An MCP request refused by the agent's grant.
-    pub fn mcp(why: McpDenial, id: serde_json::Value) -> Refusal {
-        Refusal::Mcp(Box::new(ToRequest { why, id }))
-    }
-
-    /// An MCP message Warden does not forward.
-    pub fn invalid_mcp(why: Invalid, id: serde_json::Value) -> Refusal {
-        Refusal::InvalidMcp(Box::new(ToRequest { why, id }))
-    }
 }
 
 /// A refusal's fixed facts, declared once per variant in [`Refusal::row`]: the SPEC code, the
@@ -139,83 +136,7 @@ const API: &str = "api_error";
 /// request ends, which Warden cannot predict, so it suggests a short pause.
 const CONCURRENCY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The one place domain decisions become SPEC refusals.
-impl From<Denial> for Refusal {
-    fn from(denial: Denial) -> Self {
-        match denial {
-            Denial::AgentRevoked => Refusal::AgentRevoked,
-            Denial::PrincipalRevoked => Refusal::PrincipalRevoked,
-            Denial::AgentSuspended => Refusal::AgentSuspended,
-            Denial::EndpointNotAllowed { method, path } => Refusal::EndpointNotAllowed(format!(
-                "this agent may not call {method} {} (not in its `endpoints`)",
-                shown(&path)
-            )),
-            Denial::ModelNotAllowed {
-                model,
-                by_credential,
-            } => Refusal::ModelNotAllowed(if by_credential {
-                format!(
-                    "this credential may not use model {} (its token's `models` claim or delegated scope does not include it)",
-                    shown(&model)
-                )
-            } else {
-                format!(
-                    "this agent may not use model {} (not in its `models`)",
-                    shown(&model)
-                )
-            }),
-            Denial::DestinationNotAllowed(authority) => Refusal::DestinationNotAllowed(format!(
-                "this agent may not open a tunnel to {} (not in its `destinations`)",
-                shown(&authority)
-            )),
-            Denial::OutsideSchedule => Refusal::OutsideSchedule,
-        }
-    }
-}
-
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Self {
-        match rejection {
-            Rejection::Missing => Refusal::MissingCredentials,
-            Rejection::Ambiguous => Refusal::AmbiguousCredentials,
-            Rejection::Invalid(why) => Refusal::InvalidCredentials(why),
-            Rejection::Expired => Refusal::ExpiredCredentials,
-            Rejection::BadSignature(why) => Refusal::InvalidSignature(why),
-            Rejection::Replayed => Refusal::ReplayedRequest,
-            Rejection::Revoked => Refusal::CredentialRevoked,
-        }
-    }
-}
-
 impl Refusal {
-    /// The refusal for a budget that does not admit a request for `model`.
-    pub fn for_budget(refusal: BudgetRefusal, model: &str) -> Refusal {
-        match refusal {
-            BudgetRefusal::Tokens(e) => Refusal::TokenBudgetExhausted(e),
-            BudgetRefusal::Spend(e) => Refusal::SpendBudgetExhausted(e),
-            BudgetRefusal::Unpriced => Refusal::UnpricedModel(model.to_owned()),
-            BudgetRefusal::FleetUnavailable => Refusal::FleetUnavailable,
-            BudgetRefusal::NeverFits(never) => Refusal::RequestExceedsBudget(never),
-        }
-    }
-
-    /// The refusal for a model no provider serves.
-    pub fn no_provider_for(model: &str) -> Refusal {
-        Refusal::ModelNotFound(format!("no provider serves model {}", shown(model)))
-    }
-
-    /// The refusal for a request-rate decision, if it refuses.
-    pub fn for_rate(decision: RateDecision) -> Option<Refusal> {
-        match decision {
-            RateDecision::Allowed { .. } => None,
-            RateDecision::Limited { retry_after, limit } => Some(Refusal::RateLimited {
-                retry_after,
-                limit: format!("this agent's `requests_per_minute` ({limit})"),
-            }),
-            RateDecision::Unavailable => Some(Refusal::FleetUnavailable),
-        }
-    }
-
     /// The refusal's row of the table: code, status and error type, declared together.
     pub fn row(&self) -> Row {
         use Refusal as R;
@@ -270,6 +191,8 @@ impl Refusal {
                 _ => row(Code::InvalidTokenRequest, 400, INVALID_REQUEST),
             },
             R::PrincipalRevoked => row(Code::PrincipalRevoked, 403, PERMISSION),
+            R::UserRateLimited { .. } => row(Code::UserRateLimited, 429, RATE_LIMIT),
+            R::UserBudgetExhausted { .. } => row(Code::UserBudgetExhausted, 429, RATE_LIMIT),
         }
     }
 
@@ -353,6 +276,16 @@ impl Refusal {
             ),
             Refusal::TokenExchange(refused) => super::token::description(refused),
             Refusal::PrincipalRevoked => "this agent's team has been revoked".into(),
+            Refusal::UserRateLimited { retry_after, limit } => format!(
+                "request rate limit reached for this end user: {limit}; retry in {}",
+                seconds(*retry_after)
+            ),
+            Refusal::UserBudgetExhausted { exhausted, spend } => format!(
+                "this end user's `per_user.{}` ({}) does not fit the request's estimate; it resets in {}",
+                exhausted.window.limit_name(*spend),
+                if *spend { format!("${:.2}", exhausted.limit as f64 / 1e6) } else { exhausted.limit.to_string() },
+                seconds(exhausted.retry_after)
+            ),
             Refusal::McpSessionNotFound => "this MCP session was not opened by this agent through Warden (or has been forgotten): open a new one with `initialize`".into(),
         }
     }
@@ -366,6 +299,8 @@ impl Refusal {
             Refusal::ConcurrencyLimited(_) | Refusal::FleetUnavailable => {
                 Some(CONCURRENCY_RETRY_AFTER)
             }
+            Refusal::UserRateLimited { retry_after, .. } => Some(*retry_after),
+            Refusal::UserBudgetExhausted { exhausted, .. } => Some(exhausted.retry_after),
             Refusal::Mcp(refused) => match refused.why {
                 McpDenial::FleetUnavailable => Some(CONCURRENCY_RETRY_AFTER),
                 McpDenial::ToolLimitExhausted { retry_after, .. } => {

@@ -19,6 +19,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// beside Warden's, never in its place, so no agent can reuse another's id in the audit trail.
 pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
 pub const AGENT_ID: &str = "x-agent-id";
+/// The end user a request is made for, when its body names none (`limits.per_user`); Warden's
+/// own, never forwarded.
+pub const USER: &str = "x-warden-user";
 /// Warden's signed statement of the agent's identity, for providers with `identity_header`.
 pub const AGENT_IDENTITY: &str = "x-agent-identity";
 /// Where the client finds the provider's own `x-request-id` (SDKs and provider support ask for
@@ -173,7 +176,7 @@ fn remove_agent_headers(req: &mut RequestHeader) {
 }
 
 fn is_agent_header(name: &HeaderName) -> bool {
-    name.as_str().starts_with("x-agent-")
+    name.as_str().starts_with("x-agent-") || name.as_str() == USER
 }
 
 /// Adds the agent's request limit in both spellings clients read: `X-RateLimit-Limit`,

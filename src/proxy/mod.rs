@@ -23,6 +23,7 @@ mod mcp;
 pub mod models;
 mod objects;
 pub mod record;
+mod refusals;
 pub mod relay;
 pub mod request;
 pub mod respond;

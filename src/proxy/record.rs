@@ -172,6 +172,7 @@ fn request_event(
         cost_usd: outcome.cost.map(|micro| micro as f64 / 1_000_000.0),
         action: ctx.action.take(),
         mcp: ctx.mcp.take().map(super::mcp::McpCall::into_audit),
+        user: ctx.user.take(),
         ..decision.event()
     }
 }
@@ -229,6 +230,7 @@ impl Decision<'_> {
             action: None,
             revocation,
             mcp: None,
+            user: None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct BodyFields<'a> {
     pub store: bool,
     /// The provider objects the body names (`previous_response_id`, a `file_id`, …).
     pub objects: Vec<ObjectRef<'a>>,
+    /// The end user the request is made for: OpenAI's `user`, else Anthropic's
+    /// `metadata.user_id` (`limits.per_user`).
+    pub user: Option<Cow<'a, str>>,
 }
 
 impl BodyFields<'_> {
@@ -64,6 +67,15 @@ struct Probe<'a> {
     best_of: Option<u64>,
     store: Option<bool>,
     objects: Vec<ObjectRef<'a>>,
+    user: Option<Cow<'a, str>>,
+    metadata: Option<Metadata>,
+}
+
+/// `metadata`, for Anthropic's `user_id` (a second `user_id` is refused like any duplicate).
+#[derive(Default, Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    user_id: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Probe<'de> {
@@ -105,7 +117,9 @@ impl<'de> Visitor<'de> for ProbeVisitor {
                 5 => p.max_output_tokens = map.next_value()?,
                 6 => p.n = map.next_value()?,
                 7 => p.best_of = map.next_value()?,
-                _ => p.store = map.next_value()?,
+                8 => p.store = map.next_value()?,
+                9 => p.user = map.next_value::<Option<Key<'de>>>()?.map(|k| k.0),
+                _ => p.metadata = map.next_value::<Option<Metadata>>()?,
             }
         }
         Ok(p)
@@ -123,6 +137,8 @@ const PROBED: &[&str] = &[
     "n",
     "best_of",
     "store",
+    "user",
+    "metadata",
 ];
 
 /// The next map value as a deserializer (for [`present_or_null`]).
@@ -196,6 +212,9 @@ pub fn body_fields(body: &[u8]) -> Result<BodyFields<'_>, Refusal> {
         choices: probe.n.max(probe.best_of).unwrap_or(1).max(1),
         store: probe.store.unwrap_or(false),
         objects: probe.objects,
+        user: (probe.user)
+            .or_else(|| probe.metadata.and_then(|m| m.user_id).map(Cow::Owned))
+            .filter(|u| !u.is_empty()),
     })
 }
 
