@@ -275,6 +275,7 @@ mod tests {
             ("proxy-authorization", "Bearer agent-secret"),
             ("x-agent-id", "forged"),
             ("x-agent-role", "admin"),
+            ("x-warden-user", "alice"),
             ("transfer-encoding", "chunked"),
             ("expect", "100-continue"),
             ("accept-encoding", "gzip"),
@@ -308,7 +309,7 @@ mod tests {
         assert_eq!(h["x-api-key"], "provider-key");
         assert!(h.get("authorization").is_none() && h.get("proxy-authorization").is_none());
         assert_eq!(h["x-agent-id"], "bot");
-        assert!(h.get("x-agent-role").is_none());
+        assert!(h.get("x-agent-role").is_none() && h.get("x-warden-user").is_none());
         assert_eq!(h["content-length"], "42");
         assert!(h.get("transfer-encoding").is_none() && h.get("expect").is_none());
         assert!(h.get("accept-encoding").is_none());
