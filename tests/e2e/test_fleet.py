@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import jwt
 import pytest
 
 from conftest import PROVIDER_ENV
@@ -624,6 +625,45 @@ def test_mcp_tool_quotas_are_shared(redis, provider):
         keys = redis.command("KEYS", "warden:limit:toolbot:mcp:*")
         assert "warden:limit:toolbot:mcp:count:crm/lookup_customer:" in keys, keys
         assert "warden:limit:toolbot:mcp:sum:crm/refund:amount:" in keys, keys
+    finally:
+        for w in wardens:
+            w.stop()
+
+
+DELEGATOR_KEY = "sk-fleet-delegator"
+DELEGATOR = f"""  delegator:
+    owner: team-fleet
+    keys: [{{id: delegator-1, sha256: {sha256_hex(DELEGATOR_KEY)}}}]
+    models: ["mock-*"]
+"""
+
+
+def test_delegated_tokens_and_teams_are_revoked_fleet_wide(redis, provider, tmp_path):
+    assert run_warden_cli("keygen", "--out", str(tmp_path / "identity.key")).returncode == 0
+    key = f"  identity_key_file: {tmp_path / 'identity.key'}\n"
+    wardens = [Warden(fleet_policy(redis, provider, extra=DELEGATOR), env=PROVIDER_ENV, server_extra=key)
+               for _ in range(2)]
+
+    def exchange(subject, actor):
+        r = httpx.post(wardens[0].base + "/v1/token", timeout=10, data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token", "actor": actor})
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    try:
+        parent = exchange(DELEGATOR_KEY, "crew")
+        child = exchange(parent, "worker")
+        served_everywhere(wardens, child)  # minted by one Warden, honoured by every one
+        parent_jti = jwt.decode(parent, options={"verify_signature": False})["jti"]
+        cli(wardens[1], "revoke", "--token", parent_jti)
+        within(1.5, lambda: refused_everywhere(wardens, child, "credential_revoked"))
+        served_everywhere(wardens, DELEGATOR_KEY)
+        cli(wardens[1], "revoke", "--team", "team-fleet", "--reason", "reorganised")
+        within(1.5, lambda: refused_everywhere(wardens, DELEGATOR_KEY, "principal_revoked"))
+        served_everywhere(wardens, BOT_KEY)  # another team's agent
+        cli(wardens[0], "reinstate", "--team", "team-fleet")
+        within(1.5, lambda: served_everywhere(wardens, DELEGATOR_KEY))
     finally:
         for w in wardens:
             w.stop()
