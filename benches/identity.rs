@@ -1,5 +1,7 @@
 //! Identity on the request path: an EdDSA JWT verified cold (signature check) and from the
-//! verified-token cache, through the same `authenticate` call a request makes.
+//! verified-token cache, through the same `authenticate` call a request makes; and a delegated
+//! token (a chain of three actors, from token exchange) beside an ordinary JWT, cold and cached,
+//! through the issuers' verification.
 
 use std::hint::black_box;
 
@@ -79,5 +81,61 @@ fn identity(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, identity);
+fn delegation(c: &mut Criterion) {
+    use warden::identity::delegation::{Scope, Settings};
+    use warden::identity::exchange::{exchange, Ask, Parent};
+    use warden::identity::jwt::{Issuer, Issuers};
+    let corp = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let warden_key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let now = Timestamp::now().as_second();
+    let ordinary = NewToken {
+        sub: "bot".into(),
+        aud: "warden".into(),
+        iss: Some("corp".into()),
+        iat: now,
+        exp: now + 3600,
+        jti: Some("bench-1".into()),
+        models: Some(vec!["m-*".into()]),
+    };
+    let ordinary = mint(&corp, &ordinary).unwrap_or_else(|e| panic!("{e}"));
+    let scope = |text: &str| Scope::parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let parent = Parent {
+        agent: "bot",
+        policy: scope("models:m-* mcp:crm/lookup_* services:stripe"),
+        credential: None,
+        expires: None,
+        actors: vec!["planner".into(), "researcher".into()],
+        ancestors: vec!["a-1".into(), "a-2".into()],
+        root_key: Some("bot-1".into()),
+    };
+    let ask = Ask {
+        actor: "summarizer",
+        scope: Some(scope("models:m-1 mcp:crm/lookup_customer")),
+        ttl_secs: Some(600),
+    };
+    let delegated = exchange(&warden_key, Settings::default(), &parent, &ask, now)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .access_token;
+    let issuers = || {
+        Issuers::new(vec![
+            Issuer::new("corp".into(), corp.verifying_key().as_bytes(), "warden", 60),
+            Issuer::delegating(warden_key.verifying_key().as_bytes()),
+        ])
+    };
+    for (name, token) in [("jwt", &ordinary), ("delegated (3 actors)", &delegated)] {
+        let warm = issuers();
+        c.bench_function(&format!("{name}: issuers, cached"), |b| {
+            b.iter(|| warm.verify(black_box(token.as_bytes()), now).is_ok())
+        });
+        c.bench_function(&format!("{name}: issuers, cold"), |b| {
+            b.iter_batched(
+                issuers,
+                |fresh| fresh.verify(black_box(token.as_bytes()), now).is_ok(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+}
+
+criterion_group!(benches, identity, delegation);
 criterion_main!(benches);
