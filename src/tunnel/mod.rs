@@ -195,10 +195,14 @@ impl Front {
             }
             Refusal::from(rejection)
         })?;
+        let delegated = principal.credential.delegation().is_some();
         facts.agent = Some(principal.agent);
         facts.credential = Some(principal.credential);
         let agent = &snapshot.agents[principal.agent];
-        crate::policy::check_agent(agent, facts.arrived)?;
+        crate::policy::check_agent(agent, facts.arrived).map_err(|denial| match denial {
+            crate::policy::Denial::AgentRevoked if delegated => Refusal::CredentialRevoked,
+            denial => denial.into(),
+        })?;
         // A service's host, for an agent granted that service: its requests are service calls.
         let granted = snapshot.providers.iter().find(|s| {
             s.serves == crate::providers::Serves::Service
@@ -217,6 +221,13 @@ impl Front {
                 (443, None) => Err(no_ca(&authority.host)),
                 _ => Ok((Admitted::Intercept, credential)),
             };
+        }
+        if delegated {
+            // A delegated scope names models, services and MCP tools: no destinations.
+            return Err(Refusal::DestinationNotAllowed(format!(
+                "a delegated token opens no tunnel to `{}` (its scope has no destinations)",
+                facts.destination
+            )));
         }
         crate::policy::check_destination(agent, &facts.destination)?;
         Ok((Admitted::Plain, credential))

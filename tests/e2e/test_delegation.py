@@ -2,7 +2,7 @@
 and die with their parent (checked with PyJWT against the admin JWKS), team revocation, and
 per-end-user limits, through the real binary with the built-in mock provider and MCP server."""
 
-import json
+import socket
 
 import httpx
 import jwt
@@ -34,6 +34,7 @@ agents:
     keys: [{{id: planner-1, sha256: {sha256_hex(PLANNER_KEY)}}}]
     models: ["mock-*"]
     limits: {{requests_per_minute: 40}}
+    destinations: ["127.0.0.1:*"]
     services:
       payments: {{methods: [GET], paths: ["*"]}}
     mcp:
@@ -269,3 +270,16 @@ agents:
                      "bad.yaml:9:46: error: `requests_per_minute` must be at least 1",
                      "`tokens_per_day` must be at least 1"]:
         assert expected in text, (expected, text)
+
+
+def connect(env, credential):
+    """The status line of a CONNECT to the admin port with `credential` (HTTPS_PROXY mode)."""
+    with socket.create_connection(("127.0.0.1", env.port), timeout=10) as s:
+        target = f"127.0.0.1:{env.admin_port}"
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Bearer {credential}\r\n\r\n".encode())
+        return s.recv(4096).split(b"\r\n", 1)[0].decode()
+
+
+def test_a_delegated_token_opens_no_plain_tunnel(env):
+    assert " 200 " in connect(env, PLANNER_KEY) + " "
+    assert " 403 " in connect(env, token(env, PLANNER_KEY)) + " "
