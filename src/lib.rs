@@ -3,7 +3,7 @@
 //! `main.rs` only parses the command line.
 //!
 //! Modules, lowest layer first; a module imports only modules of lower layers:
-//! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`sse`], [`mock`];
+//! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`json`], [`sse`], [`mock`];
 //! 2. domains: [`fleet`], [`objects`] (who created each provider object), [`limits`], [`identity`], [`providers`], [`mcp`] (what agents may do on MCP servers), [`policy`]; then [`metrics`] (reads
 //!    the limits' live counters) and [`audit`] (counts through metrics);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
@@ -20,6 +20,7 @@ pub mod environment;
 pub mod fleet;
 pub mod globs;
 pub mod identity;
+pub mod json;
 pub mod k8s;
 pub mod limits;
 pub mod mcp;

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
         "environment",
         "clock",
         "code",
+        "json",
         "sse",
         "mock",
     ],

@@ -130,41 +130,8 @@ pub fn canonical_hash(record: &Map<String, Value>) -> String {
     let fields = record
         .iter()
         .filter(|(key, _)| *key != "hash" && *key != "signature");
-    write_object(fields, &mut out);
+    crate::json::write_canonical_object(fields, &mut out);
     hex::encode(Sha256::digest(&out))
-}
-
-/// Compact JSON with every object's keys in byte order, whatever order the map keeps.
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => write_object(map.iter(), out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-    }
-}
-
-fn write_object<'a>(fields: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
-    let mut fields: Vec<_> = fields.collect();
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.push(b'{');
-    for (i, (key, value)) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(Value::from(key.as_str()).to_string().as_bytes());
-        out.push(b':');
-        write_canonical(value, out);
-    }
-    out.push(b'}');
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use serde::de::{Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::chain::{canonical_hash, GENESIS};
@@ -90,81 +88,14 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<Report, F
 /// disagree on which of the two counts (most keep the first, `serde_json` the last), so a
 /// record with duplicates could show a reader one value and the hash another.
 pub fn parse_strict(line: &str) -> Result<Map<String, Value>, String> {
-    let mut de = serde_json::Deserializer::from_str(line);
-    let value = Strict::deserialize(&mut de).map_err(|e| format!("not a JSON object: {e}"))?;
-    de.end().map_err(|e| format!("not a JSON object: {e}"))?;
-    match value.0 {
+    let value =
+        crate::json::strict(line.as_bytes()).map_err(|e| match e.contains("duplicate key") {
+            true => format!("not a JSON object: {e} (tampering: readers disagree on its value)"),
+            false => format!("not a JSON object: {e}"),
+        })?;
+    match value {
         Value::Object(map) => Ok(map),
         _ => Err("not a JSON object".into()),
-    }
-}
-
-/// A JSON value whose objects have unique keys.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Strict(value) = map.next_value()?;
-            if object.contains_key(&key) {
-                return Err(A::Error::custom(format!(
-                    "duplicate key `{key}` (tampering: readers disagree on its value)"
-                )));
-            }
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
     }
 }
 

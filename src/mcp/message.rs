@@ -5,7 +5,6 @@
 //! batch (removed from MCP in 2025-06-18), a message that is neither request, notification nor
 //! response.
 
-use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// What a message is.
@@ -36,7 +35,7 @@ pub enum Unreadable {
 
 /// Reads one JSON-RPC message from `body`.
 pub fn parse(body: &[u8]) -> Result<Message, Unreadable> {
-    let value = strict_json(body).map_err(Unreadable::Json)?;
+    let value = crate::json::strict(body).map_err(Unreadable::Json)?;
     let mut object = match value {
         Value::Object(object) => object,
         Value::Array(_) => return Err(Unreadable::Batch),
@@ -71,88 +70,6 @@ pub fn parse(body: &[u8]) -> Result<Message, Unreadable> {
         (None, _) => Err(Unreadable::NotJsonRpc(
             "neither a request, a notification nor a response",
         )),
-    }
-}
-
-/// Parses JSON into a value, refusing a duplicate key in any object.
-pub fn strict_json(body: &[u8]) -> Result<Value, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = StrictValue
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// A [`Value`], built by a visitor that refuses duplicate keys.
-struct StrictValue;
-
-impl<'de> DeserializeSeed<'de> for StrictValue {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("a number out of range"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element_seed(StrictValue)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(A::Error::custom(format_args!(
-                    "duplicate key `{}`",
-                    key.chars().take(64).collect::<String>()
-                )));
-            }
-            let value = map.next_value_seed(StrictValue)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
     }
 }
 

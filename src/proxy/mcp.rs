@@ -310,43 +310,11 @@ fn capped(name: &str) -> String {
 /// arguments digest as `{}`).
 pub fn arguments_digest(arguments: Option<&Value>) -> String {
     let mut canonical = Vec::new();
-    write_canonical(
+    crate::json::write_canonical(
         arguments.unwrap_or(&Value::Object(Default::default())),
         &mut canonical,
     );
     hex::encode(Sha256::digest(&canonical))
-}
-
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(object) => {
-            let mut keys: Vec<&String> = object.keys().collect();
-            keys.sort_unstable();
-            out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(Value::String(key.clone()).to_string().as_bytes());
-                out.push(b':');
-                if let Some(v) = object.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
-    }
 }
 
 #[cfg(test)]
@@ -360,7 +328,7 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":null,"b":[1,{"x":"é","y":2}]}"#).unwrap();
         assert_eq!(arguments_digest(Some(&a)), arguments_digest(Some(&b)));
         let mut canonical = Vec::new();
-        write_canonical(&a, &mut canonical);
+        crate::json::write_canonical(&a, &mut canonical);
         assert_eq!(
             canonical,
             r#"{"a":null,"b":[1,{"x":"é","y":2}]}"#.as_bytes()

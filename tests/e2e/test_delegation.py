@@ -183,6 +183,7 @@ def test_bad_exchanges_get_rfc_6749_errors(env, form, error):
     r = httpx.post(env.base + "/v1/token", data=form, timeout=10)
     assert r.status_code == 400 and r.json()["error"] == error, r.text
     assert r.json()["error_description"]
+    assert r.headers["x-warden-error"] == "invalid_token_request"
 
 
 def test_a_repeated_parameter_is_refused(env):
