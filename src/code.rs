@@ -78,11 +78,14 @@ pub enum Code {
     UserRateLimited,
     /// An end user's `per_user` token or spend budget does not fit.
     UserBudgetExhausted,
+    /// The request is in the other API than its provider's, and cannot be translated
+    /// faithfully (`n > 1` to Anthropic, an unknown content part, …).
+    UntranslatableRequest,
 }
 
 impl Code {
     /// Every code, in declaration order (`ALL[c.index()] == c`).
-    pub const ALL: [Code; 47] = [
+    pub const ALL: [Code; 48] = [
         Code::Ok,
         Code::Upstream4xx,
         Code::Upstream5xx,
@@ -130,6 +133,7 @@ impl Code {
         Code::PrincipalRevoked,
         Code::UserRateLimited,
         Code::UserBudgetExhausted,
+        Code::UntranslatableRequest,
     ];
 
     /// The code as written on the wire, in metrics and in audit records.
@@ -182,6 +186,7 @@ impl Code {
             Code::PrincipalRevoked => "principal_revoked",
             Code::UserRateLimited => "user_rate_limited",
             Code::UserBudgetExhausted => "user_budget_exhausted",
+            Code::UntranslatableRequest => "untranslatable_request",
         }
     }
 

@@ -32,4 +32,5 @@ pub mod problem;
 pub mod providers;
 pub mod proxy;
 pub mod sse;
+pub mod translate;
 pub mod tunnel;

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "mock",
     ],
     &[
+        "translate",
         "fleet",
         "objects",
         "limits",

@@ -45,6 +45,7 @@ impl McpServerSpec {
         ProviderSpec {
             kind: self.kind.clone(),
             base_url: self.url.clone(),
+            api: None,
             models: Vec::new(),
             api_key_env: self.api_key_env.clone(),
             api_key_file: self.api_key_file.clone(),

@@ -10,8 +10,8 @@ use pingora::protocols::tls::CaType;
 use serde_saphyr::Spanned;
 
 use super::resolve::ResolvedAddr;
-use super::spec::{AuthSpec, ProviderKindSpec, ProviderSpec};
-use super::{HttpUpstream, Provider, Serves, Upstream, UpstreamAuth};
+use super::spec::{ApiSpec, AuthSpec, ProviderKindSpec, ProviderSpec};
+use super::{HttpUpstream, Provider, Serves, Upstream, UpstreamAuth, WireApi};
 use crate::environment::{Lookup, Secrets};
 use crate::globs::GlobCache;
 use crate::problem::Problems;
@@ -80,6 +80,13 @@ impl ProviderSpec {
         };
         let auth = self.upstream_auth(p, name, noun, kind, outside.secrets);
         let headers = self.extra_headers(p);
+        let api = match (self.api.as_ref().map(|a| a.value), kind, self.auth.as_ref()) {
+            (Some(ApiSpec::Openai), ..) => WireApi::OpenAi,
+            (Some(ApiSpec::Anthropic), ..) => WireApi::Anthropic,
+            (None, ProviderKindSpec::Mock, _) => WireApi::AsSent,
+            (None, _, Some(auth)) if auth.value == AuthSpec::XApiKey => WireApi::AsSent,
+            (None, ..) => WireApi::OpenAi,
+        };
         Some(Provider {
             name: name.value.clone(),
             models: models?,
@@ -88,6 +95,7 @@ impl ProviderSpec {
             headers,
             identity_header: self.identity_header.as_ref().is_some_and(|h| h.value),
             serves,
+            api,
         })
     }
 

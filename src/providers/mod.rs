@@ -30,6 +30,23 @@ pub struct Provider {
     pub identity_header: bool,
     /// What it is: an LLM provider, a service or an MCP server.
     pub serves: Serves,
+    /// The wire format it takes model calls in.
+    pub api: WireApi,
+}
+
+/// The wire format a provider takes model calls in: a request in the other one is translated
+/// (`crate::translate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireApi {
+    /// OpenAI's API: an Anthropic Messages request is translated to Chat Completions.
+    OpenAi,
+    /// Anthropic's Messages API: a Chat Completions request is translated to Messages.
+    Anthropic,
+    /// Each request in the format it was sent, untranslated: the built-in mock (it speaks
+    /// both), and a provider without `api:` that authenticates with `x-api-key` — Anthropic,
+    /// which serves an OpenAI-compatible endpoint beside Messages, as policies written before
+    /// `api:` existed meant it.
+    AsSent,
 }
 
 /// What a [`Provider`] entry serves: the three kinds of upstream share how they are reached,

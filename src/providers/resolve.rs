@@ -118,6 +118,7 @@ mod tests {
             auth: UpstreamAuth::None,
             headers: Vec::new(),
             identity_header: false,
+            api: crate::providers::WireApi::OpenAi,
             serves: crate::providers::Serves::Models,
         }
     }

@@ -14,6 +14,10 @@ pub struct ProviderSpec {
     pub kind: Option<Spanned<ProviderKindSpec>>,
     #[schemars(with = "Option<String>")]
     pub base_url: Option<Spanned<String>>,
+    /// The wire format the provider speaks; requests in the other one are translated.
+    #[serde(default)]
+    #[schemars(with = "Option<ApiSpec>")]
+    pub api: Option<Spanned<ApiSpec>>,
     #[schemars(with = "Vec<String>")]
     pub models: Vec<Spanned<String>>,
     #[schemars(with = "Option<String>")]
@@ -66,6 +70,7 @@ impl ServiceSpec {
         ProviderSpec {
             kind: None,
             base_url: Some(self.base_url.clone()),
+            api: None,
             models: Vec::new(),
             api_key_env: self.api_key_env.clone(),
             api_key_file: self.api_key_file.clone(),
@@ -85,6 +90,16 @@ pub enum ProviderKindSpec {
     Http,
     /// Warden's built-in mock provider (no network, no key).
     Mock,
+}
+
+/// `api:` of a provider: the wire format its models are called in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApiSpec {
+    /// OpenAI Chat Completions (and the rest of OpenAI's API).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
 }
 
 /// How the provider key is presented upstream.

@@ -11,7 +11,7 @@ use pingora::proxy::Session;
 use super::admission::Estimate;
 use super::request::BodyFields;
 use super::stream_usage::{self, StreamOptions, UsageChunkFilter};
-use super::{body, models, objects, request, service, verify};
+use super::{body, models, objects, request, service, translation, verify};
 use super::{Forward, Refusal, RequestCtx, TunnelCredential, WardenProxy};
 use crate::config::Snapshot;
 use crate::identity::{Checks, Credential, Target};
@@ -202,11 +202,16 @@ impl WardenProxy {
             return Ok(plan_as_read(ctx, session, read.bytes, read.replayable));
         };
         let model = authorize_model(ctx, snapshot, agent, &fields)?;
+        let translated = translate(ctx, session, snapshot, agent, &fields, &read.bytes)?;
         let per_user = agent.limits.per_user.as_ref();
         let budgeted = agent.limits.budgets.any() || per_user.is_some_and(|u| u.limits.budgeted());
         let estimate = budgeted.then(|| Estimate {
             prompt: crate::limits::prompt::estimate(&read.bytes, model),
-            output: fields.output_bound(agent.limits.default_output_tokens),
+            // A translated request is capped as it was sent (Anthropic requires a cap).
+            output: translated
+                .as_ref()
+                .and_then(|t| t.max_tokens)
+                .unwrap_or_else(|| fields.output_bound(agent.limits.default_output_tokens)),
         });
         let now = ctx.arrived.as_second();
         ctx.admission
@@ -219,9 +224,48 @@ impl WardenProxy {
         ctx.user = user.map(|u| super::error::truncated(u, 256).to_owned());
         ctx.admission
             .take_user_limits(agent, snapshot, model, estimate, user, now)?;
+        if let Some(translated) = translated {
+            ctx.forward = Some(Forward {
+                body_len: translated.body.len(),
+                rewritten: true,
+                whole: true,
+            });
+            return Ok(Admitted::Forward(Body::Relayed(Bytes::from(
+                translated.body,
+            ))));
+        }
         let (stream, options) = (fields.stream, fields.stream_options);
         Ok(plan_model_call(ctx, session, read, stream, options))
     }
+}
+
+/// Phase 4 for a model call in the other API than its provider's: the body translated for
+/// the provider (its translation kept for the answer), or the refusal of what cannot be.
+fn translate(
+    ctx: &mut RequestCtx,
+    session: &Session,
+    snapshot: &Snapshot,
+    agent: &Agent,
+    fields: &BodyFields<'_>,
+    body: &[u8],
+) -> Result<Option<crate::translate::Translated>, Refusal> {
+    let Some(provider) = ctx.provider.and_then(|i| snapshot.providers.get(i)) else {
+        return Ok(None);
+    };
+    let path = session.req_header().uri.path();
+    let Some(direction) = translation::direction(path, provider)? else {
+        return Ok(None);
+    };
+    let created = u64::try_from(ctx.arrived.as_second()).unwrap_or(0);
+    let (translation, translated) = translation::Translation::request(
+        direction,
+        body,
+        agent.limits.default_output_tokens,
+        fields.stream_options.include_usage,
+        created,
+    )?;
+    ctx.translation = Some(translation);
+    Ok(Some(translated))
 }
 
 /// Phase 2: what the request is for. Checks the agent's standing (revoked, suspended,

@@ -77,6 +77,8 @@ pub struct RequestCtx {
     pub service: Option<ServiceCall>,
     /// A request to an MCP server (`/mcp/<server>`): what it is, and its answer's filter.
     pub mcp: Option<super::mcp::McpCall>,
+    /// A model call in the other API than its provider's: how it is translated.
+    pub translation: Option<super::translation::Translation>,
     /// `POST /v1/verify`: the action judged, for the audit event.
     pub action: Option<crate::audit::event::Action>,
     /// Set when Warden answered with an error instead of the provider's response.
@@ -103,6 +105,7 @@ impl RequestCtx {
             admission: Admission::default(),
             service: None,
             mcp: None,
+            translation: None,
             action: None,
             refusal: None,
             forward: None,

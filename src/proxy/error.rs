@@ -95,6 +95,9 @@ pub enum Refusal {
         exhausted: Exhausted,
         spend: bool,
     },
+    /// The request is in the other API than its provider's and cannot be translated
+    /// faithfully; the text says what and why.
+    Untranslatable(String),
 }
 
 /// A JSON-RPC refusal and the id of the request it answers (`null` when there is none).
@@ -193,6 +196,7 @@ impl Refusal {
             R::PrincipalRevoked => row(Code::PrincipalRevoked, 403, PERMISSION),
             R::UserRateLimited { .. } => row(Code::UserRateLimited, 429, RATE_LIMIT),
             R::UserBudgetExhausted { .. } => row(Code::UserBudgetExhausted, 429, RATE_LIMIT),
+            R::Untranslatable(_) => row(Code::UntranslatableRequest, 400, INVALID_REQUEST),
         }
     }
 
@@ -235,7 +239,7 @@ impl Refusal {
             | Refusal::EndpointNotAllowed(why)
             | Refusal::DestinationNotAllowed(why) => why.clone(),
             Refusal::OutsideSchedule => "this agent may not act at this time (its schedule)".into(),
-            Refusal::ObjectNotOwned(why) => why.clone(),
+            Refusal::ObjectNotOwned(why) | Refusal::Untranslatable(why) => why.clone(),
             Refusal::ModelNotFound(why) => why.clone(),
             Refusal::BodyTooLarge => "request body is larger than the allowed maximum".into(),
             Refusal::RateLimited { retry_after, limit } => format!(

@@ -31,6 +31,7 @@ pub mod service;
 mod settle;
 pub mod stream_usage;
 mod token;
+mod translation;
 mod upstream;
 pub mod usage;
 pub mod verify;
@@ -147,6 +148,9 @@ impl ProxyHttp for WardenProxy {
         }
         if ctx.mcp.is_some() {
             mcp::filter_answer(ctx, body, end_of_stream);
+        }
+        if let Some(translation) = &mut ctx.translation {
+            translation.filter(body, end_of_stream);
         }
         Ok(None)
     }

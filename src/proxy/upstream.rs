@@ -91,7 +91,11 @@ pub(super) fn rewrite_request(
                 None => path.to_owned(),
             }
         }
-        (None, None) => request::upstream_path(base_path, uri.path(), uri.query()),
+        (None, None) => match &ctx.translation {
+            // The other API's endpoint; the agent's query string is its own API's.
+            Some(t) => request::join_path(base_path, t.upstream_path(), None),
+            None => request::upstream_path(base_path, uri.path(), uri.query()),
+        },
     };
     headers::rewrite_upstream(
         upstream_request,
@@ -107,7 +111,11 @@ pub(super) fn rewrite_request(
             provider_headers: &provider.headers,
             vouch,
         },
-    )
+    )?;
+    match &ctx.translation {
+        Some(translation) => translation.rewrite_headers(upstream_request),
+        None => Ok(()),
+    }
 }
 
 /// Readies metering for the provider's response header, and adds Warden's request id and the
@@ -151,6 +159,9 @@ pub(super) fn on_response_header(
         } else {
             upstream.usage_filter = None;
         }
+    }
+    if let Some(translation) = &mut ctx.translation {
+        translation.on_response_header(response)?;
     }
     if let Some(theirs) = response.headers.get(headers::REQUEST_ID) {
         if ctx.request_id.as_ref() != Some(theirs) {

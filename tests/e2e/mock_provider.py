@@ -5,6 +5,10 @@ and SSE for /v1/messages. Models steer behaviour so tests can provoke each case:
   slow-*      waits `slow_seconds` before answering (upstream timeout tests)
   error-*     answers 500
   broken-*    starts an SSE stream, sends two events, then drops the connection mid-body
+  bad-*       answers 400, in the error shape of the path's API
+  *tools*     calls the request's first tool (`{"city": "Paris"}`), or, when the last message
+              is a tool result, answers "the tool said: <its text>" (JSON and SSE, both APIs)
+  *-cached    reports prompt-cache reads (and, on /v1/messages, writes)
 Every answer carries the provider's own `x-request-id` (`req_mock_N`).
 It also keeps objects as OpenAI does, in one account (whoever knows an id may use it): the
 Responses API (`POST /v1/responses`, JSON or SSE, retrieve, input_items, delete, cancel),
@@ -234,8 +238,15 @@ class MockProvider:
         model = req.get("model", "")
         if model.startswith("slow-"):
             time.sleep(self.slow_seconds)
-        if model.startswith("error-"):
-            return self._send_json(h, 500, {"error": {"message": "provider exploded"}})
+        anthropic = rec.path.startswith("/v1/messages")
+        if model.startswith("error-") or model.startswith("bad-"):
+            status, kind = (500, "api_error") if model.startswith("error-") else (400, "invalid_request_error")
+            message = "provider exploded" if status == 500 else "bad request from provider"
+            if anthropic:
+                return self._send_json(h, status, {"type": "error", "error": {"type": kind, "message": message}})
+            return self._send_json(h, status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
+        if "tools" in model and req.get("tools") and not rec.path.startswith("/v1/embeddings"):
+            return self._tool_answer(h, req, anthropic)
         if model.startswith("broken-"):
             events = openai_events(model, include_usage=False)[:2]
             return self._send_sse(h, events, anthropic=False, complete=False)
@@ -259,13 +270,85 @@ class MockProvider:
                 "usage": {"input_tokens": 11, "output_tokens": 4, **cache},
             })
         if req.get("stream"):
-            usage = bool(req.get("stream_options", {}).get("include_usage"))
+            usage = bool((req.get("stream_options") or {}).get("include_usage"))
             return self._send_sse(h, openai_events(model, usage), anthropic=False)
+        usage = {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
+        if model.endswith("-cached"):
+            usage["prompt_tokens_details"] = {"cached_tokens": 8}
         return self._send_json(h, 200, {
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from mock"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18},
+            "usage": usage,
         })
+
+    def _tool_answer(self, h, req, anthropic):
+        """A model that uses tools: calls the first one, or reports what the tool answered."""
+        messages = req.get("messages") or []
+        last = messages[-1] if messages else {}
+        result = None
+        if anthropic and isinstance(last.get("content"), list):
+            results = [b for b in last["content"] if b.get("type") == "tool_result"]
+            if results:
+                content = results[-1].get("content")
+                result = content if isinstance(content, str) else "".join(b.get("text", "") for b in content or [])
+        elif not anthropic and last.get("role") == "tool":
+            content = last.get("content")
+            result = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        tool = req["tools"][0]
+        name = tool["name"] if anthropic else tool["function"]["name"]
+        model = req.get("model", "")
+        if anthropic:
+            usage = {"input_tokens": 30, "output_tokens": 12}
+            if result is not None:
+                blocks, stop = [{"type": "text", "text": f"the tool said: {result}"}], "end_turn"
+            else:
+                blocks = [{"type": "text", "text": "Let me check."},
+                          {"type": "tool_use", "id": "toolu_1", "name": name, "input": {"city": "Paris"}}]
+                stop = "tool_use"
+            if not req.get("stream"):
+                return self._send_json(h, 200, {"id": "msg_tools", "type": "message", "role": "assistant", "model": model,
+                                                "content": blocks, "stop_reason": stop, "stop_sequence": None,
+                                                "usage": usage})
+            events = [{"type": "message_start", "message": {"id": "msg_tools", "type": "message", "role": "assistant",
+                                                            "model": model, "content": [], "stop_reason": None,
+                                                            "stop_sequence": None,
+                                                            "usage": {"input_tokens": 30, "output_tokens": 1}}}]
+            for i, block in enumerate(blocks):
+                if block["type"] == "text":
+                    events += [{"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                               {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": block["text"]}}]
+                else:
+                    events += [{"type": "content_block_start", "index": i, "content_block": dict(block, input={})},
+                               {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": '{"city":'}},
+                               {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": ' "Paris"}'}}]
+                events.append({"type": "content_block_stop", "index": i})
+            events += [{"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 12}},
+                       {"type": "message_stop"}]
+            return self._send_sse(h, events, anthropic=True)
+        usage = {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}
+        base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": 1, "model": model}
+        if result is not None:
+            message, finish = {"role": "assistant", "content": f"the tool said: {result}"}, "stop"
+        else:
+            message = {"role": "assistant", "content": "Let me check.",
+                       "tool_calls": [{"id": "call_1", "type": "function",
+                                       "function": {"name": name, "arguments": '{"city": "Paris"}'}}]}
+            finish = "tool_calls"
+        if not req.get("stream"):
+            return self._send_json(h, 200, {"id": "chatcmpl-tools", "object": "chat.completion", "created": 1,
+                                            "model": model, "usage": usage,
+                                            "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+        deltas = [{"role": "assistant", "content": ""}, {"content": message["content"]}]
+        if "tool_calls" in message:
+            deltas += [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                        "function": {"name": name, "arguments": ""}}]},
+                       {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]},
+                       {"tool_calls": [{"index": 0, "function": {"arguments": ' "Paris"}'}}]}]
+        events = [dict(base, choices=[{"index": 0, "delta": d, "finish_reason": None}]) for d in deltas]
+        events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]))
+        if (req.get("stream_options") or {}).get("include_usage"):
+            events.append(dict(base, choices=[], usage=usage))
+        return self._send_sse(h, events, anthropic=False)
 
     def _provider_request_id(self, h):
         with self.lock:
