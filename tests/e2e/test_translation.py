@@ -340,3 +340,14 @@ def test_translated_calls_are_audited_and_counted_under_the_agents_model(env):
         text = env.metrics()
         assert 'warden_requests_total{agent="app",code="ok",model="_other",provider="gpt"}' in text
     eventually(counted)
+
+
+def test_check_names_a_wrong_api_at_its_position(tmp_path):
+    from harness import run_warden_cli
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nproviders:\n  g:\n    base_url: http://127.0.0.1:9/v1\n    api: gemini\n"
+                      "    models: ['g-*']\n    auth: none\n")
+    r = run_warden_cli("check", str(policy))
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert f"{policy}:5:10" in out and "gemini" in out, out
