@@ -48,6 +48,20 @@ pub fn to_messages(
             "`store: true`: Anthropic's Messages API keeps no completions",
         ));
     }
+    let penalized = [chat.presence_penalty, chat.frequency_penalty]
+        .into_iter()
+        .flatten()
+        .any(|p| p != 0.0);
+    if penalized {
+        return Err(Untranslatable::new(
+            "a non-zero `presence_penalty` or `frequency_penalty`: Anthropic's Messages API has no penalties",
+        ));
+    }
+    if chat.logprobs == Some(true) {
+        return Err(Untranslatable::new(
+            "`logprobs: true`: Anthropic's Messages API returns no log probabilities",
+        ));
+    }
     if chat.temperature.is_some_and(|t| t > 1.0) {
         return Err(Untranslatable::new(
             "`temperature` above 1: Anthropic's Messages API takes 0 to 1",

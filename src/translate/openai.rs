@@ -42,6 +42,25 @@ pub struct ChatRequest {
     /// Only `false` translates: the other API keeps no completions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<bool>,
+    /// Only 0 translates (no penalty, as if absent): Anthropic has no penalties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Only 0 translates, like `presence_penalty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Only `false` translates: Anthropic returns no log probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Only `{"type": "text"}` (the default) translates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`: plain text is the one format both APIs mean the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    Text,
 }
 
 /// `stop`: one sequence or several.

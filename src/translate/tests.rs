@@ -58,11 +58,18 @@ fn what_has_no_counterpart_is_refused_by_name() {
             .extend(extra.as_object().unwrap().clone());
         body
     };
-    assert!(refused(base(json!({"logprobs": true}))).contains("`logprobs`"));
+    assert!(refused(base(json!({"logprobs": true}))).contains("`logprobs: true`"));
+    assert!(refused(base(json!({"top_logprobs": 2}))).contains("`top_logprobs`"));
+    assert!(refused(base(json!({"presence_penalty": 0.5}))).contains("penalties"));
+    let neutral = json!({"logprobs": false, "presence_penalty": 0, "frequency_penalty": 0.0,
+                         "response_format": {"type": "text"}, "n": 1, "store": false});
+    assert!(
+        to_messages(base(neutral)).is_ok(),
+        "values that mean what absence means translate"
+    );
     assert!(refused(base(json!({"n": 3}))).contains("`n`"));
     assert!(
-        refused(base(json!({"response_format": {"type": "json_object"}})))
-            .contains("response_format")
+        refused(base(json!({"response_format": {"type": "json_object"}}))).contains("json_object")
     );
     assert!(refused(base(json!({"reasoning_effort": "extreme"}))).contains("extreme"));
     let audio = json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]});
