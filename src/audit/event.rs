@@ -77,6 +77,9 @@ pub struct AuditEvent {
     pub mcp: Option<Mcp>,
     /// The end user the request was made for (`user`, `metadata.user_id`, `X-Warden-User`).
     pub user: Option<String>,
+    /// For a model call translated to its provider's API: which way
+    /// (`chat_to_messages`, `messages_to_chat`).
+    pub translation: Option<&'static str>,
 }
 
 /// An MCP request's facts. The arguments of a tool call are recorded only as a digest: they
@@ -239,6 +242,9 @@ pub struct RequestRecord<'a> {
     pub target: Option<&'a str>,
     pub tokens: Option<Tokens>,
     pub tokens_source: Option<TokensSource>,
+    /// Which way a model call was translated, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation: Option<&'static str>,
     pub ts: Rfc3339,
     pub ttfb_ms: Option<f64>,
     /// How a tunnel ended: `closed`, `broken`, `idle_timeout`, `max_duration` (tunnel records
@@ -344,6 +350,7 @@ impl AuditEvent {
             target: action.and_then(|a| a.target.as_deref()),
             tokens: self.tokens,
             tokens_source: self.tokens_source,
+            translation: self.translation,
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,
             tunnel_end: tunnel.and_then(|t| t.end),

@@ -377,6 +377,7 @@ mod tests {
             revocation: None,
             mcp: None,
             user: None,
+            translation: None,
         }
     }
 

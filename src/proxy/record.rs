@@ -173,6 +173,7 @@ fn request_event(
         action: ctx.action.take(),
         mcp: ctx.mcp.take().map(super::mcp::McpCall::into_audit),
         user: ctx.user.take(),
+        translation: ctx.translation.as_ref().map(|t| t.direction().name()),
         ..decision.event()
     }
 }
@@ -231,6 +232,7 @@ impl Decision<'_> {
             revocation,
             mcp: None,
             user: None,
+            translation: None,
         }
     }
 }

@@ -90,6 +90,11 @@ impl Translation {
         Ok((translation, translated))
     }
 
+    /// Which way the call is translated.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
     /// The provider path (after its base path) the translated request goes to.
     pub fn upstream_path(&self) -> &'static str {
         self.direction.upstream_path()

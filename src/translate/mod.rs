@@ -39,6 +39,14 @@ impl Direction {
         }
     }
 
+    /// Its name in audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::ChatToMessages => "chat_to_messages",
+            Direction::MessagesToChat => "messages_to_chat",
+        }
+    }
+
     /// The provider's API, for messages.
     pub fn provider_api(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from harness import Warden, eventually, sha256_hex
+from harness import Warden, audit_record, eventually, sha256_hex
 from mock_provider import MockProvider
 
 KEY = "sk-translating-agent"
@@ -27,9 +27,13 @@ ANTHROPIC_WEATHER = {"name": "get_weather", "description": "Weather in a city",
 
 
 @pytest.fixture(scope="module")
-def env():
+def env(tmp_path_factory):
     provider = MockProvider(stream_interval=0.01)
+    tmp = tmp_path_factory.mktemp("translation")
     w = Warden(f"""version: 1
+audit:
+  sink: {{file: {{path: {tmp}/audit.jsonl}}}}
+  spool_dir: {tmp}/spool
 providers:
   claude:
     base_url: {provider.base_url}
@@ -56,6 +60,7 @@ agents:
     limits: {{tokens_per_day: 1000000, default_output_tokens: 300}}
 """, env={"TEST_OPENAI_KEY": OPENAI_KEY, "TEST_ANTHROPIC_KEY": ANTHROPIC_KEY})
     w.provider = provider
+    w.audit_log = tmp / "audit.jsonl"
     yield w
     w.stop()
     provider.close()
@@ -335,7 +340,15 @@ def test_a_provider_without_api_speaks_openai(env):
 
 
 def test_translated_calls_are_audited_and_counted_under_the_agents_model(env):
-    claude(env).messages.create(model="gpt-4o-mini", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    r = claude(env).messages.with_raw_response.create(model="gpt-4o-mini", max_tokens=10,
+                                                      messages=[{"role": "user", "content": "hi"}])
+    record = audit_record(env.audit_log, r.headers["x-request-id"])
+    assert (record["model"], record["provider"], record["translation"]) == ("gpt-4o-mini", "gpt", "messages_to_chat")
+    assert record["tokens"] == {"input": 13, "output": 5}
+    r = oai(env).chat.completions.with_raw_response.create(model="claude-sonnet-4", messages=[{"role": "user", "content": "hi"}])
+    assert audit_record(env.audit_log, r.headers["x-request-id"])["translation"] == "chat_to_messages"
+    r = oai(env).chat.completions.with_raw_response.create(model="plain-model", messages=[{"role": "user", "content": "hi"}])
+    assert "translation" not in audit_record(env.audit_log, r.headers["x-request-id"])
     def counted():
         text = env.metrics()
         assert 'warden_requests_total{agent="app",code="ok",model="_other",provider="gpt"}' in text
