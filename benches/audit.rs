@@ -73,6 +73,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         revocation: None,
         mcp: None,
         user: None,
+        translation: None,
     }
 }
 
