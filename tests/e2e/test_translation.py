@@ -46,6 +46,10 @@ providers:
     api: openai
     models: ["gpt-*", "bad-gpt-*"]
     api_key_env: TEST_OPENAI_KEY
+  mock-anthropic:
+    kind: mock
+    api: anthropic
+    models: ["mock-claude-*"]
   plain:
     base_url: {provider.base_url}
     models: ["plain-*"]
@@ -353,6 +357,17 @@ def test_translated_calls_are_audited_and_counted_under_the_agents_model(env):
         text = env.metrics()
         assert 'warden_requests_total{agent="app",code="ok",model="_other",provider="gpt"}' in text
     eventually(counted)
+
+
+def test_the_built_in_mock_can_speak_anthropic_only(env):
+    before = len(env.provider.requests)
+    stream = oai(env).chat.completions.create(model="mock-claude-haiku", stream=True, stream_options={"include_usage": True},
+                                              messages=[{"role": "user", "content": "hello there"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Mock reply from Warden to: hello there"
+    assert chunks[-1].usage.prompt_tokens == 2
+    assert len(env.provider.requests) == before
 
 
 def test_check_names_a_wrong_api_at_its_position(tmp_path):
