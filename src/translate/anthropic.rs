@@ -14,7 +14,7 @@ pub struct MessagesRequest {
     pub max_tokens: u64,
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<TextOrParts<SystemBlock>>,
+    pub system: Option<TextOrParts<TextBlock>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_sequences: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +73,7 @@ pub enum Block {
     ToolResult {
         tool_use_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        content: Option<TextOrParts<ResultBlock>>,
+        content: Option<TextOrParts<TextBlock>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,21 +88,11 @@ pub enum Block {
     },
 }
 
-/// A system prompt block.
+/// A text-only block: of the system prompt, or of a tool result (the only kinds either takes
+/// that the other API can carry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SystemBlock {
-    Text {
-        text: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cache_control: Option<Value>,
-    },
-}
-
-/// A block of a tool result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ResultBlock {
+pub enum TextBlock {
     Text {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -93,7 +93,7 @@ pub fn to_messages(
     for message in chat.messages {
         match message {
             ChatMessage::System { content } | ChatMessage::Developer { content } => {
-                system.extend(texts(content).map(|text| an::SystemBlock::Text {
+                system.extend(texts(content).map(|text| an::TextBlock::Text {
                     text,
                     cache_control: None,
                 }));
@@ -128,7 +128,7 @@ pub fn to_messages(
                     TextOrParts::Parts(parts) => TextOrParts::Parts(
                         parts
                             .into_iter()
-                            .map(|oa::TextPart::Text { text }| an::ResultBlock::Text {
+                            .map(|oa::TextPart::Text { text }| an::TextBlock::Text {
                                 text,
                                 cache_control: None,
                             })

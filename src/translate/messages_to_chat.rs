@@ -39,7 +39,7 @@ pub fn to_chat(request: MessagesRequest) -> Result<ChatRequest, Untranslatable> 
             TextOrParts::Parts(blocks) => TextOrParts::Parts(
                 blocks
                     .into_iter()
-                    .map(|an::SystemBlock::Text { text, .. }| oa::TextPart::Text { text })
+                    .map(|an::TextBlock::Text { text, .. }| oa::TextPart::Text { text })
                     .collect(),
             ),
         };
@@ -150,7 +150,7 @@ fn user(content: TextOrParts<Block>, out: &mut Vec<ChatMessage>) -> Result<(), U
 /// A tool result's content as a tool message's. Chat Completions has no error flag: an error
 /// result says so in its first words (`Error:`).
 fn tool_result(
-    content: Option<TextOrParts<an::ResultBlock>>,
+    content: Option<TextOrParts<an::TextBlock>>,
     is_error: bool,
 ) -> TextOrParts<oa::TextPart> {
     let mut parts: Vec<oa::TextPart> = match content {
@@ -159,7 +159,7 @@ fn tool_result(
         Some(TextOrParts::Text(text)) => vec![oa::TextPart::Text { text }],
         Some(TextOrParts::Parts(blocks)) => blocks
             .into_iter()
-            .map(|an::ResultBlock::Text { text, .. }| oa::TextPart::Text { text })
+            .map(|an::TextBlock::Text { text, .. }| oa::TextPart::Text { text })
             .collect(),
     };
     if is_error {

@@ -231,10 +231,10 @@ const OPENAI_STREAM: &str = concat!(
 );
 
 /// The translated stream, fed in pieces of `size` bytes.
-fn translate_stream(direction: Direction, stream: &str, size: usize) -> Vec<u8> {
+fn translate_stream(direction: Direction, stream: &[u8], size: usize) -> Vec<u8> {
     let mut t = Stream::new(direction, true, 5);
     let mut out = Vec::new();
-    for piece in stream.as_bytes().chunks(size) {
+    for piece in stream.chunks(size) {
         t.feed(piece, &mut out);
     }
     t.finish(&mut out);
@@ -255,12 +255,12 @@ fn events(stream: &[u8]) -> Vec<Value> {
 fn an_anthropic_stream_reads_as_chat_chunks_however_it_is_cut() {
     let whole = translate_stream(
         Direction::ChatToMessages,
-        ANTHROPIC_STREAM,
+        ANTHROPIC_STREAM.as_bytes(),
         ANTHROPIC_STREAM.len(),
     );
     for size in [1, 7, 100] {
         assert_eq!(
-            translate_stream(Direction::ChatToMessages, ANTHROPIC_STREAM, size),
+            translate_stream(Direction::ChatToMessages, ANTHROPIC_STREAM.as_bytes(), size),
             whole
         );
     }
@@ -294,12 +294,12 @@ fn an_anthropic_stream_reads_as_chat_chunks_however_it_is_cut() {
 fn an_openai_stream_reads_as_anthropic_events_however_it_is_cut() {
     let whole = translate_stream(
         Direction::MessagesToChat,
-        OPENAI_STREAM,
+        OPENAI_STREAM.as_bytes(),
         OPENAI_STREAM.len(),
     );
     for size in [1, 13, 200] {
         assert_eq!(
-            translate_stream(Direction::MessagesToChat, OPENAI_STREAM, size),
+            translate_stream(Direction::MessagesToChat, OPENAI_STREAM.as_bytes(), size),
             whole
         );
     }
@@ -337,10 +337,10 @@ fn an_openai_stream_reads_as_anthropic_events_however_it_is_cut() {
 #[test]
 fn a_stream_cut_before_its_end_stays_cut() {
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
-    let out = translate_stream(Direction::ChatToMessages, cut, cut.len());
+    let out = translate_stream(Direction::ChatToMessages, cut.as_bytes(), cut.len());
     assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
     let cut = &OPENAI_STREAM[..OPENAI_STREAM.find("{\"index\":0,\"delta\":{},").unwrap() - 100];
-    let out = translate_stream(Direction::MessagesToChat, cut, 9);
+    let out = translate_stream(Direction::MessagesToChat, cut.as_bytes(), 9);
     assert!(!String::from_utf8(out).unwrap().contains("message_stop"));
 }
 
@@ -475,19 +475,8 @@ proptest! {
         };
         let mut stream = valid.as_bytes().to_vec();
         stream.extend_from_slice(&bytes);
-        let whole = {
-            let mut t = Stream::new(direction, true, 0);
-            let mut out = Vec::new();
-            t.feed(&stream, &mut out);
-            t.finish(&mut out);
-            out
-        };
-        let mut t = Stream::new(direction, true, 0);
-        let mut out = Vec::new();
-        for piece in stream.chunks(size) {
-            t.feed(piece, &mut out);
-        }
-        t.finish(&mut out);
+        let whole = translate_stream(direction, &stream, stream.len().max(1));
+        let out = translate_stream(direction, &stream, size);
         prop_assert_eq!(out, whole);
     }
 }
