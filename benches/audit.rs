@@ -74,6 +74,7 @@ fn event(snapshot: &Arc<Snapshot>, request_id: &HeaderValue) -> AuditEvent {
         mcp: None,
         user: None,
         translation: None,
+        trace: None,
     }
 }
 

@@ -62,11 +62,13 @@ fn reloader(path: PathBuf) -> Reloader {
         live: Arc::new(LiveState::default()),
         metrics,
         clock: Arc::new(SystemClock),
+        tracing: None,
     };
     let pinned = Pinned {
         listen: ([127, 0, 0, 1], 4000).into(),
         admin: ([127, 0, 0, 1], 9464).into(),
         audit: None,
+        tracing: None,
     };
     Reloader::new(path, publisher, pinned)
 }

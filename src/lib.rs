@@ -5,7 +5,7 @@
 //! Modules, lowest layer first; a module imports only modules of lower layers:
 //! 1. foundations: [`problem`], [`globs`], [`environment`], [`clock`], [`code`], [`json`], [`sse`], [`mock`];
 //! 2. domains: [`fleet`], [`objects`] (who created each provider object), [`limits`], [`identity`], [`providers`], [`mcp`] (what agents may do on MCP servers), [`policy`]; then [`metrics`] (reads
-//!    the limits' live counters) and [`audit`] (counts through metrics);
+//!    the limits' live counters), [`audit`] (counts through metrics) and [`telemetry`] (traces, OTLP export);
 //! 3. [`config`]: reads policy sources and assembles the domains' sections into a snapshot;
 //! 4. [`proxy`] and [`admin`]: the request path and the admin port; [`k8s`]: sidecar injection; [`tunnel`]: CONNECT (HTTPS_PROXY mode);
 //! 5. [`cli`]: one file per subcommand.
@@ -32,5 +32,6 @@ pub mod problem;
 pub mod providers;
 pub mod proxy;
 pub mod sse;
+pub mod telemetry;
 pub mod translate;
 pub mod tunnel;

@@ -80,6 +80,12 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Whether `url` is an absolute `http://` or `https://` URL with a host (collectors, sinks).
+pub fn is_http_url(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+}
+
 /// Collects problems for one file while compiling, so every check can report and go on.
 pub struct Problems<'a> {
     pub file: &'a Path,

@@ -28,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
         "policy",
         "metrics",
         "audit",
+        "telemetry",
     ],
     &["config"],
     &["proxy", "admin", "k8s", "tunnel"],

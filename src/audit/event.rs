@@ -80,6 +80,8 @@ pub struct AuditEvent {
     /// For a model call translated to its provider's API: which way
     /// (`chat_to_messages`, `messages_to_chat`).
     pub translation: Option<&'static str>,
+    /// The request's trace and span ids (`tracing:`), linking its trace to this record.
+    pub trace: Option<([u8; 16], [u8; 8])>,
 }
 
 /// An MCP request's facts. The arguments of a tool call are recorded only as a digest: they
@@ -236,12 +238,18 @@ pub struct RequestRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationRecord<'a>>,
     pub seq: u64,
+    /// The request's span in its trace (`tracing:`), 16 hex digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<Hex<'a>>,
     pub status: u16,
     /// An action's target (action records only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'a str>,
     pub tokens: Option<Tokens>,
     pub tokens_source: Option<TokensSource>,
+    /// The request's trace (`tracing:`), 32 hex digits as in `traceparent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<Hex<'a>>,
     /// Which way a model call was translated, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub translation: Option<&'static str>,
@@ -269,6 +277,22 @@ pub struct Rfc3339(pub Timestamp);
 impl Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&self.0)
+    }
+}
+
+/// Bytes written as lowercase hex straight into the record.
+#[derive(Debug)]
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -346,10 +370,12 @@ impl AuditEvent {
                 source: r.source,
             }),
             seq: link.seq,
+            span_id: self.trace.as_ref().map(|(_, span)| Hex(span)),
             status: self.status,
             target: action.and_then(|a| a.target.as_deref()),
             tokens: self.tokens,
             tokens_source: self.tokens_source,
+            trace_id: self.trace.as_ref().map(|(trace, _)| Hex(trace)),
             translation: self.translation,
             ts: Rfc3339(self.arrived),
             ttfb_ms: self.ttfb_ms,

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::Uri;
 use serde_saphyr::Spanned;
 
 use super::spec::{AuditSpec, SinkSpec};
-use crate::problem::Problems;
+use crate::problem::{is_http_url, Problems};
 
 /// `audit:` after validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,9 +101,4 @@ impl AuditSpec {
             checkpoint_interval: checkpoint_interval.unwrap_or(super::DEFAULT_CHECKPOINT_INTERVAL),
         })
     }
-}
-
-fn is_http_url(url: &str) -> bool {
-    url.parse::<Uri>()
-        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
 }

@@ -378,6 +378,7 @@ mod tests {
             mcp: None,
             user: None,
             translation: None,
+            trace: None,
         }
     }
 

@@ -10,7 +10,8 @@ use arc_swap::ArcSwapOption;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
-use pingora::services::background::GenBackgroundService;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
@@ -30,6 +31,7 @@ use crate::limits::LiveState;
 use crate::metrics::Metrics;
 use crate::mock::MockProvider;
 use crate::proxy::WardenProxy;
+use crate::telemetry::{SpanCounters, Tracing};
 use crate::tunnel::Front;
 
 /// Default policy path when neither `--config` nor `$WARDEN_CONFIG` is given.
@@ -114,6 +116,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         listen: snapshot.server.listen,
         admin: snapshot.server.admin,
         audit: snapshot.audit.clone(),
+        tracing: snapshot.tracing.clone(),
     };
     let listen = pinned.listen.to_string();
     let admin = pinned.admin.to_string();
@@ -126,6 +129,19 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             }
         },
         None => (None, None),
+    };
+    let tracing = match &snapshot.tracing {
+        Some(settings) => match Tracing::new(settings, span_counters(&metrics)) {
+            Ok(tracing) => {
+                log::info!("tracing: spans to {}", settings.traces_url);
+                Some(Arc::new(tracing))
+            }
+            Err(e) => {
+                eprintln!("warden: {e}; not starting");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
     };
     log::info!(
         "policy {} loaded ({})",
@@ -141,6 +157,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         live,
         metrics: Arc::clone(&metrics),
         clock: Arc::clone(&clock),
+        tracing: tracing.clone(),
     };
     publisher.publish(snapshot);
     let policy = Arc::clone(&publisher.policy);
@@ -179,6 +196,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         owners: Arc::new(crate::objects::Owners::new(Arc::clone(
             &publisher.live.fleet,
         ))),
+        tracing: tracing.clone(),
     };
     // The listener's front takes CONNECT (HTTPS_PROXY mode); everything else goes to the proxy.
     let front = Front {
@@ -189,6 +207,7 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
         audit: auditor,
         clock: Arc::clone(&clock),
         nonces: crate::identity::NonceCache::default(),
+        tracing: tracing.clone(),
     };
     let mut proxy_service = Service::new("warden proxy".to_string(), front);
     proxy_service.add_tcp(&listen);
@@ -218,6 +237,12 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
             Arc::new(ShipperService::new(shipper)),
         ));
     }
+    if let Some(tracing) = tracing {
+        server.add_service(GenBackgroundService::new(
+            "warden span exporter".to_string(),
+            Arc::new(FlushAtShutdown(tracing)),
+        ));
+    }
     server.add_service(GenBackgroundService::new(
         "warden fleet".to_string(),
         Arc::new(FleetService {
@@ -240,6 +265,39 @@ pub fn start(sources: Sources, options: Options, on_ready: impl FnOnce(&Snapshot
     }
     log::info!("warden listening on {listen} (admin {admin})");
     server.run_forever()
+}
+
+/// The spans' counters in the metrics.
+fn span_counters(metrics: &Metrics) -> SpanCounters {
+    let dropped = |reason: &str| metrics.trace_spans_dropped.with_label_values(&[reason]);
+    SpanCounters {
+        exported: metrics.trace_spans_exported.clone(),
+        queue_full: dropped("queue_full"),
+        export_failed: dropped("export_failed"),
+    }
+}
+
+/// Sends the spans still waiting when Warden is told to stop, and again once the requests
+/// finishing in the grace period have ended theirs.
+struct FlushAtShutdown(Arc<Tracing>);
+
+#[async_trait::async_trait]
+impl BackgroundService for FlushAtShutdown {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        for wait in [0, GRACE_PERIOD_SECS] {
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            let tracing = Arc::clone(&self.0);
+            if tokio::task::spawn_blocking(move || tracing.flush())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Reads the revocations pushed through the fleet's Redis before any traffic is accepted, so

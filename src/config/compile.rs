@@ -90,6 +90,7 @@ pub fn compile_parsed(
         problems: &mut problems,
         server: None,
         audit: None,
+        tracing: None,
         shared: files.iter().any(|(_, policy)| policy.fleet.is_some()),
         fleet: None,
         providers: Vec::new(),
@@ -124,6 +125,7 @@ pub fn compile_parsed(
     let Builder {
         server,
         audit,
+        tracing,
         fleet,
         providers,
         agents,
@@ -161,6 +163,7 @@ pub fn compile_parsed(
             .collect(),
         referenced_files: secrets.read.into_inner(),
         audit: audit.map(|(_, a)| a),
+        tracing: tracing.map(|(_, t)| t),
         fleet: fleet.map(|(_, f)| f),
     };
     Ok(Compiled {
@@ -180,6 +183,7 @@ struct Builder<'a, 'f> {
     problems: &'a mut Vec<Problem>,
     server: Option<(Origin<'f>, ServerSettings)>,
     audit: Option<(Origin<'f>, AuditSettings)>,
+    tracing: Option<(Origin<'f>, crate::telemetry::TracingSettings)>,
     /// Some file has `fleet:`: limits are bound to the fleet's leases.
     shared: bool,
     fleet: Option<(Origin<'f>, FleetSettings)>,
@@ -330,6 +334,14 @@ impl<'f> Builder<'_, 'f> {
             if p.first_definition(first, audit, "`audit`") {
                 if let Some(settings) = audit.value.compile(&mut p) {
                     self.audit = Some((Origin::of(path, audit), settings));
+                }
+            }
+        }
+        if let Some(tracing) = &policy.tracing {
+            let first = self.tracing.as_ref().map(|(first, _)| first);
+            if p.first_definition(first, tracing, "`tracing`") {
+                if let Some(settings) = tracing.value.compile(&mut p) {
+                    self.tracing = Some((Origin::of(path, tracing), settings));
                 }
             }
         }

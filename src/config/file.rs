@@ -80,6 +80,10 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Option<AuditSpec>")]
     pub audit: Option<Spanned<AuditSpec>>,
+    /// OpenTelemetry traces of every request; one file of a directory may define it.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::telemetry::TracingSpec>")]
+    pub tracing: Option<Spanned<crate::telemetry::TracingSpec>>,
 }
 
 /// Parses one policy file (the slow step: about 14 MB/s; a reload reuses the result for files

@@ -22,14 +22,16 @@ use crate::clock::Clock;
 use crate::limits::LiveState;
 use crate::metrics::{Metrics, ReloadResult};
 use crate::policy::revocations::RevokedKind;
+use crate::telemetry::{Tracing, TracingSettings};
 
-/// What was set up at start-up and a reload cannot change: the listeners' addresses and the
-/// audit shipper.
+/// What was set up at start-up and a reload cannot change: the listeners' addresses, the
+/// audit shipper and the span exporter.
 #[derive(Debug, Clone)]
 pub struct Pinned {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub audit: Option<AuditSettings>,
+    pub tracing: Option<TracingSettings>,
 }
 
 /// The shared handles a published snapshot must reach together.
@@ -40,6 +42,8 @@ pub struct Publisher {
     pub metrics: Arc<Metrics>,
     /// When a publish happened, for `warden_config_last_reload_success_timestamp_seconds`.
     pub clock: Arc<dyn Clock>,
+    /// The span exporter, which follows each snapshot's sample ratio.
+    pub tracing: Option<Arc<Tracing>>,
 }
 
 impl Publisher {
@@ -59,6 +63,9 @@ impl Publisher {
                 .chain(teams),
         );
         self.live.fleet.set_settings(snapshot.fleet.clone());
+        if let (Some(tracing), Some(settings)) = (&self.tracing, &snapshot.tracing) {
+            tracing.follow(settings);
+        }
         let now = self.clock.now().as_duration().as_secs_f64();
         self.metrics.policy_published(&snapshot.version, now);
     }
@@ -266,6 +273,20 @@ impl Reloader {
             log::warn!("`audit` changed; the audit trail keeps its start-up settings until Warden restarts");
             snapshot.audit.clone_from(&self.pinned.audit);
         }
+        let exporter = match (&self.pinned.tracing, &snapshot.tracing) {
+            (None, Some(_)) => Some(None),
+            (Some(pinned), Some(wanted)) if !pinned.same_exporter(wanted) => {
+                Some(Some(TracingSettings {
+                    sample_ratio: wanted.sample_ratio,
+                    ..pinned.clone()
+                }))
+            }
+            _ => None,
+        };
+        if let Some(kept) = exporter {
+            log::warn!("`tracing` (endpoint, timeout or service name) is not what Warden started with; the start-up exporter stays until Warden restarts (`sample_ratio` applies now)");
+            snapshot.tracing = kept;
+        }
     }
 }
 
@@ -313,6 +334,7 @@ mod tests {
             live: Arc::clone(&live),
             metrics: Arc::clone(&metrics),
             clock: Arc::new(FixedClock(at)),
+            tracing: None,
         };
         let sources = source::from_text("p.yaml", "version: 1\n");
         let compiled =

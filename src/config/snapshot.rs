@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub referenced_files: Vec<ReferencedFile>,
     /// `audit:`; read once at start-up (the shipper is not rebuilt on reload).
     pub audit: Option<AuditSettings>,
+    /// `tracing:`; its exporter is set up once at start-up, its sample ratio followed on
+    /// reload.
+    pub tracing: Option<crate::telemetry::TracingSettings>,
     /// `fleet:`: limits and revocations shared through Redis (followed on reload).
     pub fleet: Option<crate::fleet::FleetSettings>,
 }

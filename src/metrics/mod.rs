@@ -9,8 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::code::Code;
@@ -113,6 +113,10 @@ pub struct Metrics {
     /// `warden_mcp_calls_total{agent,server,tool,code}`: MCP tool calls, allowed or refused;
     /// `tool` is the policy entry that admitted it (bounded by policy), or `other`.
     pub mcp_calls: IntCounterVec,
+    /// `warden_trace_spans_exported_total`: spans the OTLP receiver accepted.
+    pub trace_spans_exported: IntCounter,
+    /// `warden_trace_spans_dropped_total{reason="queue_full|export_failed"}`: spans lost.
+    pub trace_spans_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -228,6 +232,19 @@ impl Metrics {
             &["agent", "server", "tool", "code"],
         )?;
         registry.register(Box::new(mcp_calls.clone()))?;
+        let trace_spans_exported = IntCounter::new(
+            "warden_trace_spans_exported_total",
+            "Request spans the OTLP receiver accepted (`tracing:`).",
+        )?;
+        registry.register(Box::new(trace_spans_exported.clone()))?;
+        let trace_spans_dropped = IntCounterVec::new(
+            Opts::new("warden_trace_spans_dropped_total", "Request spans lost, by reason: `queue_full` (the export queue was full) or `export_failed` (the receiver refused the batch or did not answer)."),
+            &["reason"],
+        )?;
+        for reason in ["queue_full", "export_failed"] {
+            trace_spans_dropped.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(trace_spans_dropped.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
         registry.register(Box::new(audit_queue_depth.clone()))?;
         registry.register(Box::new(audit_spool_bytes.clone()))?;
@@ -258,6 +275,8 @@ impl Metrics {
             tunnels,
             tunnel_bytes,
             mcp_calls,
+            trace_spans_exported,
+            trace_spans_dropped,
         })
     }
 

@@ -120,6 +120,7 @@ impl WardenProxy {
             .policy
             .load_full()
             .ok_or_else(|| Refusal::UpstreamUnavailable("no valid policy is loaded".into()))?;
+        ctx.span = super::trace::start(self.tracing.as_deref(), &snapshot, session.req_header());
         ctx.snapshot = Some(Arc::clone(&snapshot));
         Ok(snapshot)
     }
@@ -201,6 +202,7 @@ impl WardenProxy {
             ctx.admission.take_request_limits(agent)?;
             return Ok(plan_as_read(ctx, session, read.bytes, read.replayable));
         };
+        ctx.max_tokens = fields.output_cap;
         let model = authorize_model(ctx, snapshot, agent, &fields)?;
         let translated = translate(ctx, session, snapshot, agent, &fields, &read.bytes)?;
         let per_user = agent.limits.per_user.as_ref();

@@ -45,6 +45,8 @@ pub struct UpstreamLeg {
     pub meter: UsageMeter,
     /// Hides the usage chunk Warden asked for on the client's behalf.
     pub usage_filter: Option<UsageChunkFilter>,
+    /// When the first byte of the response body passed (a stream's first token).
+    pub first_chunk: Option<Instant>,
     /// The provider's own `x-request-id`, when it sent one other than Warden's.
     pub provider_request_id: Option<HeaderValue>,
     /// The request creates a provider object (`POST /v1/responses`, `/v1/files`, …) whose id
@@ -68,6 +70,10 @@ pub struct RequestCtx {
     /// The credential the agent was identified by (kind and id, never the secret).
     pub credential: Option<crate::identity::Credential>,
     pub model: Option<String>,
+    /// The request's own cap on output tokens, as sent (`gen_ai.request.max_tokens`).
+    pub max_tokens: Option<u64>,
+    /// The request's trace span, when the policy traces.
+    pub span: Option<crate::telemetry::RequestSpan>,
     /// The end user the request is made for (cut at 256 bytes), for `per_user` and audit.
     pub user: Option<String>,
     pub provider: Option<usize>,
@@ -100,6 +106,8 @@ impl RequestCtx {
             agent: None,
             credential: None,
             model: None,
+            max_tokens: None,
+            span: None,
             user: None,
             provider: None,
             admission: Admission::default(),

@@ -31,13 +31,14 @@ pub mod service;
 mod settle;
 pub mod stream_usage;
 mod token;
+pub mod trace;
 mod translation;
 mod upstream;
 pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -80,6 +81,8 @@ pub struct WardenProxy {
     pub owners: Arc<Owners>,
     /// Which agent opened each MCP session: live state, like `nonces`.
     pub mcp_sessions: Arc<crate::mcp::sessions::Sessions>,
+    /// The span exporter; `None` when the policy Warden started with has no `tracing:`.
+    pub tracing: Option<Arc<crate::telemetry::Tracing>>,
 }
 
 #[async_trait]
@@ -138,6 +141,9 @@ impl ProxyHttp for WardenProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
+            if ctx.upstream.first_chunk.is_none() && !chunk.is_empty() {
+                ctx.upstream.first_chunk = Some(Instant::now());
+            }
             ctx.upstream.meter.feed(chunk);
         }
         if ctx.upstream.creates {

@@ -18,6 +18,7 @@ use crate::config::Snapshot;
 use crate::identity::Credential;
 use crate::limits::counters::OVERFLOW_MODEL;
 use crate::policy::Agent;
+use crate::telemetry::RequestSpan;
 
 /// Durations of one request, taken once when it ends (`logging` runs right after the last
 /// byte of the response, or its failure).
@@ -48,8 +49,13 @@ impl WardenProxy {
         };
         self.count(ctx, agent, provider, &outcome, &timing);
         access_log(session, ctx, agent, provider, &outcome, &timing);
+        let trace = ctx.span.as_ref().map(RequestSpan::ids);
+        super::trace::end(session, ctx, &outcome);
         if let Some(audit) = &self.audit {
-            audit.emit(request_event(session, ctx, &outcome, &timing));
+            audit.emit(AuditEvent {
+                trace,
+                ..request_event(session, ctx, &outcome, &timing)
+            });
         }
     }
 
@@ -233,6 +239,7 @@ impl Decision<'_> {
             mcp: None,
             user: None,
             translation: None,
+            trace: None,
         }
     }
 }

@@ -112,6 +112,9 @@ pub(super) fn rewrite_request(
             vouch,
         },
     )?;
+    if let Some(span) = &ctx.span {
+        super::trace::propagate(span, upstream_request);
+    }
     match &ctx.translation {
         Some(translation) => translation.rewrite_headers(upstream_request),
         None => Ok(()),

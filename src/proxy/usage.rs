@@ -53,6 +53,8 @@ pub enum UsageMeter {
         /// Every chunk so far, copied, once a second one arrives.
         joined: Vec<u8>,
         overflow: bool,
+        /// The answer's `model`, read with its usage.
+        model: Option<String>,
     },
     Sse {
         decoder: Decoder,
@@ -64,6 +66,8 @@ pub enum UsageMeter {
         /// event that has one (`response.id`, else `id`).
         want_id: bool,
         id: Option<String>,
+        /// The answer's `model`, from the first event that reports usage and names one.
+        model: Option<String>,
     },
 }
 
@@ -81,12 +85,14 @@ impl UsageMeter {
                 events: 0,
                 want_id: false,
                 id: None,
+                model: None,
             }
         } else if starts_with_ignore_case(ct, b"application/json") {
             UsageMeter::Json {
                 first: None,
                 joined: Vec::new(),
                 overflow: false,
+                model: None,
             }
         } else {
             UsageMeter::Off
@@ -101,6 +107,7 @@ impl UsageMeter {
                 first,
                 joined,
                 overflow,
+                ..
             } => {
                 let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
                 if *overflow || held + chunk.len() > MAX_JSON_BODY {
@@ -122,10 +129,11 @@ impl UsageMeter {
                 events,
                 want_id,
                 id,
+                model,
             } => decoder.feed(chunk, |piece| {
                 if let Piece::Event(event) = piece {
                     let id = (*want_id && id.is_none()).then_some(&mut *id);
-                    sse_event(event, usage, events, id);
+                    sse_event(event, usage, events, id, model);
                 }
             }),
         }
@@ -147,30 +155,40 @@ impl UsageMeter {
                 first,
                 joined,
                 overflow,
+                model,
             } => {
                 if *overflow {
                     return None;
                 }
                 let body = first.as_deref().unwrap_or(joined);
                 let parsed: JsonBody = serde_json::from_slice(body).ok()?;
-                parsed
-                    .usage
-                    .or(parsed.response.and_then(|r| r.usage))
-                    .map(UsageFields::usage)
+                let (response_usage, response_model) =
+                    parsed.response.map_or((None, None), |r| (r.usage, r.model));
+                *model = parsed.model.or(response_model);
+                parsed.usage.or(response_usage).map(UsageFields::usage)
             }
             UsageMeter::Sse {
                 decoder,
                 usage,
                 events,
+                model,
                 ..
             } => {
                 decoder.finish(|piece| {
                     if let Piece::Unterminated(event) = piece {
-                        sse_event(event, usage, events, None);
+                        sse_event(event, usage, events, None, model);
                     }
                 });
                 *usage
             }
+        }
+    }
+
+    /// The model the answer says served it, once the body is complete (read beside usage).
+    pub fn response_model(&self) -> Option<&str> {
+        match self {
+            UsageMeter::Off => None,
+            UsageMeter::Json { model, .. } | UsageMeter::Sse { model, .. } => model.as_deref(),
         }
     }
 
@@ -192,6 +210,7 @@ impl UsageMeter {
                 first,
                 joined,
                 overflow,
+                ..
             } => {
                 if !complete || *overflow {
                     return None;
@@ -229,12 +248,14 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-/// Reads one stream event: counts it, and takes its usage (and the object id, when wanted).
+/// Reads one stream event: counts it, and takes its usage and model (and the object id, when
+/// wanted).
 fn sse_event(
     event: Event<'_>,
     usage: &mut Option<Usage>,
     events: &mut u64,
     id: Option<&mut Option<String>>,
+    model: &mut Option<String>,
 ) {
     let Some(data) = event.data() else {
         return;
@@ -256,10 +277,17 @@ fn sse_event(
     let Ok(event) = serde_json::from_slice::<SseEvent>(data.trim_ascii()) else {
         return;
     };
+    let (message, response) = (event.message, event.response);
+    if model.is_none() {
+        *model = event.model.or_else(|| {
+            let nested = message.as_ref().or(response.as_ref());
+            nested.and_then(|n| n.model.clone())
+        });
+    }
     let fields = event
         .usage
-        .or(event.message.and_then(|m| m.usage))
-        .or(event.response.and_then(|r| r.usage));
+        .or(message.and_then(|m| m.usage))
+        .or(response.and_then(|r| r.usage));
     let Some(fields) = fields else { return };
     let seen = usage.get_or_insert_with(Usage::default);
     if let Some(input) = fields.input() {
@@ -275,12 +303,14 @@ fn sse_event(
 #[derive(Deserialize)]
 struct JsonBody {
     usage: Option<UsageFields>,
+    model: Option<String>,
     response: Option<Nested>,
 }
 
 #[derive(Deserialize)]
 struct SseEvent {
     usage: Option<UsageFields>,
+    model: Option<String>,
     message: Option<Nested>,
     response: Option<Nested>,
 }
@@ -288,6 +318,7 @@ struct SseEvent {
 #[derive(Deserialize)]
 struct Nested {
     usage: Option<UsageFields>,
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]

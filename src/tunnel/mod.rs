@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use opentelemetry::{KeyValue, Value};
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::listeners::tls::Acceptor;
@@ -46,6 +47,7 @@ use crate::policy::revocations::RevokedKind;
 use crate::proxy::error::shown;
 use crate::proxy::record::Decision;
 use crate::proxy::{Refusal, TunnelCredential, WardenProxy};
+use crate::telemetry::{Ending, RequestSpan};
 use authority::Authority;
 
 /// The first byte of a TLS connection (a handshake record).
@@ -76,6 +78,8 @@ pub struct Front {
     pub audit: Option<Arc<Auditor>>,
     pub clock: Arc<dyn Clock>,
     pub nonces: NonceCache,
+    /// The span exporter (`None` without `tracing:` at start-up).
+    pub tracing: Option<Arc<crate::telemetry::Tracing>>,
 }
 
 #[async_trait]
@@ -114,6 +118,8 @@ struct Connect {
     /// The credential the CONNECT was identified by (kind and id, for the audit record).
     credential: Option<crate::identity::Credential>,
     destination: String,
+    /// The CONNECT's span, when the policy traces.
+    span: Option<RequestSpan>,
 }
 
 impl Front {
@@ -123,15 +129,19 @@ impl Front {
             Ok(Some(_)) => {}
             _ => return,
         }
+        let snapshot = self.policy.load_full();
+        let request = session.req_header();
+        let traced = snapshot.as_ref().is_some_and(|s| s.tracing.is_some());
+        let span = self.tracing.as_ref().filter(|_| traced);
         let mut facts = Connect {
             started: Instant::now(),
             arrived: self.clock.now(),
-            snapshot: self.policy.load_full(),
+            snapshot,
             agent: None,
             credential: None,
             destination: String::new(),
+            span: span.map(|t| t.start(&request.headers)),
         };
-        let request = session.req_header();
         let Some(authority) = Authority::parse(session.req_header().raw_path()) else {
             let stream = session.into_inner();
             let refusal = Refusal::DestinationNotAllowed("CONNECT needs host:port".into());
@@ -371,7 +381,7 @@ impl Front {
         };
         let keep = || self.may_keep(&agent_id, credential, &facts.destination);
         let piped = pipe::run(stream, upstream, limits, keep).await;
-        self.record(&facts, Code::Ok, 200, Some(&piped));
+        self.record(&mut facts, Code::Ok, 200, Some(&piped));
     }
 
     /// Answers a refused CONNECT (and closes), and records it.
@@ -382,7 +392,7 @@ impl Front {
         self.record(facts, refusal.code(), status.as_u16(), None);
     }
 
-    fn record(&self, facts: &Connect, code: Code, status: u16, piped: Option<&pipe::Piped>) {
+    fn record(&self, facts: &mut Connect, code: Code, status: u16, piped: Option<&pipe::Piped>) {
         let agent = facts
             .snapshot
             .as_deref()
@@ -402,6 +412,11 @@ impl Front {
             latency_ms = facts.started.elapsed().as_secs_f64() * 1000.0;
             "tunnel"
         );
+        let span = facts.span.take();
+        let trace = span.as_ref().map(RequestSpan::ids);
+        if let Some(span) = span {
+            end_span(span, facts, code, status, piped);
+        }
         if let Some(audit) = &self.audit {
             let decision = Decision {
                 arrived: facts.arrived,
@@ -421,10 +436,50 @@ impl Front {
                     bytes_down: piped.map_or(0, |p| p.down),
                     end: piped.map(|p| p.end.as_str()),
                 }),
+                trace,
                 ..decision.event()
             });
         }
     }
+}
+
+/// Ends a CONNECT's span: the destination, the agent, the outcome and the bytes piped.
+fn end_span(
+    span: RequestSpan,
+    facts: &Connect,
+    code: Code,
+    status: u16,
+    piped: Option<&pipe::Piped>,
+) {
+    if !span.is_recording() {
+        return;
+    }
+    let mut attributes = Vec::with_capacity(12);
+    let mut add = |key: &'static str, value: Value| attributes.push(KeyValue::new(key, value));
+    add("http.request.method", "CONNECT".into());
+    add("http.response.status_code", i64::from(status).into());
+    add("warden.destination", facts.destination.clone().into());
+    add("warden.code", code.as_str().into());
+    let agent = facts.snapshot.as_deref().zip(facts.agent);
+    let agent = agent.map(|(s, a)| &s.agents[a]);
+    crate::proxy::trace::identity(&mut add, agent, facts.credential.as_ref(), None);
+    if let Some(piped) = piped {
+        add(
+            "warden.tunnel.bytes_up",
+            i64::try_from(piped.up).unwrap_or(i64::MAX).into(),
+        );
+        add(
+            "warden.tunnel.bytes_down",
+            i64::try_from(piped.down).unwrap_or(i64::MAX).into(),
+        );
+        add("warden.tunnel.end", piped.end.as_str().into());
+    }
+    span.end(Ending {
+        name: "CONNECT".into(),
+        attributes,
+        error: (code != Code::Ok).then(|| code.as_str()),
+        first_chunk: None,
+    });
 }
 
 /// `200 Connection Established`: from here on the connection carries the tunnel.
