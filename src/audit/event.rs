@@ -392,3 +392,14 @@ impl AuditEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Hex;
+
+    #[test]
+    fn ids_are_written_as_lowercase_hex() {
+        let json = serde_json::to_string(&Hex(&[0x0a, 0xf7, 0x00, 0xff])).unwrap();
+        assert_eq!(json, "\"0af700ff\"");
+    }
+}

@@ -170,3 +170,68 @@ agents:
         );
     }
 }
+
+#[test]
+fn tracing_sends_to_the_traces_path_of_the_endpoint() {
+    let settings = |section: &str| {
+        let text = format!("version: 1\ntracing: {section}\n");
+        match compile_text(&text) {
+            Ok(compiled) => compiled.snapshot.tracing,
+            Err(problems) => panic!("{}", problems[0]),
+        }
+    };
+    let base = settings("{otlp: {endpoint: 'http://otel:4318/'}}").unwrap();
+    assert_eq!(base.traces_url, "http://otel:4318/v1/traces");
+    assert_eq!(
+        (base.sample_ratio, base.service_name.as_str()),
+        (1.0, "warden")
+    );
+    let full = settings("{otlp: {endpoint: 'https://otel/v1/traces', timeout_secs: 2}, sample_ratio: 0.01, service_name: gw}").unwrap();
+    assert_eq!(full.traces_url, "https://otel/v1/traces");
+    assert_eq!(full.timeout, std::time::Duration::from_secs(2));
+    assert_eq!(
+        (full.sample_ratio, full.service_name.as_str()),
+        (0.01, "gw")
+    );
+    assert!(!base.same_exporter(&full));
+    let resampled = crate::telemetry::TracingSettings {
+        sample_ratio: 0.5,
+        ..base.clone()
+    };
+    assert!(
+        base.same_exporter(&resampled),
+        "the ratio is not the exporter's"
+    );
+}
+
+#[test]
+fn a_bad_tracing_section_is_refused_at_its_position() {
+    for (section, message) in [
+        (
+            "{otlp: {endpoint: 'otel:4318'}}",
+            "`endpoint` must be an http://",
+        ),
+        (
+            "{otlp: {endpoint: 'http://otel'}, sample_ratio: -0.1}",
+            "`sample_ratio` must be from 0 to 1",
+        ),
+        (
+            "{otlp: {endpoint: 'http://otel', timeout_secs: 0}}",
+            "`timeout_secs` must be a positive",
+        ),
+        (
+            "{otlp: {endpoint: 'http://otel'}, service_name: ' '}",
+            "`service_name` must not be empty",
+        ),
+    ] {
+        let text = format!("version: 1\ntracing: {section}\n");
+        let problems = compile_text(&text).err().unwrap_or_default();
+        let found = problems.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains(message) && p.contains("p.yaml:2:")),
+            "{section}: {found:?}"
+        );
+    }
+}

@@ -39,11 +39,15 @@ pub(super) fn propagate(span: &RequestSpan, upstream: &mut RequestHeader) {
     span.propagate(&mut Headers(upstream));
 }
 
-/// Writes the propagated fields into the upstream request.
+/// Writes the propagated fields into the upstream request (an empty `tracestate` is left out,
+/// as W3C Trace Context allows).
 struct Headers<'a>(&'a mut RequestHeader);
 
 impl Injector for Headers<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if self.0.insert_header(key.to_owned(), value).is_err() {
             log::debug!("trace context header `{key}` could not be set");
         }

@@ -172,3 +172,32 @@ impl HttpClient for Client {
             .body(Bytes::from(answer))?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters() -> SpanCounters {
+        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
+        SpanCounters {
+            exported: counter("exported"),
+            queue_full: counter("queue_full"),
+            export_failed: counter("export_failed"),
+        }
+    }
+
+    #[test]
+    fn the_queue_drops_and_counts_what_it_has_no_place_for() {
+        let queue = Queue::new(3, counters());
+        assert!((0..3).all(|_| queue.admit()));
+        assert!(!queue.admit() && !queue.admit());
+        assert_eq!(queue.counters.queue_full.get(), 2);
+        queue.settle(2, true);
+        assert!(queue.admit() && queue.admit() && !queue.admit());
+        queue.settle(3, false);
+        assert_eq!(queue.counters.exported.get(), 2);
+        assert_eq!(queue.counters.export_failed.get(), 3);
+        assert_eq!(queue.counters.queue_full.get(), 3);
+        assert_eq!(queue.held.load(Ordering::Acquire), 0);
+    }
+}
