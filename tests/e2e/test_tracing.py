@@ -382,3 +382,37 @@ def test_check_refuses_a_bad_tracing_section_with_its_position(tmp_path, section
     assert out.returncode == 1
     assert message in out.stdout + out.stderr
     assert f"{path}:2:" in out.stdout + out.stderr
+
+
+def test_a_delegated_call_names_its_actors_team_and_user(tmp_path, receiver):
+    planner_key = "sk-trace-planner-key"
+    assert run_warden_cli("keygen", "--out", str(tmp_path / "identity.key")).returncode == 0
+    w = Warden(f"""version: 1
+providers:
+  local: {{kind: mock, models: ["mock-*"]}}
+delegation: {{max_depth: 3, max_ttl: 10m}}
+agents:
+  planner:
+    owner: team-research
+    keys: [{{id: planner-1, sha256: {sha256_hex(planner_key)}}}]
+    models: ["mock-*"]
+""" + tracing_section(receiver), server_extra=f"  identity_key_file: {tmp_path / 'identity.key'}\n")
+    try:
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": planner_key,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:access_token", "actor": "researcher"}
+        exchanged = httpx.post(w.base + "/v1/token", data=form, timeout=10)
+        assert exchanged.status_code == 200, exchanged.text
+        span = receiver.span_for(exchanged.headers["x-request-id"])
+        assert span.name == "POST /v1/token" and span.status_code == OK
+        delegated = exchanged.json()["access_token"]
+        r = post(w, delegated, {"model": "mock-small", "user": "alice",
+                                "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        a = receiver.span_for(r.headers["x-request-id"]).attributes
+        assert a["warden.actors"] == ["researcher"]
+        assert a["warden.agent"] == "planner" and a["warden.team"] == "team-research"
+        assert a["warden.user"] == "alice" and a["warden.credential.kind"] == "jwt"
+        assert a["gen_ai.provider.name"] == "openai" and a["warden.provider"] == "local"
+        assert delegated not in json.dumps(a)
+    finally:
+        w.stop()
