@@ -16,7 +16,9 @@
 # says otherwise (`WARDEN_LOG=warn` measures without them); WARDEN_LOG_FORMAT=json is honoured.
 # BASELINE_BIN=<another warden binary> adds a `baseline` run of it (audit off, same policy as
 # `warden`) to every round: a before/after comparison of two builds in one run.
-# Usage: [WORKLOADS="small large huge stream"] [WARDEN_LOG=warn] [BASELINE_BIN=path] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
+# TRACING=1 adds `traced` (tracing: sample_ratio 1.0) and `sampled` (0.01) runs, audit off, same
+# policy as `warden`; spans go over OTLP/HTTP to the nginx upstream, which answers 200.
+# Usage: [WORKLOADS="small large huge stream"] [WARDEN_LOG=warn] [BASELINE_BIN=path] [TRACING=1] benches/load.sh [seconds per run, default 5] [rounds, default 3] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -34,6 +36,8 @@ nginx_port=$(free_port); bare_port=$(free_port)
 warden_port=$(free_port); warden_admin=$(free_port)
 audited_port=$(free_port); audited_admin=$(free_port)
 baseline_port=$(free_port); baseline_admin=$(free_port)
+traced_port=$(free_port); traced_admin=$(free_port)
+sampled_port=$(free_port); sampled_admin=$(free_port)
 
 completion='{"id":"chatcmpl-1","object":"chat.completion","created":1732000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Here is the summary you asked for."},"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":8,"total_tokens":28}}'
 sse=$(python3 - <<'PY'
@@ -60,6 +64,9 @@ http {
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$nginx_port;
+    location = /v1/traces {
+      return 200 '';
+    }
     location /sse/ {
       default_type text/event-stream;
       return 200 '$sse';
@@ -113,7 +120,19 @@ if [ -n "${BASELINE_BIN:-}" ]; then
   baseline_pid=$!
   admins="$admins $baseline_admin"
 fi
-trap 'kill $bare_pid $warden_pid $audited_pid $baseline_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
+traced_pid=; sampled_pid=
+if [ -n "${TRACING:-}" ]; then
+  for run in traced:1.0 sampled:0.01; do
+    name=${run%%:*}; port_var=${name}_port; admin_var=${name}_admin
+    { policy "${!port_var}" "${!admin_var}"
+      echo "tracing: {otlp: {endpoint: \"http://127.0.0.1:$nginx_port\"}, sample_ratio: ${run#*:}}"
+    } > "$work/$name.yaml"
+    BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/$name.yaml" > "$work/$name.log" 2>&1 &
+    printf -v "${name}_pid" '%s' $!
+    admins="$admins ${!admin_var}"
+  done
+fi
+trap 'kill $bare_pid $warden_pid $audited_pid $baseline_pid $traced_pid $sampled_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
 for port in $admins; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
@@ -170,6 +189,8 @@ for workload in ${WORKLOADS:-small large huge stream}; do
   run warmup "http://127.0.0.1:$audited_port$path" "$workload" "" >/dev/null
   run warmup "http://127.0.0.1:$bare_port$direct_path" "$workload" "" >/dev/null
   [ -n "$baseline_pid" ] && run warmup "http://127.0.0.1:$baseline_port$path" "$workload" "" >/dev/null
+  [ -n "$traced_pid" ] && run warmup "http://127.0.0.1:$traced_port$path" "$workload" "" >/dev/null
+  [ -n "$sampled_pid" ] && run warmup "http://127.0.0.1:$sampled_port$path" "$workload" "" >/dev/null
   echo "$workload direct $(run direct "http://127.0.0.1:$nginx_port$direct_path" "$workload" "")" >> "$results"
   for _ in $(seq "$rounds"); do
     echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
@@ -178,12 +199,17 @@ for workload in ${WORKLOADS:-small large huge stream}; do
     if [ -n "$baseline_pid" ]; then
       echo "$workload baseline $(run baseline "http://127.0.0.1:$baseline_port$path" "$workload" "$baseline_pid")" >> "$results"
     fi
+    if [ -n "$traced_pid" ]; then
+      echo "$workload traced $(run traced "http://127.0.0.1:$traced_port$path" "$workload" "$traced_pid")" >> "$results"
+      echo "$workload sampled $(run sampled "http://127.0.0.1:$sampled_port$path" "$workload" "$sampled_pid")" >> "$results"
+    fi
   done
 done
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 for admin in $admins; do
   echo "Warden on admin port $admin, outcomes other than ok:"
   curl -s "http://127.0.0.1:$admin/metrics" | grep '^warden_requests_total{' | grep -v 'code="ok"' || echo "  none"
+  curl -s "http://127.0.0.1:$admin/metrics" | grep '^warden_trace_spans_[a-z_]*\(total\|{reason="[a-z_]*"}\) [1-9]' || true
 done
 
 python3 - "$results" "$idle_rss" "$load_rss" "$conns" "$rounds" <<'PY'
@@ -212,6 +238,11 @@ for w in names:
     if b and a and n:
         base = by.get((w, "baseline"))
         extra = f", baseline {base[1]:.1f} ({base[0]/b[0]:.2f}x)" if base else ""
+        for other in ("traced", "sampled"):
+            o = by.get((w, other))
+            if o:
+                extra += (f", {other} {o[1]:.1f} ({o[0]/b[0]:.2f}x bare, {o[0]/n[0]:.2f}x warden, "
+                          f"+{o[1] - n[1]:.1f} µs CPU)")
         print(f"{names[w]:32} warden/bare {n[0]/b[0]:.2f}x, audited/bare {a[0]/b[0]:.2f}x; "
               f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}{extra}")
 print(f"\nWarden RSS (audit off): idle {int(sys.argv[2]) / 1024:.1f} MiB, after load {int(sys.argv[3]) / 1024:.1f} MiB")

@@ -61,6 +61,9 @@ impl McpCall {
     }
 }
 
+/// The policy entry of a tool call the agent's grant does not name (the metrics label).
+pub const OTHER_TOOL: &str = "other";
+
 /// Admits the MCP request in `session` for `agent`, and returns the body to forward (`None`:
 /// a GET or DELETE, which has none).
 pub async fn begin(
@@ -207,7 +210,7 @@ fn judge(
     if method == "tools/call" {
         let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
         let arguments = params.and_then(|p| p.get("arguments"));
-        call.tool = name.map(|n| (capped(n), String::from("other")));
+        call.tool = name.map(|n| (capped(n), String::from(OTHER_TOOL)));
         call.arguments_sha256 = Some(arguments_digest(arguments));
         call.whole_answer = true;
     }

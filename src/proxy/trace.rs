@@ -9,6 +9,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use super::error::truncated;
+use super::mcp::{McpCall, OTHER_TOOL};
 use super::settle::Outcome;
 use super::{token, verify, RequestCtx};
 use crate::code::Code;
@@ -102,20 +103,7 @@ pub(super) fn end(session: &Session, ctx: &mut RequestCtx, outcome: &Outcome) {
         ctx.user.as_deref(),
     );
     let name = if let Some(call) = &ctx.mcp {
-        add("warden.mcp.server", call.server.clone().into());
-        match (&call.method, &call.tool) {
-            (Some(rpc), tool) => {
-                add("mcp.method.name", rpc.clone().into());
-                if let Some((tool, _)) = tool {
-                    add("gen_ai.operation.name", "execute_tool".into());
-                    add("gen_ai.tool.name", tool.clone().into());
-                    format!("{rpc} {tool}")
-                } else {
-                    rpc.clone()
-                }
-            }
-            (None, _) => format!("{method} {}{}", crate::mcp::PREFIX, call.server),
-        }
+        mcp_call(&mut add, call, method, ctx.refusal.is_none())
     } else if let (Some(call), Some(snapshot)) = (ctx.service, snapshot) {
         let service = &snapshot.providers[call.service].name;
         add("warden.service", service.clone().into());
@@ -154,6 +142,33 @@ pub(super) fn end(session: &Session, ctx: &mut RequestCtx, outcome: &Outcome) {
     });
 }
 
+/// An MCP request: its attributes, and a name drawn from a bounded set — the method when it is
+/// one Warden judged and admitted, a tool only when the agent's policy names it (a hostile
+/// agent cannot mint span names), else the endpoint.
+fn mcp_call(
+    add: &mut impl FnMut(&'static str, Value),
+    call: &McpCall,
+    method: &str,
+    admitted: bool,
+) -> String {
+    add("warden.mcp.server", call.server.clone().into());
+    let endpoint = || format!("{method} {}{}", crate::mcp::PREFIX, call.server);
+    let Some(rpc) = &call.method else {
+        return endpoint();
+    };
+    add("mcp.method.name", rpc.clone().into());
+    if let Some((tool, _)) = &call.tool {
+        add("gen_ai.operation.name", "execute_tool".into());
+        add("gen_ai.tool.name", tool.clone().into());
+    }
+    match &call.tool {
+        Some((tool, entry)) if entry != OTHER_TOOL => format!("{rpc} {tool}"),
+        _ if rpc == "tools/call" => rpc.clone(),
+        _ if admitted && !crate::mcp::is_notification(rpc) => rpc.clone(),
+        _ => endpoint(),
+    }
+}
+
 /// A call to a provider: its GenAI attributes, and its name (`chat gpt-4o`; `chat` when
 /// refused before the model was read; `POST /v1/verify` for Warden's own endpoints).
 fn model_call(
@@ -188,9 +203,13 @@ fn model_call(
         let answered = truncated(answered, MAX_MODEL).to_owned();
         add("gen_ai.response.model", answered.into());
     }
-    match operation {
-        Some(operation) => format!("{operation} {model}"),
-        None => format!("{method} {model}"),
+    // The model names the span once it passed the agent's allowlist (it was routed): a model
+    // the agent may not use is an attribute only.
+    match (operation, ctx.provider.is_some()) {
+        (Some(operation), true) => format!("{operation} {model}"),
+        (Some(operation), false) => operation.to_owned(),
+        (None, true) => format!("{method} {model}"),
+        (None, false) => method.to_owned(),
     }
 }
 

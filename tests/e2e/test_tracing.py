@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 
 from conftest import AGENT_KEY, OTHER_KEY, PROVIDER_ENV, PROVIDER_KEY, standard_policy
 from harness import Warden, audit_record, chat, chat_body, eventually, free_port, post, run_warden_cli, sha256_hex
@@ -233,6 +233,16 @@ def test_an_mcp_tool_call_span_names_the_tool_and_the_server_gets_the_context(tr
     calls = [r for r in mcp_server.requests() if '"tools/call"' in r["body"]]
     trace_id, parent, _ = TRACEPARENT.match(calls[-1]["headers"]["traceparent"]).groups()
     assert (trace_id, parent) == (span.trace_id, span.span_id)
+
+    async def refused():
+        async with client(traced, key=MCP_KEY) as c:
+            with pytest.raises(MCPError):
+                await c.call_tool("delete_customer-x7", {"id": "c-42"})
+
+    run(refused())
+    span = receiver.wait_for(lambda s: s.attributes.get("gen_ai.tool.name") == "delete_customer-x7")
+    assert span.name == "tools/call", "a tool the policy does not name is no span name"
+    assert span.status_code == ERROR and span.attributes["error.type"] == "tool_not_allowed"
 
 
 def test_a_service_call_and_a_verification_have_their_spans(traced, provider, receiver):
