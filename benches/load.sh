@@ -9,9 +9,12 @@
 #              key swap, usage metering), audit off -> nginx
 #   audited    the same with the audit trail on (file sink, signed checkpoints)
 # Workloads: a 1.2 KB chat completion, a 100 KB prompt, a 1 MB prompt (Warden's large-body
-# path), and an SSE response of 18 events. bare, warden and audited runs alternate ROUNDS times
-# per workload (this machine's run-to-run noise is ±10%); the medians are reported: requests/s,
-# p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's RSS.
+# path), and an SSE response of 18 events and [DONE], each event written apart as providers
+# stream (examples/sse_upstream.rs; nginx's `return` would answer the whole stream in one write,
+# and the per-chunk cost would never show). bare, warden and audited runs alternate ROUNDS times
+# per workload; the medians are reported with their spread ((max - min) / median over the
+# rounds): requests/s, p50/p99, proxy CPU per request, the ratios to bare Pingora, and Warden's
+# RSS.
 # Warden logs as it would by default (an access line per request, to a file) unless WARDEN_LOG
 # says otherwise (`WARDEN_LOG=warn` measures without them); WARDEN_LOG_FORMAT=json is honoured.
 # BASELINE_BIN=<another warden binary> adds a `baseline` run of it (audit off, same policy as
@@ -28,11 +31,12 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
 }
 scripts/ensure-build-deps
-cargo build --release --quiet --bin warden --example bare_passthrough
+cargo build --release --quiet --bin warden --example bare_passthrough --example sse_upstream
 
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nginx_port=$(free_port); bare_port=$(free_port)
+sse_port=$(free_port); bare_sse_port=$(free_port)
 warden_port=$(free_port); warden_admin=$(free_port)
 audited_port=$(free_port); audited_admin=$(free_port)
 baseline_port=$(free_port); baseline_admin=$(free_port)
@@ -40,17 +44,6 @@ traced_port=$(free_port); traced_admin=$(free_port)
 sampled_port=$(free_port); sampled_admin=$(free_port)
 
 completion='{"id":"chatcmpl-1","object":"chat.completion","created":1732000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Here is the summary you asked for."},"finish_reason":"stop"}],"usage":{"prompt_tokens":20,"completion_tokens":8,"total_tokens":28}}'
-sse=$(python3 - <<'PY'
-import json
-events = []
-for i in range(17):
-    events.append({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
-                   "choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]})
-events.append({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [],
-               "usage": {"prompt_tokens": 20, "completion_tokens": 17, "total_tokens": 37}})
-print("".join(f"data: {json.dumps(e, separators=(',', ':'))}\\n\\n" for e in events) + "data: [DONE]\\n\\n", end="")
-PY
-)
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 error_log $work/nginx-error.log;
@@ -67,10 +60,6 @@ http {
     location = /v1/traces {
       return 200 '';
     }
-    location /sse/ {
-      default_type text/event-stream;
-      return 200 '$sse';
-    }
     location / {
       default_type application/json;
       return 200 '$completion';
@@ -85,7 +74,7 @@ policy() {  # policy LISTEN ADMIN
 version: 1
 server: {listen: 127.0.0.1:$1, admin: 127.0.0.1:$2, max_body_bytes: 20971520}
 providers:
-  sse: {base_url: "http://127.0.0.1:$nginx_port/sse/v1", models: ["sse-*"], auth: bearer, api_key_env: BENCH_PROVIDER_KEY}
+  sse: {base_url: "http://127.0.0.1:$sse_port/v1", models: ["sse-*"], auth: bearer, api_key_env: BENCH_PROVIDER_KEY}
   fast: {base_url: "http://127.0.0.1:$nginx_port/v1", models: ["*"], auth: bearer, api_key_env: BENCH_PROVIDER_KEY}
 agents:
   governed:
@@ -106,8 +95,12 @@ YAML
 } > "$work/audited.yaml"
 
 taskset -c 1 nginx -c "$work/nginx.conf"
+taskset -c 1 target/release/examples/sse_upstream "127.0.0.1:$sse_port" > "$work/sse.log" 2>&1 &
+sse_pid=$!
 taskset -c 0 target/release/examples/bare_passthrough "127.0.0.1:$bare_port" "127.0.0.1:$nginx_port" > "$work/bare.log" 2>&1 &
 bare_pid=$!
+taskset -c 0 target/release/examples/bare_passthrough "127.0.0.1:$bare_sse_port" "127.0.0.1:$sse_port" > "$work/bare-sse.log" 2>&1 &
+bare_sse_pid=$!
 BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/warden.yaml" > "$work/warden.log" 2>&1 &
 warden_pid=$!
 BENCH_PROVIDER_KEY=sk-bench WARDEN_LOG=${WARDEN_LOG:-info} taskset -c 0 target/release/warden serve --config "$work/audited.yaml" > "$work/audited.log" 2>&1 &
@@ -132,19 +125,23 @@ if [ -n "${TRACING:-}" ]; then
     admins="$admins ${!admin_var}"
   done
 fi
-trap 'kill $bare_pid $warden_pid $audited_pid $baseline_pid $traced_pid $sampled_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $sse_pid $bare_pid $bare_sse_pid $warden_pid $audited_pid $baseline_pid $traced_pid $sampled_pid 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
 for port in $admins; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 done
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 
-lua() {  # lua NAME MODEL PROMPT_BYTES [EXTRA_JSON_MEMBERS]
+lua() {  # lua NAME MODEL PROMPT_BYTES [EXTRA_JSON_MEMBERS]: the request body and wrk's script
+  printf '{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"%s"}],"temperature":0.2,"max_tokens":256%s}' \
+    "$2" "$(head -c "$3" /dev/zero | tr '\0' a)" "${4:-}" > "$work/$1.json"
   cat > "$work/$1.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer bench-agent-key"
-wrk.body = '{"model":"$2","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"' .. string.rep("a", $3) .. '"}],"temperature":0.2,"max_tokens":256${4:-}}'
+local file = io.open("$work/$1.json", "rb")
+wrk.body = file:read("*a")
+file:close()
 LUA
 }
 lua small gpt-4o-mini 1060
@@ -184,16 +181,17 @@ results="$work/results"
 : > "$results"
 for workload in ${WORKLOADS:-small large huge stream}; do
   path=/v1/chat/completions
-  [ "$workload" = stream ] && direct_path=/sse/v1/chat/completions || direct_path=$path
+  upstream=$nginx_port bare=$bare_port bare_process=$bare_pid
+  [ "$workload" = stream ] && upstream=$sse_port bare=$bare_sse_port bare_process=$bare_sse_pid
   run warmup "http://127.0.0.1:$warden_port$path" "$workload" "" >/dev/null
   run warmup "http://127.0.0.1:$audited_port$path" "$workload" "" >/dev/null
-  run warmup "http://127.0.0.1:$bare_port$direct_path" "$workload" "" >/dev/null
+  run warmup "http://127.0.0.1:$bare$path" "$workload" "" >/dev/null
   [ -n "$baseline_pid" ] && run warmup "http://127.0.0.1:$baseline_port$path" "$workload" "" >/dev/null
   [ -n "$traced_pid" ] && run warmup "http://127.0.0.1:$traced_port$path" "$workload" "" >/dev/null
   [ -n "$sampled_pid" ] && run warmup "http://127.0.0.1:$sampled_port$path" "$workload" "" >/dev/null
-  echo "$workload direct $(run direct "http://127.0.0.1:$nginx_port$direct_path" "$workload" "")" >> "$results"
+  echo "$workload direct $(run direct "http://127.0.0.1:$upstream$path" "$workload" "")" >> "$results"
   for _ in $(seq "$rounds"); do
-    echo "$workload bare $(run bare "http://127.0.0.1:$bare_port$direct_path" "$workload" "$bare_pid")" >> "$results"
+    echo "$workload bare $(run bare "http://127.0.0.1:$bare$path" "$workload" "$bare_process")" >> "$results"
     echo "$workload warden $(run warden "http://127.0.0.1:$warden_port$path" "$workload" "$warden_pid")" >> "$results"
     echo "$workload audited $(run audited "http://127.0.0.1:$audited_port$path" "$workload" "$audited_pid")" >> "$results"
     if [ -n "$baseline_pid" ]; then
@@ -205,6 +203,20 @@ for workload in ${WORKLOADS:-small large huge stream}; do
     fi
   done
 done
+# Latency at a fixed rate, well below saturation (wrk's latencies are a saturated proxy's):
+# PACED_RATE (default 1000, 0 skips) 1.2 KB calls per second over 16 connections, alternating.
+paced="$work/paced"
+: > "$paced"
+if [ "${PACED_RATE:-1000}" != 0 ]; then
+  for _ in $(seq "$rounds"); do
+    for target in "bare $bare_port" "warden $warden_port" "audited $audited_port"; do
+      set -- $target
+      echo "$1 $(taskset -c 1 target/release/examples/paced_load "127.0.0.1:$2" /v1/chat/completions \
+        "${PACED_RATE:-1000}" "$secs" 16 "$work/small.json" \
+        'Content-Type: application/json' 'Authorization: Bearer bench-agent-key')" >> "$paced"
+    done
+  done
+fi
 load_rss=$(awk '/VmRSS/ {print $2}' /proc/$warden_pid/status)
 for admin in $admins; do
   echo "Warden on admin port $admin, outcomes other than ok:"
@@ -212,39 +224,57 @@ for admin in $admins; do
   curl -s "http://127.0.0.1:$admin/metrics" | grep '^warden_trace_spans_[a-z_]*\(total\|{reason="[a-z_]*"}\) [1-9]' || true
 done
 
-python3 - "$results" "$idle_rss" "$load_rss" "$conns" "$rounds" <<'PY'
+python3 - "$results" "$idle_rss" "$load_rss" "$conns" "$rounds" "$paced" "${PACED_RATE:-1000}" <<'PY'
 import statistics, sys
 raw = [line.split() for line in open(sys.argv[1])]
-rows = []  # the median of each (workload, run) over its rounds, in first-seen order
-for key in dict.fromkeys((r[0], r[1]) for r in raw):
-    runs = [r[2:] for r in raw if (r[0], r[1]) == key]
-    rows.append([*key, *(f"{statistics.median(float(r[i]) for r in runs):.{1 if i == 4 else 0}f}" for i in range(5))])
+runs = {}  # (workload, run) -> its rounds, in first-seen order: [rps, p50, p99, non2xx, cpu]
+for r in raw:
+    runs.setdefault((r[0], r[1]), []).append([float(v) for v in r[2:]])
+med = lambda key, i: statistics.median(v[i] for v in runs[key])
+def spread(values):  # (max - min) / median, in percent: how far apart the rounds were
+    m = statistics.median(values)
+    return f"±{(max(values) - min(values)) / m * 50:.0f}%" if m and len(values) > 1 else ""
+def ratio(w, run, base, i):  # per-round ratios (rounds alternate): their median and spread
+    pairs = [a[i] / b[i] for a, b in zip(runs[(w, run)], runs[(w, base)]) if b[i]]
+    return statistics.median(pairs), spread(pairs)
 names = {"small": "1.2 KB chat completion", "large": "100 KB prompt", "huge": "1 MB prompt (large-body path)",
          "stream": "SSE, 18 events"}
 print(f"\n{sys.argv[4]} connections, proxy pinned to one core; CPU = proxy process CPU per request; "
-      f"medians of {sys.argv[5]} alternating rounds")
-print(f"{'workload':32} {'run':9} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'non-2xx':>8} {'CPU µs/req':>11} {'vs bare':>8}")
-by = {}
-for w, run, rps, p50, p99, err, cpu in rows:
-    by[(w, run)] = (float(rps), float(cpu))
-for w, run, rps, p50, p99, err, cpu in rows:
-    bare = by.get((w, "bare"))
-    ratio = f"{float(rps) / bare[0]:.2f}x" if bare and run != "bare" else ""
-    cpu_s = cpu if run != "direct" else "-"
-    print(f"{names[w]:32} {run:9} {rps:>8} {p50:>8} {p99:>8} {err:>8} {cpu_s:>11} {ratio:>8}")
+      f"medians of {sys.argv[5]} alternating rounds, ± half their range over the median")
+print(f"{'workload':30} {'run':9} {'req/s':>8} {'':>5} {'p50 µs':>7} {'p99 µs':>7} {'non-2xx':>7} "
+      f"{'CPU µs/req':>10} {'':>5} {'vs bare':>7} {'':>5}")
+for (w, run), values in runs.items():
+    rps = [v[0] for v in values]
+    cpu = [v[4] for v in values]
+    r, r_spread = ratio(w, run, "bare", 0) if (w, "bare") in runs and run not in ("bare", "direct") else (None, "")
+    cpu_s = f"{med((w, run), 4):10.1f} {spread(cpu):>5}" if run != "direct" else f"{'-':>10} {'':>5}"
+    print(f"{names[w]:30} {run:9} {med((w, run), 0):8.0f} {spread(rps):>5} {med((w, run), 1):7.0f} "
+          f"{med((w, run), 2):7.0f} {med((w, run), 3):7.0f} {cpu_s} "
+          f"{f'{r:.2f}x' if r else '':>7} {r_spread:>5}")
 print()
 for w in names:
-    b, a, n = by.get((w, "bare")), by.get((w, "audited")), by.get((w, "warden"))
-    if b and a and n:
-        base = by.get((w, "baseline"))
-        extra = f", baseline {base[1]:.1f} ({base[0]/b[0]:.2f}x)" if base else ""
-        for other in ("traced", "sampled"):
-            o = by.get((w, other))
-            if o:
-                extra += (f", {other} {o[1]:.1f} ({o[0]/b[0]:.2f}x bare, {o[0]/n[0]:.2f}x warden, "
-                          f"+{o[1] - n[1]:.1f} µs CPU)")
-        print(f"{names[w]:32} warden/bare {n[0]/b[0]:.2f}x, audited/bare {a[0]/b[0]:.2f}x; "
-              f"CPU µs/req bare {b[1]:.1f}, warden {n[1]:.1f}, audited {a[1]:.1f}{extra}")
+    if not all((w, k) in runs for k in ("bare", "warden", "audited")):
+        continue
+    line = []
+    for run in ("warden", "audited", "baseline", "traced", "sampled"):
+        if (w, run) in runs:
+            tput, tput_spread = ratio(w, run, "bare", 0)
+            cpu, cpu_spread = ratio(w, run, "bare", 4)
+            line.append(f"{run} {tput:.2f}x {tput_spread} throughput, {cpu:.2f}x {cpu_spread} CPU "
+                        f"(+{med((w, run), 4) - med((w, 'bare'), 4):.1f} µs)")
+    print(f"{names[w]}, against bare Pingora ({med((w, 'bare'), 4):.1f} µs CPU/req): " + "; ".join(line))
+paced = {}
+for line in open(sys.argv[6]):
+    run, *values = line.split()
+    paced.setdefault(run, []).append([float(v) for v in values])
+if "bare" in paced:
+    print(f"\nAt a fixed {sys.argv[7]} requests/s (1.2 KB, 16 connections), medians of the rounds:")
+    print(f"{'run':9} {'requests':>9} {'errors':>7} {'p50 µs':>7} {'p90 µs':>7} {'p99 µs':>7} {'p99.9 µs':>8} {'added p99 µs':>12}")
+    for run, values in paced.items():
+        m = lambda i: statistics.median(v[i] for v in values)
+        added = [a[4] - b[4] for a, b in zip(values, paced["bare"])]
+        extra = f"{statistics.median(added):.0f} ({min(added):.0f}..{max(added):.0f})" if run != "bare" else ""
+        print(f"{run:9} {m(0):9.0f} {m(1):7.0f} {m(2):7.0f} {m(3):7.0f} {m(4):7.0f} {m(5):8.0f} {extra:>12}")
 print(f"\nWarden RSS (audit off): idle {int(sys.argv[2]) / 1024:.1f} MiB, after load {int(sys.argv[3]) / 1024:.1f} MiB")
 PY
 # Stop the audited Warden the way Kubernetes does (SIGTERM): it signs what it wrote with a final
